@@ -1,0 +1,1 @@
+//! Placeholder: this crate only pins the `lua-src` package (see Cargo.toml).

@@ -1,0 +1,98 @@
+#include "addon.h"
+
+#include <wasmtime.h>
+
+#include <algorithm>
+
+#include "errors.h"
+#include "lua_vm.h"
+#include "wasm_engine.h"
+#include "wasm_instance.h"
+#include "wasm_module.h"
+
+extern "C" uint64_t hb_xxh3_64(const uint8_t* data, size_t len);
+extern "C" {
+#include "lua.h"
+}
+
+namespace hbr {
+
+void Closable::Track(Addon* addon) {
+  addon_ = addon;
+  addon->Register(this);
+}
+
+void Closable::Untrack() {
+  if (addon_ != nullptr) addon_->Deregister(this);
+  addon_ = nullptr;
+}
+
+uint64_t Checksum64(const uint8_t* data, size_t len) { return hb_xxh3_64(data, len); }
+
+Addon::Addon(Napi::Env env, Napi::Object exports) {
+  DefineAddon(exports, {
+                           InstanceMethod("setErrorClasses", &Addon::SetErrorClasses),
+                           InstanceMethod("versions", &Addon::Versions),
+                           InstanceMethod("checksum", &Addon::Checksum),
+                       });
+  WasmModule::Init(env, exports, this);
+  WasmInstance::Init(env, exports, this);
+  LuaVM::Init(env, exports, this);
+}
+
+Addon::~Addon() {
+  // Environment teardown: close children, then parents, then the engine (see addon.h).
+  std::vector<Closable*> handles = live_;
+  std::stable_sort(handles.begin(), handles.end(), [](Closable* a, Closable* b) {
+    return static_cast<int>(a->CloseRank()) < static_cast<int>(b->CloseRank());
+  });
+  for (Closable* h : handles) {
+    h->Close();
+    h->addon_ = nullptr;
+  }
+  live_.clear();
+  if (engine_ != nullptr) wasm_engine_delete(engine_);
+  engine_ = nullptr;
+}
+
+wasm_engine_t* Addon::Engine() {
+  if (engine_ == nullptr) engine_ = NewEngine();
+  return engine_;
+}
+
+void Addon::Register(Closable* handle) { live_.push_back(handle); }
+
+void Addon::Deregister(Closable* handle) {
+  auto it = std::find(live_.begin(), live_.end(), handle);
+  if (it != live_.end()) {
+    *it = live_.back();
+    live_.pop_back();
+  }
+}
+
+Napi::Value Addon::SetErrorClasses(const Napi::CallbackInfo& info) {
+  if (!info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "setErrorClasses(classes): object expected");
+  error_classes = Napi::Persistent(info[0].As<Napi::Object>());
+  return info.Env().Undefined();
+}
+
+Napi::Value Addon::Versions(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object v = Napi::Object::New(env);
+  v.Set("wasmtime", Napi::String::New(env, WASMTIME_VERSION));
+  v.Set("lua", Napi::String::New(env, LUA_RELEASE));
+  v.Set("napi", Napi::Number::New(env, NAPI_VERSION));
+  return v;
+}
+
+// checksum(bytes) -> bigint: XXH3-64 of a buffer (used by snapshot formats on both sides).
+Napi::Value Addon::Checksum(const Napi::CallbackInfo& info) {
+  if (!info[0].IsTypedArray()) throw InvalidArg(info.Env(), "checksum(bytes): Uint8Array expected");
+  Napi::Uint8Array a = info[0].As<Napi::Uint8Array>();
+  return Napi::BigInt::New(info.Env(), Checksum64(a.Data(), a.ByteLength()));
+}
+
+}  // namespace hbr
+
+using HbRuntimesAddon = hbr::Addon;
+NODE_API_ADDON(HbRuntimesAddon)

@@ -1,0 +1,98 @@
+// WasmInstance: one instance of a WasmModule in its own Wasmtime store. Host imports are JS
+// functions called synchronously on the calling thread. Memory access, snapshots and calls all go
+// through this handle; it keeps its module's JS object alive.
+#pragma once
+
+#include <napi.h>
+#include <wasmtime.h>
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "addon.h"
+
+namespace hbr {
+
+class WasmModule;
+
+class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports, Addon* addon);
+  // new WasmInstance(module, imports: (fn|undefined)[] in import order, options)
+  explicit WasmInstance(const Napi::CallbackInfo& info);
+  ~WasmInstance() override;
+  // Idempotent. During a call (depth > 0) the close is deferred until the outermost call returns.
+  void Close() override;
+
+ private:
+  struct HostImport {
+    WasmInstance* self;
+    Napi::FunctionReference fn;
+    std::string label;  // "module.name", for messages
+    std::vector<wasm_valkind_t> params, results;
+  };
+  struct ExportFunc {
+    wasmtime_func_t func;
+    std::vector<wasm_valkind_t> params, results;
+  };
+  struct ExportGlobal {
+    std::string name;
+    wasmtime_global_t global;
+    wasm_valkind_t kind;
+  };
+  struct ExportMemory {
+    std::string name;
+    wasmtime_memory_t memory;
+  };
+
+  static wasm_trap_t* Trampoline(void* env, wasmtime_caller_t* caller, const wasmtime_val_t* args, size_t nargs,
+                                 wasmtime_val_t* results, size_t nresults);
+  // The body of Trampoline; returns a trap (and records the JS error) on failure. Never throws.
+  wasm_trap_t* CallHost(HostImport* imp, wasmtime_caller_t* caller, const wasmtime_val_t* args,
+                        wasmtime_val_t* results);
+
+  Napi::Value ExportIndex(const Napi::CallbackInfo& info);
+  Napi::Value Call(const Napi::CallbackInfo& info);
+  Napi::Value MemorySize(const Napi::CallbackInfo& info);
+  Napi::Value MemoryGrow(const Napi::CallbackInfo& info);
+  Napi::Value MemoryRead(const Napi::CallbackInfo& info);
+  Napi::Value MemoryWrite(const Napi::CallbackInfo& info);
+  Napi::Value ReadCString(const Napi::CallbackInfo& info);
+  Napi::Value HasMemory(const Napi::CallbackInfo& info);
+  Napi::Value Snapshot(const Napi::CallbackInfo& info);
+  Napi::Value Restore(const Napi::CallbackInfo& info);
+  Napi::Value FuelConsumed(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+
+  void Instantiate(Napi::Env env, WasmModule* module, Napi::Array imports);
+  void CheckOpen(Napi::Env env) const;
+  // Precondition: open and the module exports a memory.
+  const ExportMemory& Memory(Napi::Env env) const;
+  // The store context to use now: the caller's inside a host import, else the store's.
+  wasmtime_context_t* Ctx() const { return caller_ctx_ != nullptr ? caller_ctx_ : wasmtime_store_context(store_); }
+  // Converts a failed call (error or trap, ownership taken) into the JS error to throw.
+  Napi::Error CallError(Napi::Env env, wasmtime_error_t* error, wasm_trap_t* trap, const std::string& what);
+  void ReleaseStore();
+
+  wasmtime_store_t* store_ = nullptr;
+  wasmtime_context_t* caller_ctx_ = nullptr;
+  wasmtime_instance_t instance_{};
+  WasmModule* module_ = nullptr;
+  Napi::ObjectReference module_ref_;
+  std::vector<std::unique_ptr<HostImport>> imports_;
+  std::vector<ExportFunc> funcs_;
+  std::unordered_map<std::string, int> func_index_;
+  std::vector<ExportMemory> memories_;
+  std::vector<ExportGlobal> globals_;  // exported mutable globals of value type
+  uint64_t fuel_ = 0;                  // per-call budget; 0 = unlimited
+  uint64_t fuel_consumed_ = 0;         // by the last outermost call
+  int depth_ = 0;                      // nesting of calls (host imports may call back in)
+  bool close_pending_ = false;
+  napi_env env_ = nullptr;             // valid during a call, for host imports
+  Napi::Reference<Napi::Value> pending_error_;  // a JS error thrown by a host import
+  std::string pending_label_;
+};
+
+}  // namespace hbr

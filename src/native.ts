@@ -1,0 +1,117 @@
+/**
+ * The declared surface of the native addon (`hb_runtimes.node`). This is the only module that
+ * loads the binary: node-gyp-build looks in `prebuilds/<platform>-<arch>/` first, then in
+ * `build/Release/` (a local source build). Public classes in `wasm.ts` and `lua.ts` wrap these
+ * handles; nothing else touches them.
+ */
+import * as path from 'node:path';
+import { ERROR_CLASSES } from './errors';
+
+/** Value types of WebAssembly signatures as the addon reports them. */
+export type NativeValType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128' | 'funcref' | 'externref' | 'anyref' | 'exnref';
+
+export interface NativeFuncType {
+  params: NativeValType[];
+  results: NativeValType[];
+}
+
+export interface NativeExternDesc {
+  module?: string;
+  name: string;
+  kind: 'func' | 'memory' | 'table' | 'global' | 'tag';
+  type?: NativeFuncType;
+  /** memories: `{ min, max?, is64 }` in pages; globals: `{ content, mutable }`. */
+  detail?: Record<string, unknown>;
+}
+
+/** A compiled module (Wasmtime `wasmtime_module_t`). */
+export interface NativeWasmModule {
+  serialize(): Buffer;
+  imports(): NativeExternDesc[];
+  exports(): NativeExternDesc[];
+  dispose(): void;
+}
+
+export interface NativeWasmModuleCtor {
+  /** Compiles and validates `bytes`; throws WasmError with the engine's message. */
+  compile(bytes: Uint8Array): NativeWasmModule;
+  /** Loads code produced by `serialize()` with this addon's engine configuration. */
+  deserialize(bytes: Uint8Array): NativeWasmModule;
+}
+
+/** Host import implementations, in the module's import order (undefined = not provided). */
+export type NativeImportFn = (...args: Array<number | bigint>) => unknown;
+
+export interface NativeInstanceOptions {
+  /** Fuel per call (undefined: unlimited). */
+  fuel?: bigint;
+  /** Maximum size of each memory in bytes (undefined: the module's own maximum). */
+  maxMemoryBytes?: number;
+  /** Unknown imports: trap (true) or stub returning zeros (false, the default when a stub fn is given). */
+  strictImports?: boolean;
+}
+
+/** A live instance with its own Wasmtime store. */
+export interface NativeWasmInstance {
+  /** Index of an export function by name, or -1. */
+  exportIndex(name: string): number;
+  /** Calls the export function at `index` with arguments converted per its signature. */
+  call(index: number, args: unknown[]): Array<number | bigint>;
+  memorySize(): bigint;
+  memoryGrow(pages: number | bigint): bigint;
+  memoryRead(ptr: number | bigint, len: number | bigint): Buffer;
+  memoryWrite(ptr: number | bigint, bytes: Uint8Array): void;
+  /** Reads a NUL-terminated string starting at `ptr` (bytes before the NUL). */
+  readCString(ptr: number | bigint): Buffer;
+  hasMemory(): boolean;
+  snapshot(moduleHash: Uint8Array): Buffer;
+  restore(blob: Uint8Array, moduleHash: Uint8Array): void;
+  fuelConsumed(): bigint;
+  dispose(): void;
+}
+
+export interface NativeWasmInstanceCtor {
+  new (module: NativeWasmModule, imports: Array<NativeImportFn | undefined>, options: NativeInstanceOptions): NativeWasmInstance;
+}
+
+// ---- LuaVM ------------------------------------------------------------------------------------
+export interface NativeLuaVM {
+  dispose(): void;
+}
+export interface NativeLuaVMCtor {
+  new (options?: Record<string, unknown>): NativeLuaVM;
+}
+// ---- end LuaVM --------------------------------------------------------------------------------
+
+export interface NativeBinding {
+  WasmModule: NativeWasmModuleCtor;
+  WasmInstance: NativeWasmInstanceCtor;
+  LuaVM: NativeLuaVMCtor;
+  setErrorClasses(classes: Record<string, Function>): void;
+  versions(): { wasmtime: string; lua: string; napi: number };
+  /** XXH3-64 of the bytes. */
+  checksum(bytes: Uint8Array): bigint;
+}
+
+function load(): NativeBinding {
+  const root = path.join(__dirname, '..');
+  let binding: NativeBinding;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    binding = require('node-gyp-build')(root) as NativeBinding;
+  } catch (e) {
+    const err = e as Error;
+    throw new Error(
+      `hb-runtimes: could not load the native addon (${err.message}).\n` +
+        `Looked in ${path.join(root, 'prebuilds', `${process.platform}-${process.arch}`)} and ${path.join(root, 'build', 'Release')}.\n` +
+        'Fixes: reinstall to get the prebuilt binary for your platform, or build from source with ' +
+        '`npm run build:native` (needs cargo, cmake and a C++ compiler).',
+      { cause: e },
+    );
+  }
+  binding.setErrorClasses(ERROR_CLASSES);
+  return binding;
+}
+
+/** The addon, loaded once per thread (each worker gets its own environment). */
+export const native: NativeBinding = load();

@@ -1,0 +1,320 @@
+/**
+ * WebAssembly handles: `WasmModule` (compiled code, cached by image hash) and `WasmInstance`
+ * (an instance in its own Wasmtime store, with JS host imports, 64-bit memory access and
+ * snapshots). Thin wrappers over the native classes declared in `native.ts`: arguments are
+ * validated here, then one native call does the work.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { AoError, WasmError, badArg } from './errors';
+import { native, type NativeExternDesc, type NativeFuncType, type NativeWasmInstance, type NativeWasmModule } from './native';
+import { INTERNAL_EXPORT_PREFIX, exposeInternals } from './wasm-binary';
+
+export type WasmValue = number | bigint;
+export type { NativeFuncType as FuncType, NativeExternDesc as ExternDesc };
+
+const MODULE_MAGIC = Buffer.from('HBMODULE');
+const MODULE_FORMAT = 1;
+
+export interface CompileOptions {
+  /** Use the in-memory module cache (default true): the same image is never compiled twice. */
+  cache?: boolean;
+  /** Also keep compiled code in this directory (`<sha256>-wasmtime-<version>.cwasm`). */
+  cacheDir?: string;
+}
+const COMPILE_OPTIONS = new Set(['cache', 'cacheDir']);
+
+function checkOptions(opts: object | undefined, allowed: Set<string>, where: string): void {
+  if (opts === undefined) return;
+  if (opts === null || typeof opts !== 'object') throw badArg(`${where}: options must be an object`);
+  for (const k of Object.keys(opts)) {
+    if (!allowed.has(k)) throw badArg(`${where}: unknown option '${k}' (allowed: ${[...allowed].join(', ')})`);
+  }
+}
+
+function asBytes(bytes: unknown, where: string): Uint8Array {
+  if (bytes instanceof Uint8Array) return bytes;
+  if (bytes instanceof ArrayBuffer) return new Uint8Array(bytes);
+  throw badArg(`${where}: expected a Uint8Array`);
+}
+
+/** SHA-256 of an image: the identity of a module in caches and snapshots. */
+export function imageHash(bytes: Uint8Array): Buffer {
+  return createHash('sha256').update(bytes).digest();
+}
+
+const memoryCache = new Map<string, WasmModule>();
+
+/** A compiled WebAssembly module. */
+export class WasmModule {
+  readonly #native: NativeWasmModule;
+  /** SHA-256 of the original image (before hb-runtimes added its internal exports). */
+  readonly hash: Buffer;
+  /** The module's imports, in order, with their types. */
+  readonly imports: readonly NativeExternDesc[];
+  /** The module's own exports (internal `hb:` exports are hidden). */
+  readonly exports: readonly NativeExternDesc[];
+  #disposed = false;
+
+  private constructor(handle: NativeWasmModule, hash: Buffer) {
+    this.#native = handle;
+    this.hash = hash;
+    this.imports = Object.freeze(handle.imports());
+    this.exports = Object.freeze(handle.exports().filter((e) => !e.name.startsWith(INTERNAL_EXPORT_PREFIX)));
+  }
+
+  /**
+   * Compiles and validates an image. Invalid bytes throw a `WasmError` (code `ERR_WASM_COMPILE`)
+   * carrying the engine's message. Cached by SHA-256: compiling the same bytes again returns the
+   * same module without recompiling.
+   */
+  static compile(bytes: Uint8Array, opts?: CompileOptions): WasmModule {
+    checkOptions(opts, COMPILE_OPTIONS, 'WasmModule.compile');
+    const image = asBytes(bytes, 'WasmModule.compile');
+    const hash = imageHash(image);
+    const key = hash.toString('hex');
+    const useCache = opts?.cache !== false;
+    if (useCache) {
+      const hit = memoryCache.get(key);
+      if (hit && !hit.#disposed) return hit;
+    }
+    let mod: WasmModule | undefined;
+    const file = opts?.cacheDir ? path.join(opts.cacheDir, `${key}-wasmtime-${native.versions().wasmtime}.cwasm`) : undefined;
+    if (file && fs.existsSync(file)) {
+      try {
+        mod = WasmModule.deserialize(fs.readFileSync(file));
+      } catch {
+        mod = undefined; // stale or damaged entry: recompile and replace it
+      }
+    }
+    if (!mod) {
+      mod = new WasmModule(native.WasmModule.compile(exposeInternals(image).bytes), hash);
+      if (file) writeAtomic(file, mod.serialize());
+    }
+    if (useCache) memoryCache.set(key, mod);
+    return mod;
+  }
+
+  /** Loads code produced by `serialize()` (same hb-runtimes build and platform). */
+  static deserialize(bytes: Uint8Array): WasmModule {
+    const blob = Buffer.from(asBytes(bytes, 'WasmModule.deserialize'));
+    if (blob.length < 44 || !blob.subarray(0, 8).equals(MODULE_MAGIC)) {
+      throw new WasmError('not a serialized hb-runtimes module (bad magic)', { code: 'ERR_WASM_DESERIALIZE' });
+    }
+    const version = blob.readUInt32LE(8);
+    if (version !== MODULE_FORMAT) {
+      throw new WasmError(`unsupported serialized module version ${version}`, { code: 'ERR_WASM_DESERIALIZE' });
+    }
+    const hash = Buffer.from(blob.subarray(12, 44));
+    return new WasmModule(native.WasmModule.deserialize(blob.subarray(44)), hash);
+  }
+
+  /** Precompiled code: `HBMODULE`, u32 format, 32-byte image hash, then Wasmtime's bytes. */
+  serialize(): Buffer {
+    const header = Buffer.alloc(12);
+    MODULE_MAGIC.copy(header, 0);
+    header.writeUInt32LE(MODULE_FORMAT, 8);
+    return Buffer.concat([header, this.hash, this.#native.serialize()]);
+  }
+
+  /** The signature of an exported function, or undefined. */
+  exportType(name: string): NativeFuncType | undefined {
+    const e = this.exports.find((x) => x.name === name && x.kind === 'func');
+    return e?.type;
+  }
+
+  /** Frees the compiled code and closes every instance created from it. Idempotent. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    const key = this.hash.toString('hex');
+    if (memoryCache.get(key) === this) memoryCache.delete(key);
+    this.#native.dispose();
+  }
+
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** @internal */
+  static handleOf(m: WasmModule): NativeWasmModule {
+    if (m.#disposed) throw new TypeError('WasmModule is closed');
+    return m.#native;
+  }
+}
+
+function writeAtomic(file: string, data: Uint8Array): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+  const fd = fs.openSync(tmp, 'w');
+  try {
+    fs.writeSync(fd, data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
+
+/** Host functions by module and name: `{ env: { log: (x) => … } }`. */
+export type WasmImports = Record<string, Record<string, (...args: WasmValue[]) => unknown>>;
+
+export interface InstanceOptions {
+  /** Fuel budget for each outermost call; exceeding it throws a `LimitError` (limit `fuel`). */
+  fuel?: number | bigint;
+  /** Cap on each memory's size in bytes; `memory.grow` beyond it fails (returns -1 in the guest). */
+  maxMemoryBytes?: number;
+}
+const INSTANCE_OPTIONS = new Set(['fuel', 'maxMemoryBytes']);
+
+/** Linear memory of an instance (its first exported memory). */
+export interface WasmMemory {
+  /** Copies `len` bytes at `ptr`. Out of bounds: `AoError` 400 `ERR_OUT_OF_BOUNDS`. */
+  read(ptr: WasmValue, len: WasmValue): Buffer;
+  /** Copies `bytes` to `ptr`. Out of bounds: `AoError` 400 `ERR_OUT_OF_BOUNDS`. */
+  write(ptr: WasmValue, bytes: Uint8Array): void;
+  /** Current size in bytes: a number for 32-bit memories, a bigint for memory64. */
+  readonly size: number | bigint;
+  /** Grows by `pages` 64 KiB pages; returns the previous size in pages. */
+  grow(pages: WasmValue): number | bigint;
+  /** Whether this is a 64-bit memory. */
+  readonly is64: boolean;
+}
+
+/** An instance of a module, with its own store, memory and globals. */
+export class WasmInstance {
+  readonly #native: NativeWasmInstance;
+  readonly module: WasmModule;
+  readonly memory: WasmMemory;
+  readonly #index = new Map<string, number>();
+  #disposed = false;
+
+  constructor(module: WasmModule, imports: WasmImports = {}, opts?: InstanceOptions) {
+    if (!(module instanceof WasmModule)) throw badArg('WasmInstance: the first argument must be a WasmModule');
+    checkOptions(opts, INSTANCE_OPTIONS, 'WasmInstance');
+    if (imports === null || typeof imports !== 'object') throw badArg('WasmInstance: imports must be an object');
+    const fns = module.imports.map((imp) => {
+      const fn = imports[imp.module ?? '']?.[imp.name];
+      if (fn !== undefined && typeof fn !== 'function') {
+        throw badArg(`WasmInstance: import ${imp.module}.${imp.name} must be a function`);
+      }
+      return fn as ((...args: Array<number | bigint>) => unknown) | undefined;
+    });
+    const nopts: { fuel?: bigint; maxMemoryBytes?: number } = {};
+    if (opts?.fuel !== undefined) nopts.fuel = BigInt(opts.fuel);
+    if (opts?.maxMemoryBytes !== undefined) nopts.maxMemoryBytes = opts.maxMemoryBytes;
+    this.#native = new native.WasmInstance(WasmModule.handleOf(module), fns, nopts);
+    this.module = module;
+    const mem = module.exports.find((e) => e.kind === 'memory') ?? module.imports.find((e) => e.kind === 'memory');
+    const is64 = Boolean(mem?.detail?.is64);
+    const h = this.#native;
+    this.memory = {
+      read: (ptr, len) => h.memoryRead(ptr, len),
+      write: (ptr, bytes) => h.memoryWrite(ptr, bytes),
+      get size() {
+        const s = h.memorySize();
+        return is64 ? s : Number(s);
+      },
+      grow: (pages) => {
+        const prev = h.memoryGrow(pages);
+        return is64 ? prev : Number(prev);
+      },
+      is64,
+    };
+  }
+
+  /**
+   * Calls an exported function. Arguments are converted to its signature (i64 takes bigint or a
+   * safe integer; f32/f64 take any number); results come back as an array (i64 as bigint). A wrong
+   * name, arity or type is an `AoError` 400; a trap is a `WasmTrap` 500 with `trapCode` and
+   * `frames`; an exhausted fuel budget a `LimitError`.
+   */
+  call(name: string, args: readonly unknown[] = []): WasmValue[] {
+    let idx = this.#index.get(name);
+    if (idx === undefined) {
+      idx = this.#native.exportIndex(name);
+      if (idx < 0) {
+        throw new AoError(`function not found: ${name}`, { status: 404, code: 'ERR_NOT_FOUND', key: name });
+      }
+      this.#index.set(name, idx);
+    }
+    if (!Array.isArray(args)) throw badArg(`call(${name}): args must be an array`);
+    return this.#native.call(idx, args as unknown[]);
+  }
+
+  /** Whether the module exports a function of that name. */
+  hasExport(name: string): boolean {
+    return this.module.exports.some((e) => e.name === name && e.kind === 'func');
+  }
+
+  /** Calls the guest's `malloc(size)`; a null result is an `AoError` 500 `ERR_MALLOC`. */
+  malloc(size: WasmValue): WasmValue {
+    const [ptr] = this.call('malloc', [this.#pointerArg('malloc', size)]);
+    if (ptr === 0 || ptr === 0n) {
+      throw new AoError(`malloc(${size}) failed: the guest returned NULL`, { status: 500, code: 'ERR_MALLOC' });
+    }
+    return ptr!;
+  }
+
+  /** Calls the guest's `free(ptr)` when it exports one. */
+  free(ptr: WasmValue): void {
+    if (this.hasExport('free')) this.call('free', [this.#pointerArg('free', ptr)]);
+  }
+
+  /** Writes `bytes` plus a NUL into memory from the guest's `malloc`; returns the pointer. */
+  writeString(bytes: string | Uint8Array): WasmValue {
+    const data = typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes;
+    const ptr = this.malloc(data.length + 1);
+    const withNul = Buffer.allocUnsafe(data.length + 1);
+    withNul.set(data, 0);
+    withNul[data.length] = 0;
+    this.#native.memoryWrite(ptr, withNul);
+    return ptr;
+  }
+
+  /** Reads the NUL-terminated bytes at `ptr` (a one-element array is accepted, as HyperBEAM does). */
+  readString(ptr: WasmValue | [WasmValue]): Buffer {
+    const p = Array.isArray(ptr) ? ptr[0] : ptr;
+    return this.#native.readCString(p as WasmValue);
+  }
+
+  #pointerArg(fn: string, v: WasmValue): WasmValue {
+    const t = this.module.exportType(fn);
+    if (!t) throw new AoError(`function not found: ${fn}`, { status: 404, code: 'ERR_NOT_FOUND', key: fn });
+    return t.params[0] === 'i64' ? BigInt(v) : Number(v);
+  }
+
+  /**
+   * Captures every memory and mutable global into a versioned, checksummed blob tied to this
+   * module's image hash.
+   */
+  snapshot(): Buffer {
+    return this.#native.snapshot(this.module.hash);
+  }
+
+  /**
+   * Restores a snapshot taken from an instance of the same image. The blob is fully validated
+   * (magic, version, image, checksum, shapes) before anything is touched: a bad blob throws a
+   * `SnapshotError` and leaves the instance as it was.
+   */
+  restore(snapshot: Uint8Array): void {
+    this.#native.restore(asBytes(snapshot, 'WasmInstance.restore'), this.module.hash);
+  }
+
+  /** Fuel consumed by the last outermost call (0 when no budget was set). */
+  get fuelConsumed(): bigint {
+    return this.#native.fuelConsumed();
+  }
+
+  /** Frees the store. Idempotent; during a call it takes effect when the call returns. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#native.dispose();
+  }
+
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+}

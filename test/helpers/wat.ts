@@ -1,0 +1,23 @@
+/** Test fixtures made at test time: WAT compiled with the `wabt` package. */
+import wabtInit from 'wabt';
+
+let wabt: Awaited<ReturnType<typeof wabtInit>> | undefined;
+
+/** Compiles WAT text to a binary module (memory64, exceptions and multi-value enabled). */
+export async function wat(text: string): Promise<Uint8Array> {
+  wabt ??= await wabtInit();
+  const mod = wabt.parseWat('test.wat', text, {
+    memory64: true,
+    exceptions: true,
+    multi_value: true,
+    bulk_memory: true,
+    reference_types: true,
+  });
+  try {
+    mod.resolveNames();
+    mod.validate();
+    return new Uint8Array(mod.toBinary({ write_debug_names: true }).buffer);
+  } finally {
+    mod.destroy();
+  }
+}
