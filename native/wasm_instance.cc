@@ -342,25 +342,39 @@ wasm_trap_t* WasmInstance::CallHost(HostImport* imp, wasmtime_caller_t* caller, 
   }
   caller_ctx_ = saved;
   if (failure.empty()) return nullptr;
-  if (pending_label_.empty()) pending_label_ = imp->label;
+  if (pending_failure_.empty()) {
+    pending_label_ = imp->label;
+    pending_failure_ = failure;
+  }
   return wasmtime_trap_new(failure.data(), failure.size());
+}
+
+// The readable cause of a trap message, without the backtrace Wasmtime prepends.
+static std::string TrapText(std::string msg) {
+  const std::string marker = "Caused by:\n";
+  size_t at = msg.rfind(marker);
+  if (at != std::string::npos) msg = msg.substr(at + marker.size());
+  size_t b = msg.find_first_not_of(" \n");
+  size_t e = msg.find_last_not_of(" \n");
+  return b == std::string::npos ? msg : msg.substr(b, e - b + 1);
 }
 
 Napi::Error WasmInstance::CallError(Napi::Env env, wasmtime_error_t* error, wasm_trap_t* trap, const std::string& what) {
   Napi::Value cause = env.Undefined();
-  std::string label = pending_label_;
   if (!pending_error_.IsEmpty()) {
     cause = pending_error_.Value();
     pending_error_.Reset();
   }
+  std::string host_failure;
+  host_failure.swap(pending_failure_);
   pending_label_.clear();
   if (error != nullptr) {
     std::string msg = TakeErrorMessage(error);
-    if (!cause.IsUndefined()) {
-      return MakeError(env, "WasmTrap", what + ": host import " + label + " failed",
-                       {{"trapCode", Napi::String::New(env, "host")}, {"cause", cause}});
+    if (!host_failure.empty()) {
+      return MakeError(env, "WasmTrap", what + " trapped: " + host_failure,
+                       {{"trapCode", Napi::String::New(env, "host")}, {"frames", Napi::Array::New(env)}, {"cause", cause}});
     }
-    return MakeError(env, "WasmError", what + " failed: " + msg,
+    return MakeError(env, "WasmError", what + " failed: " + TrapText(msg),
                      {{"status", Napi::Number::New(env, 500)}, {"code", Napi::String::New(env, "ERR_WASM_CALL")}});
   }
   wasm_message_t message;
@@ -368,7 +382,8 @@ Napi::Error WasmInstance::CallError(Napi::Env env, wasmtime_error_t* error, wasm
   std::string msg(message.data, message.size > 0 && message.data[message.size - 1] == '\0' ? message.size - 1 : message.size);
   wasm_byte_vec_delete(&message);
   wasmtime_trap_code_t code;
-  const char* code_name = wasmtime_trap_code(trap, &code) ? TrapCodeName(code) : (cause.IsUndefined() ? "trap" : "host");
+  const bool has_code = wasmtime_trap_code(trap, &code);
+  const char* code_name = has_code ? TrapCodeName(code) : (host_failure.empty() ? "trap" : "host");
   wasm_frame_vec_t trace;
   wasm_trap_trace(trap, &trace);
   Napi::Array frames = Napi::Array::New(env, trace.size);
@@ -383,13 +398,12 @@ Napi::Error WasmInstance::CallError(Napi::Env env, wasmtime_error_t* error, wasm
   }
   wasm_frame_vec_delete(&trace);
   wasm_trap_delete(trap);
-  const bool fuel = std::strcmp(code_name, "out_of_fuel") == 0;
-  std::string text = what + " trapped: " + msg;
+  const bool fuel = has_code && code == WASMTIME_TRAP_CODE_OUT_OF_FUEL;
+  std::string text = what + " trapped: " + (host_failure.empty() || has_code ? TrapText(msg) : host_failure);
   if (fuel) text = what + " ran out of fuel (budget " + std::to_string(fuel_) + ")";
   return MakeError(env, fuel ? "LimitError" : "WasmTrap", text,
                    {{"trapCode", Napi::String::New(env, code_name)},
                     {"frames", frames},
-                    {"trace", frames},
                     {"limit", fuel ? Napi::String::New(env, "fuel") : env.Undefined()},
                     {"cause", cause}});
 }

@@ -92,7 +92,8 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   bool close_pending_ = false;
   napi_env env_ = nullptr;             // valid during a call, for host imports
   Napi::Reference<Napi::Value> pending_error_;  // a JS error thrown by a host import
-  std::string pending_label_;
+  std::string pending_label_;    // the import that failed first
+  std::string pending_failure_;  // why it failed
 };
 
 }  // namespace hbr

@@ -57,8 +57,8 @@ export interface WasmFrame {
 
 /** A WebAssembly call trapped: `trapCode` names the trap, `frames` the wasm stack (innermost first). */
 export class WasmTrap extends AoError {
-  readonly trapCode!: string;
-  readonly frames!: WasmFrame[];
+  declare readonly trapCode: string;
+  declare readonly frames: WasmFrame[];
   constructor(message: string, props: AoErrorProps = {}) {
     super(message, { status: 500, code: 'ERR_WASM_TRAP', trapCode: 'unknown', frames: [], ...props });
     if (this.trace === undefined) (this as { trace?: unknown }).trace = this.frames;
@@ -92,7 +92,7 @@ export class LuaMemoryError extends LuaError {
 
 /** A configured budget ran out: `limit` is `fuel`, `instructions` or `memory`. */
 export class LimitError extends AoError {
-  readonly limit!: 'fuel' | 'instructions' | 'memory';
+  declare readonly limit: 'fuel' | 'instructions' | 'memory';
   constructor(message: string, props: AoErrorProps = {}) {
     super(message, { status: 500, code: 'ERR_LIMIT', ...props });
   }
