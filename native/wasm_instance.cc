@@ -1,5 +1,6 @@
 #include "wasm_instance.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -240,8 +241,11 @@ void WasmInstance::Instantiate(Napi::Env env, WasmModule* module, Napi::Array im
     std::string export_name(name, name_len);
     if (item.kind == WASMTIME_EXTERN_FUNC) {
       wasm_functype_t* ft = wasmtime_func_type(ctx, &item.of.func);
-      ExportFunc f{item.of.func, Kinds(wasm_functype_params(ft)), Kinds(wasm_functype_results(ft))};
+      ExportFunc f{item.of.func, Kinds(wasm_functype_params(ft)), Kinds(wasm_functype_results(ft)), true};
       wasm_functype_delete(ft);
+      for (auto* kinds : {&f.params, &f.results}) {
+        for (wasm_valkind_t k : *kinds) f.numeric = f.numeric && (k == WASM_I32 || k == WASM_I64 || k == WASM_F32 || k == WASM_F64);
+      }
       func_index_.emplace(export_name, static_cast<int>(funcs_.size()));
       funcs_.push_back(std::move(f));
     } else if (item.kind == WASMTIME_EXTERN_MEMORY) {
@@ -416,55 +420,83 @@ Napi::Value WasmInstance::ExportIndex(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, it == func_index_.end() ? -1 : it->second);
 }
 
-// call(index, args[]) -> results[]
+// Raw (unchecked-call) representation of a converted value.
+static wasmtime_val_raw_t ToRaw(const wasmtime_val_t& v) {
+  wasmtime_val_raw_t r;
+  std::memset(&r, 0, sizeof r);
+  switch (v.kind) {
+    case WASMTIME_I32: r.i32 = v.of.i32; break;
+    case WASMTIME_I64: r.i64 = v.of.i64; break;
+    case WASMTIME_F32: r.f32 = v.of.f32; break;
+    default: r.f64 = v.of.f64; break;
+  }
+  return r;
+}
+
+static Napi::Value FromRaw(Napi::Env env, const wasmtime_val_raw_t& r, wasm_valkind_t kind) {
+  switch (kind) {
+    case WASM_I32: return Napi::Number::New(env, r.i32);
+    case WASM_I64: return Napi::BigInt::New(env, r.i64);
+    case WASM_F32: return Napi::Number::New(env, r.f32);
+    default: return Napi::Number::New(env, r.f64);
+  }
+}
+
+// call(index, ...args) -> undefined (no result) | value (one result) | array (several).
+// The arguments come spread (no JS array to walk) and a single result comes back bare: the TS
+// wrapper puts it in an array, which is cheaper in JS than through N-API.
 Napi::Value WasmInstance::Call(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
-  if (!info[0].IsNumber()) throw InvalidArg(env, "call(index, args): index must be a number");
+  if (info.Length() < 1 || !info[0].IsNumber()) throw InvalidArg(env, "call(index, ...args): index must be a number");
   int32_t index = info[0].As<Napi::Number>().Int32Value();
   if (index < 0 || static_cast<size_t>(index) >= funcs_.size()) throw InvalidArg(env, "call: no such export function");
-  if (!info[1].IsArray()) throw InvalidArg(env, "call(index, args): args must be an array");
   const ExportFunc& f = funcs_[index];
-  Napi::Array args = info[1].As<Napi::Array>();
-  const uint32_t nargs = args.Length();
+  const size_t nargs = info.Length() - 1;
   if (nargs != f.params.size()) {
     throw InvalidArg(env, "expected " + std::to_string(f.params.size()) + " argument" +
                               (f.params.size() == 1 ? "" : "s") + ", got " + std::to_string(nargs));
   }
-  wasmtime_val_t small_args[8], small_results[8];
-  std::vector<wasmtime_val_t> big_args, big_results;
-  wasmtime_val_t* argv = small_args;
-  wasmtime_val_t* resv = small_results;
-  if (nargs > 8) {
-    big_args.resize(nargs);
-    argv = big_args.data();
+  const size_t nres = f.results.size();
+  const size_t slots = std::max<size_t>(1, std::max(nargs, nres));
+  wasmtime_val_t small[8];
+  wasmtime_val_raw_t small_raw[8];
+  std::vector<wasmtime_val_t> big;
+  std::vector<wasmtime_val_raw_t> big_raw;
+  wasmtime_val_t* vals = small;
+  wasmtime_val_raw_t* raw = small_raw;
+  if (slots > 8) {
+    big.resize(slots);
+    big_raw.resize(slots);
+    vals = big.data();
+    raw = big_raw.data();
   }
-  if (f.results.size() > 8) {
-    big_results.resize(f.results.size());
-    resv = big_results.data();
-  }
-  for (uint32_t i = 0; i < nargs; i++) {
-    std::string want = ToWasm(args.Get(i), f.params[i], &argv[i]);
+  for (size_t i = 0; i < nargs; i++) {
+    std::string want = ToWasm(info[i + 1], f.params[i], &vals[i]);
     if (!want.empty()) throw InvalidArg(env, "argument " + std::to_string(i) + " must be " + want);
+    raw[i] = ToRaw(vals[i]);
   }
 
   wasmtime_context_t* ctx = Ctx();
   const bool outermost = depth_ == 0;
+  const bool metered = fuel_ != 0;
   if (outermost) {
     env_ = env;
-    if (fuel_ != 0) wasmtime_context_set_fuel(ctx, fuel_);
+    if (metered) wasmtime_context_set_fuel(ctx, fuel_);
   }
-  uint64_t fuel_before = 0;
-  wasmtime_context_get_fuel(ctx, &fuel_before);
   wasm_trap_t* trap = nullptr;
+  wasmtime_error_t* error = nullptr;
   depth_++;
-  wasmtime_error_t* error = wasmtime_func_call(ctx, &f.func, argv, nargs, resv, f.results.size(), &trap);
+  if (f.numeric) {
+    error = wasmtime_func_call_unchecked(ctx, &f.func, raw, slots, &trap);
+  } else {
+    error = wasmtime_func_call(ctx, &f.func, vals, nargs, vals, nres, &trap);
+  }
   depth_--;
-  uint64_t fuel_after = 0;
-  wasmtime_context_get_fuel(ctx, &fuel_after);
-  if (outermost) {
-    fuel_consumed_ = fuel_before - fuel_after;
-    if (fuel_ == 0) wasmtime_context_set_fuel(ctx, kUnlimitedFuel);
+  if (outermost && metered) {
+    uint64_t left = 0;
+    wasmtime_context_get_fuel(ctx, &left);
+    fuel_consumed_ = fuel_ - left;
   }
   if (error != nullptr || trap != nullptr) {
     Napi::Error err = CallError(env, error, trap, "call");
@@ -475,8 +507,17 @@ Napi::Value WasmInstance::Call(const Napi::CallbackInfo& info) {
     throw err;
   }
   if (!pending_error_.IsEmpty()) pending_error_.Reset();  // an import failed but the guest recovered
-  Napi::Array out = Napi::Array::New(env, f.results.size());
-  for (size_t i = 0; i < f.results.size(); i++) out.Set(i, FromWasm(env, resv[i]));
+  pending_failure_.clear();
+  Napi::Value out;
+  if (nres == 0) {
+    out = env.Undefined();
+  } else if (nres == 1) {
+    out = f.numeric ? FromRaw(env, raw[0], f.results[0]) : FromWasm(env, vals[0]);
+  } else {
+    Napi::Array arr = Napi::Array::New(env, nres);
+    for (size_t i = 0; i < nres; i++) arr.Set(i, f.numeric ? FromRaw(env, raw[i], f.results[i]) : FromWasm(env, vals[i]));
+    out = arr;
+  }
   if (outermost && close_pending_) {
     close_pending_ = false;
     Close();

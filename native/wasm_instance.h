@@ -36,6 +36,7 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   struct ExportFunc {
     wasmtime_func_t func;
     std::vector<wasm_valkind_t> params, results;
+    bool numeric;  // only i32/i64/f32/f64: callable through the unchecked raw-value path
   };
   struct ExportGlobal {
     std::string name;

@@ -55,8 +55,11 @@ export interface NativeInstanceOptions {
 export interface NativeWasmInstance {
   /** Index of an export function by name, or -1. */
   exportIndex(name: string): number;
-  /** Calls the export function at `index` with arguments converted per its signature. */
-  call(index: number, args: unknown[]): Array<number | bigint>;
+  /**
+   * Calls the export function at `index` with the arguments (spread) converted per its signature.
+   * Returns undefined for no result, the value for one result, an array for several.
+   */
+  call(index: number, ...args: unknown[]): number | bigint | undefined | Array<number | bigint>;
   memorySize(): bigint;
   memoryGrow(pages: number | bigint): bigint;
   memoryRead(ptr: number | bigint, len: number | bigint): Buffer;

@@ -240,7 +240,8 @@ export class WasmInstance {
       this.#index.set(name, idx);
     }
     if (!Array.isArray(args)) throw badArg(`call(${name}): args must be an array`);
-    return this.#native.call(idx, args as unknown[]);
+    const r = this.#native.call(idx, ...args);
+    return r === undefined ? [] : Array.isArray(r) ? r : [r];
   }
 
   /** Whether the module exports a function of that name. */

@@ -17,10 +17,10 @@ describe('WasmModule and WasmInstance lifecycle', () => {
         return process.memoryUsage().rss;
       };
       (async () => {
-        for (let i = 0; i < 10000; i++) new addon.WasmInstance(m, [], {}).call(0, [3]);
+        for (let i = 0; i < 10000; i++) new addon.WasmInstance(m, [], {}).call(0, 3);
         const base = await rss();
         for (let round = 0; round < 3; round++) {
-          for (let i = 0; i < 10000; i++) new addon.WasmInstance(m, [], {}).call(0, [3]);
+          for (let i = 0; i < 10000; i++) new addon.WasmInstance(m, [], {}).call(0, 3);
           await rss();
         }
         const after = await rss();
@@ -43,7 +43,7 @@ describe('WasmModule and WasmInstance lifecycle', () => {
         addon.setErrorClasses({ AoError: Error });
         const m = addon.WasmModule.compile(Buffer.from(workerData.fac));
         const i = new addon.WasmInstance(m, [], {});
-        parentPort.postMessage(i.call(0, [workerData.n])[0]);
+        parentPort.postMessage(i.call(0, workerData.n));
       `)};
       const gyp = require.resolve('node-gyp-build', { paths: [process.cwd()] });
       const run = (n) => new Promise((res, rej) => {
