@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "errors.h"
@@ -142,6 +143,7 @@ void WasmInstance::Init(Napi::Env env, Napi::Object exports, Addon* addon) {
                                         InstanceMethod("memoryWrite", &WasmInstance::MemoryWrite),
                                         InstanceMethod("readCString", &WasmInstance::ReadCString),
                                         InstanceMethod("hasMemory", &WasmInstance::HasMemory),
+                                        InstanceMethod("snapshotSize", &WasmInstance::SnapshotSize),
                                         InstanceMethod("snapshot", &WasmInstance::Snapshot),
                                         InstanceMethod("restore", &WasmInstance::Restore),
                                         InstanceMethod("fuelConsumed", &WasmInstance::FuelConsumed),
@@ -672,15 +674,32 @@ static Napi::Uint8Array HashArg(Napi::Env env, const Napi::Value& v) {
   return v.As<Napi::Uint8Array>();
 }
 
+uint64_t WasmInstance::SnapshotBytes() {
+  wasmtime_context_t* ctx = Ctx();
+  uint64_t payload = 4 + 4;
+  for (const ExportMemory& m : memories_) payload += 4 + m.name.size() + 8 + wasmtime_memory_data_size(ctx, &m.memory);
+  for (const ExportGlobal& g : globals_) payload += 4 + g.name.size() + 1 + 8;
+  return payload;
+}
+
+Napi::Value WasmInstance::SnapshotSize(const Napi::CallbackInfo& info) {
+  CheckOpen(info.Env());
+  return Napi::Number::New(info.Env(), static_cast<double>(kHeaderSize + SnapshotBytes()));
+}
+
 Napi::Value WasmInstance::Snapshot(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckOpen(env);
   Napi::Uint8Array hash = HashArg(env, info[0]);
   wasmtime_context_t* ctx = Ctx();
-  uint64_t payload = 4 + 4;
-  for (const ExportMemory& m : memories_) payload += 4 + m.name.size() + 8 + wasmtime_memory_data_size(ctx, &m.memory);
-  for (const ExportGlobal& g : globals_) payload += 4 + g.name.size() + 1 + 8;
-  Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, kHeaderSize + payload);
+  const uint64_t payload = SnapshotBytes();
+  // The caller passes the destination (JS allocates it uninitialised with Buffer.allocUnsafe, and
+  // V8 owns and frees it); it must be exactly snapshotSize() bytes.
+  const size_t total = kHeaderSize + payload;
+  if (!info[1].IsBuffer() || info[1].As<Napi::Buffer<uint8_t>>().Length() != total) {
+    throw InvalidArg(env, "snapshot(hash, into): into must be a Buffer of snapshotSize() bytes");
+  }
+  Napi::Buffer<uint8_t> buf = info[1].As<Napi::Buffer<uint8_t>>();
   Writer w{buf.Data()};
   w.Bytes(kMagic, 8);
   w.U32(kVersion);

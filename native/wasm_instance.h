@@ -62,7 +62,9 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   Napi::Value MemoryWrite(const Napi::CallbackInfo& info);
   Napi::Value ReadCString(const Napi::CallbackInfo& info);
   Napi::Value HasMemory(const Napi::CallbackInfo& info);
+  Napi::Value SnapshotSize(const Napi::CallbackInfo& info);
   Napi::Value Snapshot(const Napi::CallbackInfo& info);
+  uint64_t SnapshotBytes();  // payload size; precondition: open
   Napi::Value Restore(const Napi::CallbackInfo& info);
   Napi::Value FuelConsumed(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);

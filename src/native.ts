@@ -67,7 +67,10 @@ export interface NativeWasmInstance {
   /** Reads a NUL-terminated string starting at `ptr` (bytes before the NUL). */
   readCString(ptr: number | bigint): Buffer;
   hasMemory(): boolean;
-  snapshot(moduleHash: Uint8Array): Buffer;
+  /** Size in bytes of the snapshot blob `snapshot()` would write now. */
+  snapshotSize(): number;
+  /** Writes the snapshot blob into `into` (exactly `snapshotSize()` bytes, e.g. Buffer.allocUnsafe). */
+  snapshot(moduleHash: Uint8Array, into: Buffer): Buffer;
   restore(blob: Uint8Array, moduleHash: Uint8Array): void;
   fuelConsumed(): bigint;
   dispose(): void;

@@ -291,7 +291,7 @@ export class WasmInstance {
    * module's image hash.
    */
   snapshot(): Buffer {
-    return this.#native.snapshot(this.module.hash);
+    return this.#native.snapshot(this.module.hash, Buffer.allocUnsafe(this.#native.snapshotSize()));
   }
 
   /**
