@@ -51,13 +51,16 @@ Addon::~Addon() {
     h->addon_ = nullptr;
   }
   live_.clear();
-  if (engine_ != nullptr) wasm_engine_delete(engine_);
-  engine_ = nullptr;
+  for (wasm_engine_t*& e : engines_) {
+    if (e != nullptr) wasm_engine_delete(e);
+    e = nullptr;
+  }
 }
 
-wasm_engine_t* Addon::Engine() {
-  if (engine_ == nullptr) engine_ = NewEngine();
-  return engine_;
+wasm_engine_t* Addon::Engine(uint32_t flags) {
+  flags &= kEngineFlagsCount - 1;
+  if (engines_[flags] == nullptr) engines_[flags] = NewEngine(flags);
+  return engines_[flags];
 }
 
 void Addon::Register(Closable* handle) { live_.push_back(handle); }

@@ -59,8 +59,8 @@ class Addon : public Napi::Addon<Addon> {
   // The TS error classes (see src/errors.ts), by name. Empty until setErrorClasses() ran.
   Napi::ObjectReference error_classes;
 
-  // The Wasmtime engine of this environment, created on first use with hb-runtimes' config.
-  wasm_engine_t* Engine();
+  // The Wasmtime engine of this environment for a profile (EngineFlags), created on first use.
+  wasm_engine_t* Engine(uint32_t flags);
 
   void Register(Closable* handle);
   void Deregister(Closable* handle);
@@ -71,7 +71,7 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value Checksum(const Napi::CallbackInfo& info);
 
   std::vector<Closable*> live_;
-  wasm_engine_t* engine_ = nullptr;
+  wasm_engine_t* engines_[4] = {nullptr, nullptr, nullptr, nullptr};
 };
 
 // The Addon of the environment `env`.

@@ -7,7 +7,7 @@
 
 namespace hbr {
 
-wasm_engine_t* NewEngine() {
+wasm_engine_t* NewEngine(uint32_t flags) {
   wasm_config_t* config = wasm_config_new();
   if (config == nullptr) throw std::runtime_error("wasm_config_new failed");
   wasmtime_config_strategy_set(config, WASMTIME_STRATEGY_CRANELIFT);
@@ -21,8 +21,11 @@ wasm_engine_t* NewEngine() {
   wasmtime_config_wasm_exceptions_set(config, true);
   // Floats: NaN bits would otherwise depend on the CPU and the compiler's choices.
   wasmtime_config_cranelift_nan_canonicalization_set(config, true);
-  // Fuel is always metered so that any call can be given a budget; unlimited by default.
-  wasmtime_config_consume_fuel_set(config, true);
+  wasmtime_config_consume_fuel_set(config, (flags & kEngineFuel) != 0);
+  if (flags & kEngineNoSpectre) {
+    wasmtime_config_cranelift_flag_set(config, "enable_heap_access_spectre_mitigation", "false");
+    wasmtime_config_cranelift_flag_set(config, "enable_table_access_spectre_mitigation", "false");
+  }
   wasm_engine_t* engine = wasm_engine_new_with_config(config);  // takes ownership of config
   if (engine == nullptr) throw std::runtime_error("wasm_engine_new_with_config failed");
   return engine;

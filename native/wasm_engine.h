@@ -8,9 +8,18 @@
 
 namespace hbr {
 
+// Engine profiles: code compiled for one engine only runs in stores of that engine, so each
+// combination of these code-generation switches is its own engine.
+enum EngineFlags : uint32_t {
+  kEngineFuel = 1,            // fuel metering compiled in (per-call budgets); costs ~20% speed
+  kEngineNoSpectre = 2,       // Cranelift without Spectre mitigations on heap/table bounds checks
+  kEngineFlagsCount = 4,
+};
+
 // A new engine with hb-runtimes' configuration: Cranelift, memory64, exceptions (+ the GC types
-// they need), NaN canonicalisation (deterministic floats), fuel metering. Throws std::runtime_error.
-wasm_engine_t* NewEngine();
+// they need), NaN canonicalisation (deterministic floats), plus the profile `flags`.
+// Throws std::runtime_error.
+wasm_engine_t* NewEngine(uint32_t flags);
 
 // "i32", "i64", ... for a value type.
 const char* ValKindName(wasm_valkind_t kind);

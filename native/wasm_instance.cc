@@ -163,7 +163,11 @@ WasmInstance::WasmInstance(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Wa
     Napi::Object opts = info[2].As<Napi::Object>();
     if (opts.Has("fuel") && !opts.Get("fuel").IsUndefined()) fuel_ = ToOffset(env, opts.Get("fuel"), "fuel");
   }
-  store_ = wasmtime_store_new(AddonOf(env)->Engine(), nullptr, nullptr);
+  const bool metered_engine = (module->EngineFlags() & kEngineFuel) != 0;
+  if (fuel_ != 0 && !metered_engine) {
+    throw InvalidArg(env, "a fuel budget needs a module compiled with fuel metering (compile option fuel: true)");
+  }
+  store_ = wasmtime_store_new(AddonOf(env)->Engine(module->EngineFlags()), nullptr, nullptr);
   if (info[2].IsObject()) {
     Napi::Value max = info[2].As<Napi::Object>().Get("maxMemoryBytes");
     if (!max.IsUndefined()) {
@@ -186,7 +190,7 @@ WasmInstance::WasmInstance(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Wa
 
 void WasmInstance::Instantiate(Napi::Env env, WasmModule* module, Napi::Array imports) {
   wasmtime_context_t* ctx = wasmtime_store_context(store_);
-  wasmtime_context_set_fuel(ctx, kUnlimitedFuel);
+  if (module->EngineFlags() & kEngineFuel) wasmtime_context_set_fuel(ctx, kUnlimitedFuel);
   wasm_importtype_vec_t types;
   wasmtime_module_imports(module->Module(), &types);
   std::vector<wasmtime_extern_t> externs(types.size);

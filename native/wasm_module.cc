@@ -31,13 +31,14 @@ WasmModule* WasmModule::FromValue(Napi::Env env, Napi::Value value) {
   return Unwrap(value.As<Napi::Object>());
 }
 
-// new WasmModule(external) is internal: modules come from compile() or deserialize().
+// new WasmModule(external, flags) is internal: modules come from compile() or deserialize().
 WasmModule::WasmModule(const Napi::CallbackInfo& info) : Napi::ObjectWrap<WasmModule>(info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 1 || !info[0].IsExternal()) {
+  if (info.Length() != 2 || !info[0].IsExternal() || !info[1].IsNumber()) {
     throw Napi::TypeError::New(env, "WasmModule cannot be constructed directly: use WasmModule.compile()");
   }
   module_ = info[0].As<Napi::External<wasmtime_module_t>>().Data();
+  flags_ = info[1].As<Napi::Number>().Uint32Value();
   info.This().As<Napi::Object>().TypeTag(&kWasmModuleTag);
   Track(AddonOf(env));
 }
@@ -62,14 +63,21 @@ void WasmModule::CheckOpen(Napi::Env env) const {
   if (module_ == nullptr) throw ClosedError(env, "WasmModule");
 }
 
-Napi::Value WasmModule::Wrap(Napi::Env env, wasmtime_module_t* module) {
+Napi::Value WasmModule::Wrap(Napi::Env env, wasmtime_module_t* module, uint32_t flags) {
   Napi::External<wasmtime_module_t> ext = Napi::External<wasmtime_module_t>::New(env, module);
   try {
-    return AddonOf(env)->wasm_module_ctor.New({ext});
+    return AddonOf(env)->wasm_module_ctor.New({ext, Napi::Number::New(env, flags)});
   } catch (...) {
     wasmtime_module_delete(module);
     throw;
   }
+}
+
+// Optional second argument: the engine profile (EngineFlags).
+static uint32_t FlagsArg(const Napi::CallbackInfo& info) {
+  if (info.Length() < 2 || info[1].IsUndefined()) return 0;
+  if (!info[1].IsNumber()) throw InvalidArg(info.Env(), "engine flags must be a number");
+  return info[1].As<Napi::Number>().Uint32Value() & (kEngineFlagsCount - 1);
 }
 
 static Napi::Uint8Array BytesArg(const Napi::CallbackInfo& info, const char* fn) {
@@ -83,27 +91,29 @@ static Napi::Uint8Array BytesArg(const Napi::CallbackInfo& info, const char* fn)
 Napi::Value WasmModule::Compile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Uint8Array bytes = BytesArg(info, "WasmModule.compile");
+  const uint32_t flags = FlagsArg(info);
   wasmtime_module_t* module = nullptr;
-  wasmtime_error_t* error = wasmtime_module_new(AddonOf(env)->Engine(), bytes.Data(), bytes.ByteLength(), &module);
+  wasmtime_error_t* error = wasmtime_module_new(AddonOf(env)->Engine(flags), bytes.Data(), bytes.ByteLength(), &module);
   if (error != nullptr) {
     throw MakeError(env, "WasmError", "invalid WebAssembly module: " + TakeErrorMessage(error),
                     {{"code", Napi::String::New(env, "ERR_WASM_COMPILE")}});
   }
-  return Wrap(env, module);
+  return Wrap(env, module, flags);
 }
 
 Napi::Value WasmModule::Deserialize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Uint8Array bytes = BytesArg(info, "WasmModule.deserialize");
+  const uint32_t flags = FlagsArg(info);
   wasmtime_module_t* module = nullptr;
   // Wasmtime checks the header (engine version and configuration) before using the code.
   wasmtime_error_t* error =
-      wasmtime_module_deserialize(AddonOf(env)->Engine(), bytes.Data(), bytes.ByteLength(), &module);
+      wasmtime_module_deserialize(AddonOf(env)->Engine(flags), bytes.Data(), bytes.ByteLength(), &module);
   if (error != nullptr) {
     throw MakeError(env, "WasmError", "cannot load precompiled module: " + TakeErrorMessage(error),
                     {{"code", Napi::String::New(env, "ERR_WASM_DESERIALIZE")}});
   }
-  return Wrap(env, module);
+  return Wrap(env, module, flags);
 }
 
 Napi::Value WasmModule::Serialize(const Napi::CallbackInfo& info) {

@@ -27,6 +27,7 @@ class WasmModule : public Napi::ObjectWrap<WasmModule>, public Closable {
   // Precondition: open.
   const wasmtime_module_t* Module() const { return module_; }
   bool IsOpen() const { return module_ != nullptr; }
+  uint32_t EngineFlags() const { return flags_; }
   void AddChild(WasmInstance* child) { children_.push_back(child); }
   void RemoveChild(WasmInstance* child);
 
@@ -34,7 +35,7 @@ class WasmModule : public Napi::ObjectWrap<WasmModule>, public Closable {
   static Napi::Value Compile(const Napi::CallbackInfo& info);
   static Napi::Value Deserialize(const Napi::CallbackInfo& info);
   // Wraps a freshly created module (takes ownership) in a new JS object.
-  static Napi::Value Wrap(Napi::Env env, wasmtime_module_t* module);
+  static Napi::Value Wrap(Napi::Env env, wasmtime_module_t* module, uint32_t flags);
 
   Napi::Value Serialize(const Napi::CallbackInfo& info);
   Napi::Value Imports(const Napi::CallbackInfo& info);
@@ -43,6 +44,7 @@ class WasmModule : public Napi::ObjectWrap<WasmModule>, public Closable {
   void CheckOpen(Napi::Env env) const;
 
   wasmtime_module_t* module_ = nullptr;
+  uint32_t flags_ = 0;  // the engine profile the code was compiled for
   std::vector<WasmInstance*> children_;
 };
 

@@ -33,10 +33,13 @@ export interface NativeWasmModule {
 }
 
 export interface NativeWasmModuleCtor {
-  /** Compiles and validates `bytes`; throws WasmError with the engine's message. */
-  compile(bytes: Uint8Array): NativeWasmModule;
-  /** Loads code produced by `serialize()` with this addon's engine configuration. */
-  deserialize(bytes: Uint8Array): NativeWasmModule;
+  /**
+   * Compiles and validates `bytes` for an engine profile (bit 1: fuel metering, bit 2: no Spectre
+   * mitigations); throws WasmError with the engine's message.
+   */
+  compile(bytes: Uint8Array, engineFlags?: number): NativeWasmModule;
+  /** Loads code produced by `serialize()` for the same engine profile. */
+  deserialize(bytes: Uint8Array, engineFlags?: number): NativeWasmModule;
 }
 
 /** Host import implementations, in the module's import order (undefined = not provided). */

@@ -9,6 +9,7 @@ let mem64: WasmModule;
 let mem32: WasmModule;
 let counter: WasmModule;
 let loop: WasmModule;
+let loopBytes: Uint8Array;
 let reentrant: WasmModule;
 
 function thrown(fn: () => unknown): any {
@@ -71,9 +72,8 @@ beforeAll(async () => {
         (i64.store (i32.const 8) (global.get $n))
         (global.get $n)))`),
   );
-  loop = WasmModule.compile(
-    await wat(`(module (func (export "spin") (loop $l (br $l))) (func (export "one") (result i32) i32.const 1))`),
-  );
+  loopBytes = await wat(`(module (func (export "spin") (loop $l (br $l))) (func (export "one") (result i32) i32.const 1))`);
+  loop = WasmModule.compile(loopBytes);
   reentrant = WasmModule.compile(
     await wat(`(module
       (import "host" "cb" (func $cb (param i32) (result i32)))
@@ -205,13 +205,29 @@ describe('WasmInstance traps', () => {
   });
 
   it('stops a runaway call at its fuel budget with a LimitError, and the instance stays usable', () => {
-    const i = new WasmInstance(loop, {}, { fuel: 100_000 });
+    const i = new WasmInstance(WasmModule.compile(loopBytes, { fuel: true }), {}, { fuel: 100_000 });
     const e = thrown(() => i.call('spin', []));
     expect(e).toBeInstanceOf(LimitError);
     expect(e).toMatchObject({ status: 500, code: 'ERR_LIMIT', limit: 'fuel', trapCode: 'out_of_fuel' });
     expect(e.message).toBe('call ran out of fuel (budget 100000)');
     expect(i.call('one', [])).toEqual([1]);
     expect(i.fuelConsumed).toBeGreaterThan(0n);
+  });
+
+  it('refuses a fuel budget for a module compiled without metering', () => {
+    expect(thrown(() => new WasmInstance(loop, {}, { fuel: 10 }))).toMatchObject({
+      status: 400,
+      message: 'a fuel budget needs a module compiled with fuel metering (compile option fuel: true)',
+    });
+  });
+
+  it('runs the same code in every engine profile', () => {
+    for (const opts of [{}, { fuel: true }, { spectreMitigation: false }, { fuel: true, spectreMitigation: false }]) {
+      const m = WasmModule.compile(loopBytes, opts);
+      expect(m.metered).toBe(Boolean((opts as { fuel?: boolean }).fuel));
+      expect(new WasmInstance(m).call('one', [])).toEqual([1]);
+      expect(new WasmInstance(WasmModule.deserialize(m.serialize())).call('one', [])).toEqual([1]);
+    }
   });
 });
 

@@ -60,7 +60,7 @@ describe('WasmModule.compile()', () => {
 
   it('rejects misspelled options', () => {
     expect(() => WasmModule.compile(facBytes, { cach: true } as never)).toThrow(
-      "WasmModule.compile: unknown option 'cach' (allowed: cache, cacheDir)",
+      "WasmModule.compile: unknown option 'cach' (allowed: cache, cacheDir, fuel, spectreMitigation)",
     );
   });
 
@@ -96,7 +96,7 @@ describe('WasmModule#serialize()', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hbr-cache-'));
     const m = WasmModule.compile(facBytes, { cache: false, cacheDir: dir });
     const files = fs.readdirSync(dir);
-    expect(files).toEqual([`${m.hash.toString('hex')}-wasmtime-48.0.8.cwasm`]);
+    expect(files).toEqual([`${m.hash.toString('hex')}-0-wasmtime-48.0.8.cwasm`]);
     const again = WasmModule.compile(facBytes, { cache: false, cacheDir: dir });
     expect(new WasmInstance(again).call('fac', [5])).toEqual([120]);
     // A damaged entry is replaced, not trusted.
