@@ -137,6 +137,7 @@ void WasmInstance::Init(Napi::Env env, Napi::Object exports, Addon* addon) {
                                     {
                                         InstanceMethod("exportIndex", &WasmInstance::ExportIndex),
                                         InstanceMethod("call", &WasmInstance::Call),
+                                        InstanceMethod("callTable", &WasmInstance::CallTable),
                                         InstanceMethod("memorySize", &WasmInstance::MemorySize),
                                         InstanceMethod("memoryGrow", &WasmInstance::MemoryGrow),
                                         InstanceMethod("memoryRead", &WasmInstance::MemoryRead),
@@ -256,6 +257,8 @@ void WasmInstance::Instantiate(Napi::Env env, WasmModule* module, Napi::Array im
       funcs_.push_back(std::move(f));
     } else if (item.kind == WASMTIME_EXTERN_MEMORY) {
       memories_.push_back({export_name, item.of.memory});
+    } else if (item.kind == WASMTIME_EXTERN_TABLE) {
+      tables_.push_back(item.of.table);
     } else if (item.kind == WASMTIME_EXTERN_GLOBAL) {
       wasm_globaltype_t* gt = wasmtime_global_type(ctx, &item.of.global);
       wasm_valkind_t kind = wasm_valtype_kind(wasm_globaltype_content(gt));
@@ -286,6 +289,7 @@ void WasmInstance::Close() {
   funcs_.clear();
   func_index_.clear();
   memories_.clear();
+  tables_.clear();
   globals_.clear();
   if (module_ != nullptr) module_->RemoveChild(this);
   module_ = nullptr;
@@ -457,7 +461,39 @@ Napi::Value WasmInstance::Call(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsNumber()) throw InvalidArg(env, "call(index, ...args): index must be a number");
   int32_t index = info[0].As<Napi::Number>().Int32Value();
   if (index < 0 || static_cast<size_t>(index) >= funcs_.size()) throw InvalidArg(env, "call: no such export function");
-  const ExportFunc& f = funcs_[index];
+  return Invoke(info, funcs_[index], "call");
+}
+
+// callTable(index, ...args): calls element `index` of the first exported table (call_indirect from
+// the host), e.g. for emscripten's invoke_* trampolines. Same conventions as call().
+Napi::Value WasmInstance::CallTable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  if (tables_.empty()) throw InvalidArg(env, "callTable: the module exports no table");
+  uint64_t index = ToOffset(env, info[0], "table index");
+  wasmtime_context_t* ctx = Ctx();
+  wasmtime_val_t item;
+  if (!wasmtime_table_get(ctx, &tables_[0], index, &item)) {
+    throw MakeError(env, "WasmTrap", "callTable: index " + std::to_string(index) + " is out of the table's bounds",
+                    {{"trapCode", Napi::String::New(env, "table_out_of_bounds")}, {"frames", Napi::Array::New(env)}});
+  }
+  if (item.kind != WASMTIME_FUNCREF || wasmtime_funcref_is_null(&item.of.funcref)) {
+    wasmtime_val_unroot(&item);
+    throw MakeError(env, "WasmTrap", "callTable: element " + std::to_string(index) + " is not a function",
+                    {{"trapCode", Napi::String::New(env, "indirect_call_to_null")}, {"frames", Napi::Array::New(env)}});
+  }
+  wasm_functype_t* ft = wasmtime_func_type(ctx, &item.of.funcref);
+  ExportFunc f{item.of.funcref, Kinds(wasm_functype_params(ft)), Kinds(wasm_functype_results(ft)), true};
+  wasm_functype_delete(ft);
+  for (auto* kinds : {&f.params, &f.results}) {
+    for (wasm_valkind_t k : *kinds) f.numeric = f.numeric && (k == WASM_I32 || k == WASM_I64 || k == WASM_F32 || k == WASM_F64);
+  }
+  return Invoke(info, f, "callTable");
+}
+
+// Converts info[1..] per `f`'s signature, calls it, converts the results back (see Call).
+Napi::Value WasmInstance::Invoke(const Napi::CallbackInfo& info, const ExportFunc& f, const char* what) {
+  Napi::Env env = info.Env();
   const size_t nargs = info.Length() - 1;
   if (nargs != f.params.size()) {
     throw InvalidArg(env, "expected " + std::to_string(f.params.size()) + " argument" +
@@ -505,7 +541,7 @@ Napi::Value WasmInstance::Call(const Napi::CallbackInfo& info) {
     fuel_consumed_ = fuel_ - left;
   }
   if (error != nullptr || trap != nullptr) {
-    Napi::Error err = CallError(env, error, trap, "call");
+    Napi::Error err = CallError(env, error, trap, what);
     if (outermost && close_pending_) {
       close_pending_ = false;
       Close();

@@ -56,6 +56,8 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
 
   Napi::Value ExportIndex(const Napi::CallbackInfo& info);
   Napi::Value Call(const Napi::CallbackInfo& info);
+  Napi::Value CallTable(const Napi::CallbackInfo& info);
+  Napi::Value Invoke(const Napi::CallbackInfo& info, const ExportFunc& f, const char* what);
   Napi::Value MemorySize(const Napi::CallbackInfo& info);
   Napi::Value MemoryGrow(const Napi::CallbackInfo& info);
   Napi::Value MemoryRead(const Napi::CallbackInfo& info);
@@ -88,6 +90,7 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   std::vector<ExportFunc> funcs_;
   std::unordered_map<std::string, int> func_index_;
   std::vector<ExportMemory> memories_;
+  std::vector<wasmtime_table_t> tables_;  // exported tables, in export order
   std::vector<ExportGlobal> globals_;  // exported mutable globals of value type
   uint64_t fuel_ = 0;                  // per-call budget; 0 = unlimited
   uint64_t fuel_consumed_ = 0;         // by the last outermost call

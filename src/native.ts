@@ -63,6 +63,8 @@ export interface NativeWasmInstance {
    * Returns undefined for no result, the value for one result, an array for several.
    */
   call(index: number, ...args: unknown[]): number | bigint | undefined | Array<number | bigint>;
+  /** Calls element `index` of the first exported table (host-side call_indirect); like `call`. */
+  callTable(index: number | bigint, ...args: unknown[]): number | bigint | undefined | Array<number | bigint>;
   memorySize(): bigint;
   memoryGrow(pages: number | bigint): bigint;
   memoryRead(ptr: number | bigint, len: number | bigint): Buffer;

@@ -277,6 +277,15 @@ export class WasmInstance {
     return r === undefined ? [] : Array.isArray(r) ? r : [r];
   }
 
+  /**
+   * Calls element `index` of the module's (first exported) function table, as `call_indirect`
+   * would: emscripten's `invoke_*` trampolines need it. Same conversions and errors as `call`.
+   */
+  callTable(index: WasmValue, args: readonly unknown[] = []): WasmValue[] {
+    const r = this.#native.callTable(index, ...args);
+    return r === undefined ? [] : Array.isArray(r) ? r : [r];
+  }
+
   /** Whether the module exports a function of that name. */
   hasExport(name: string): boolean {
     return this.module.exports.some((e) => e.name === name && e.kind === 'func');

@@ -11,6 +11,7 @@ let counter: WasmModule;
 let loop: WasmModule;
 let loopBytes: Uint8Array;
 let reentrant: WasmModule;
+let table: WasmModule;
 
 function thrown(fn: () => unknown): any {
   try {
@@ -74,6 +75,13 @@ beforeAll(async () => {
   );
   loopBytes = await wat(`(module (func (export "spin") (loop $l (br $l))) (func (export "one") (result i32) i32.const 1))`);
   loop = WasmModule.compile(loopBytes);
+  table = WasmModule.compile(
+    await wat(`(module
+      (table (export "t") 3 funcref)
+      (elem (i32.const 0) $add $neg)
+      (func $add (param i64 i64) (result i64) (i64.add (local.get 0) (local.get 1)))
+      (func $neg (param f64) (result f64) (f64.neg (local.get 0))))`),
+  );
   reentrant = WasmModule.compile(
     await wat(`(module
       (import "host" "cb" (func $cb (param i32) (result i32)))
@@ -124,6 +132,24 @@ function allHostTypes(log: unknown[][] = []) {
   };
 }
 
+describe('WasmInstance#callTable()', () => {
+  it('calls table elements by index with their own signatures', () => {
+    const i = new WasmInstance(table);
+    expect(i.callTable(0, [40n, 2n])).toEqual([42n]);
+    expect(i.callTable(1n, [1.5])).toEqual([-1.5]);
+  });
+
+  it('traps on a null element and on an index past the table', () => {
+    const i = new WasmInstance(table);
+    expect(thrown(() => i.callTable(2, []))).toMatchObject({
+      trapCode: 'indirect_call_to_null',
+      message: 'callTable: element 2 is not a function',
+    });
+    expect(thrown(() => i.callTable(3, []))).toMatchObject({ trapCode: 'table_out_of_bounds' });
+    expect(thrown(() => i.callTable(0, [1n]))).toMatchObject({ status: 400, message: 'expected 2 arguments, got 1' });
+  });
+});
+
 describe('WasmInstance host imports', () => {
   it('calls JS imports with values of every type converted per signature (i64 as bigint)', () => {
     const log: unknown[][] = [];
@@ -162,6 +188,12 @@ describe('WasmInstance host imports', () => {
     const e = thrown(() => new WasmInstance(types, { host: {} }));
     expect(e).toBeInstanceOf(WasmError);
     expect(e).toMatchObject({ code: 'ERR_WASM_LINK', message: 'unknown import: host.i32 has not been defined' });
+  });
+
+  it('refuses an import that is not a function', () => {
+    const e = thrown(() => new WasmInstance(types, { host: { ...allHostTypes().host, f32: 42 as never } }));
+    expect(e).toBeInstanceOf(AoError);
+    expect(e).toMatchObject({ status: 400, message: 'WasmInstance: import host.f32 must be a function' });
   });
 
   it('lets an import call back into the same instance', () => {
