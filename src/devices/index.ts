@@ -8,15 +8,22 @@ import { MESSAGE_DEVICE, messageDevice } from './message';
 import { MULTIPASS_DEVICE, multipassDevice } from './multipass';
 import { STACK_DEVICE, stackDevice } from './stack';
 import { TEST_DEVICE, testDevice } from './test-device';
+import { WASM64_DEVICE, wasm64Device } from './wasm-64';
+import { JSON_IFACE_DEVICE, jsonIfaceDevice } from './json-iface';
 
 export const BUILTIN_DEVICES: Readonly<Record<string, Device>> = {
   [MESSAGE_DEVICE]: messageDevice,
   [STACK_DEVICE]: stackDevice,
   [MULTIPASS_DEVICE]: multipassDevice,
   [TEST_DEVICE]: testDevice,
+  [WASM64_DEVICE]: wasm64Device,
+  [JSON_IFACE_DEVICE]: jsonIfaceDevice,
 };
 
 export { MESSAGE_DEVICE, messageDevice, RESERVED_KEYS } from './message';
 export { MULTIPASS_DEVICE, multipassDevice, DEFAULT_MULTIPASS_KEYS } from './multipass';
 export { STACK_DEVICE, stackDevice, prefix, inputPrefix, outputPrefix } from './stack';
 export { TEST_DEVICE, testDevice, appendDevice, prefixSetDevice } from './test-device';
+export { WASM64_DEVICE, wasm64Device, wasm, IMPORT_PROVIDERS, WasmRuntime } from './wasm-64';
+export type { ImportProvider } from './wasm-64';
+export { JSON_IFACE_DEVICE, jsonIfaceDevice, jsonStruct } from './json-iface';

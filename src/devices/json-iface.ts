@@ -1,0 +1,225 @@
+/**
+ * json-iface@1.0: drives AOS processes compiled to WebAssembly through their
+ * `handle(msgJson, envJson) → resultJson` convention (HyperBEAM dev_json_iface, SPEC §6). Sits in
+ * a stack before wasm-64@1.0 and works in two passes; `P` is the output prefix (AOS: `wasm`).
+ *
+ * Keys:
+ * - `init`
+ *   - Assumes: nothing.
+ *   - Generates: the base with `function: "handle"`.
+ *   - Side-effects: none.
+ * - `compute`, pass 1 (prepare)
+ *   - Assumes: the base's `process` (the process definition), the request's `body` (the message;
+ *     the request itself when it has no body) and `block-height`; the private `<P>/runtime` of
+ *     wasm-64@1.0 when the instance is live.
+ *   - Generates: the base with `function: "handle"` and `parameters: [msgPtr, envPtr]` (the JSON
+ *     strings when there is no live instance).
+ *   - Side-effects: writes both JSON strings into guest memory through one reused scratch buffer
+ *     (grown geometrically, old buffer freed when the guest exports `free`), so memory does not grow
+ *     per message as in HyperBEAM.
+ * - `compute`, pass 2 (collect)
+ *   - Assumes: `results/<P>/type` and `results/<P>/output` from wasm-64@1.0.
+ *   - Generates: `results/data`, `results/outbox/<n>` (each message with lower-case keys and its
+ *     tags as keys, plus `from-process` and `from-image`), `results/spawns/<n>`, `results/patches`,
+ *     `results/json` (the raw response). A guest `Error` becomes `results/data` = the error text
+ *     and `results/error`; a trap, malformed JSON, `{"ok": false}` or a response of an unknown
+ *     shape is an error result naming the cause.
+ *   - Side-effects: none.
+ * - `compute` on other passes: the base unchanged.
+ */
+
+import { defineDevice } from '../ao/device';
+import { isMessage, Message, rawGet } from '../ao/message';
+import { DEFAULT_OPTS, type Opts } from '../ao/opts';
+import { getPriv } from '../ao/private';
+import { as, get, internalOpts, set } from '../ao/resolve';
+import { messageId } from '../ao/cache';
+import { status } from '../ao/result';
+import { AoError } from '../errors';
+import { outputPrefix } from './stack';
+import { joinPath, WasmRuntime } from './wasm-64';
+
+export const JSON_IFACE_DEVICE = 'json-iface@1.0';
+
+/** Keys that are message fields of the AO JSON form, not tags. */
+const NON_TAG_KEYS = new Set(['id', 'anchor', 'owner', 'data', 'target', 'signature', 'commitments', 'from', 'device', 'path', 'priv']);
+
+/** `block-height` → `Block-Height`. */
+function headerCase(key: string): string {
+  return key.replace(/(^|-)([a-z])/g, (_m, sep: string, c: string) => sep + c.toUpperCase());
+}
+
+function tagValue(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (v instanceof Uint8Array) return Buffer.from(v).toString('utf8');
+  if (typeof v === 'bigint' || typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x));
+}
+
+function dataOf(v: unknown): unknown {
+  if (v === undefined || v === null) return '';
+  if (v instanceof Uint8Array) return Buffer.from(v).toString('utf8');
+  return v;
+}
+
+/** The AO JSON form of a message (SPEC §6.1 jsonStruct). */
+export function jsonStruct(m: Message): Record<string, unknown> {
+  const tags: Array<{ name: string; value: string }> = [];
+  const original = rawGet(m, 'tags');
+  if (Array.isArray(original)) {
+    for (const t of original) if (isMessage(t)) tags.push({ name: String(t.name), value: tagValue(t.value) });
+  } else {
+    for (const k of Object.keys(m).sort()) {
+      if (NON_TAG_KEYS.has(k.toLowerCase()) || k.toLowerCase().startsWith('priv') || k.toLowerCase() === 'tags') continue;
+      tags.push({ name: headerCase(k), value: tagValue(m[k]) });
+    }
+  }
+  const owner = typeof rawGet(m, 'owner') === 'string' ? rawGet(m, 'owner') : '';
+  const from = rawGet(m, 'from-process') ?? rawGet(m, 'from') ?? owner;
+  return {
+    Id: typeof rawGet(m, 'id') === 'string' ? rawGet(m, 'id') : messageId(m),
+    Anchor: rawGet(m, 'anchor') ?? '',
+    Owner: owner,
+    From: from,
+    Tags: tags,
+    Target: rawGet(m, 'target') ?? '',
+    Data: dataOf(rawGet(m, 'data')),
+    Signature: rawGet(m, 'signature') ?? '',
+  };
+}
+
+function json(v: unknown): string {
+  return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? Buffer.from(x).toString('utf8') : x));
+}
+
+/** Scratch memory per runtime: one buffer reused for every message (see header). */
+const scratch = new WeakMap<WasmRuntime, { ptr: bigint | number; cap: number; env?: string }>();
+
+function writeInputs(rt: WasmRuntime, msgJson: string, envJson: string): [bigint | number, bigint | number] {
+  const inst = rt.instance;
+  const msg = Buffer.from(msgJson, 'utf8');
+  const env = Buffer.from(envJson, 'utf8');
+  const need = msg.length + 1 + env.length + 1;
+  let s = scratch.get(rt);
+  if (!s || s.cap < need) {
+    let cap = Math.max(4096, s ? s.cap : 0);
+    while (cap < need) cap *= 2;
+    if (s) inst.free(s.ptr);
+    s = { ptr: inst.malloc(cap), cap };
+    scratch.set(rt, s);
+  }
+  const buf = Buffer.allocUnsafe(need);
+  msg.copy(buf, 0);
+  buf[msg.length] = 0;
+  env.copy(buf, msg.length + 1);
+  buf[need - 1] = 0;
+  inst.memory.write(s.ptr, buf);
+  const envPtr = typeof s.ptr === 'bigint' ? s.ptr + BigInt(msg.length + 1) : s.ptr + msg.length + 1;
+  return [s.ptr, envPtr];
+}
+
+function prepare(base: Message, req: Message, opts: Opts): Message {
+  const io = internalOpts(opts);
+  const process = rawGet(base, 'process');
+  const body = rawGet(req, 'body');
+  const message: Message = isMessage(body) ? body : req;
+  const image = isMessage(process) ? rawGet(process, 'image') : undefined;
+  const blockHeight = rawGet(req, 'block-height') ?? rawGet(message, 'block-height');
+  const msgStruct: Record<string, unknown> = { ...jsonStruct(message), Module: typeof image === 'string' ? image : '' };
+  if (blockHeight !== undefined) msgStruct['Block-Height'] = String(blockHeight);
+  const msgJson = json(msgStruct);
+  const envJson = json({ Process: isMessage(process) ? jsonStruct(process) : {} });
+  const rt = getPriv(joinPath(outputPrefix(base), 'runtime'), base);
+  const parameters = rt instanceof WasmRuntime && !rt.instance.disposed ? writeInputs(rt, msgJson, envJson) : [msgJson, envJson];
+  return set(base, { function: 'handle', parameters }, undefined, io);
+}
+
+function errorResult(base: Message, text: string, extra: Message = {}, opts: Opts): unknown {
+  return status('error', set(base, { results: { body: text, ...extra } }, undefined, internalOpts(opts)));
+}
+
+/** Lower-cased keys, minus the AO bookkeeping fields, plus the tags as keys (SPEC §6.2). */
+function outboxMessage(m: Message, process: unknown): Message {
+  const out: Message = {};
+  for (const [k, v] of Object.entries(m)) {
+    const lk = k.toLowerCase();
+    if (lk === 'from-process' || lk === 'from-image' || lk === 'anchor' || lk === 'tags') continue;
+    out[lk] = v;
+  }
+  const tags = m.Tags ?? m.tags;
+  if (Array.isArray(tags)) {
+    for (const t of tags) if (isMessage(t) && typeof t.name === 'string') out[t.name.toLowerCase()] = t.value;
+  }
+  if (isMessage(process)) {
+    out['from-process'] = typeof rawGet(process, 'id') === 'string' ? rawGet(process, 'id') : messageId(process);
+    const image = rawGet(process, 'image');
+    if (image !== undefined) out['from-image'] = image;
+  }
+  return out;
+}
+
+function numbered(list: unknown[], f: (x: Message) => Message): Message {
+  const out: Message = {};
+  list.forEach((x, i) => {
+    if (isMessage(x)) out[String(i + 1)] = f(x);
+  });
+  return out;
+}
+
+function collect(base: Message, opts: Opts): unknown {
+  const io = internalOpts(opts);
+  const P = outputPrefix(base);
+  const type = get(joinPath('results', P, 'type'), as('message@1.0', base), io);
+  const output = get(joinPath('results', P, 'output'), as('message@1.0', base), io);
+  if (type === 'error') return errorResult(base, 'WASM execution error.', { error: String(output) }, opts);
+  if (type !== 'ok') return errorResult(base, 'No WASM results to collect (run compute on pass 1 first).', {}, opts);
+  const reader = getPriv(joinPath(P, 'read'), base);
+  let text: string;
+  try {
+    const raw = typeof reader === 'function' ? reader(output) : Array.isArray(output) ? output[0] : output;
+    text = raw instanceof Uint8Array ? Buffer.from(raw).toString('utf8') : String(raw);
+  } catch (e) {
+    return errorResult(base, `Cannot read the result output: ${(e as Error).message}`, {}, opts);
+  }
+  let parsed: any;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return errorResult(base, 'JSON error parsing result output.', { json: text.slice(0, 4096) }, opts);
+  }
+  if (!isMessage(parsed)) return errorResult(base, 'Invalid results: the guest did not answer a JSON object.', {}, opts);
+  if (parsed.ok !== true) {
+    const why = parsed.error ?? parsed.response ?? 'no reason given';
+    return errorResult(base, `The guest reported a failure: ${typeof why === 'string' ? why : json(why)}`, {}, opts);
+  }
+  const r = parsed.response;
+  if (!isMessage(r)) return errorResult(base, 'Invalid results: no response object.', {}, opts);
+  const process = rawGet(base, 'process');
+  const results: Message = { json: { 'content-type': 'application/json', body: text } };
+  if (r.Error !== undefined) {
+    results.data = typeof r.Error === 'string' ? r.Error : json(r.Error);
+    results.error = results.data;
+  } else if (isMessage(r.Output) && 'data' in r.Output) {
+    results.data = r.Output.data as never;
+    results.outbox = numbered(Array.isArray(r.Messages) ? r.Messages : [], (m) => outboxMessage(m, process));
+    results.spawns = numbered(Array.isArray(r.Spawns) ? r.Spawns : [], (m) => outboxMessage(m, process));
+    const patches = Array.isArray(r.patches) ? r.patches : Array.isArray(r.Patches) ? r.Patches : [];
+    results.patches = patches.filter(isMessage).map((p: Message) => outboxMessage(p, undefined));
+  } else {
+    return errorResult(base, 'Invalid results: the response has neither Output.data nor Error.', { json: text.slice(0, 4096) }, opts);
+  }
+  return set(base, { results }, undefined, io);
+}
+
+export const jsonIfaceDevice = defineDevice(JSON_IFACE_DEVICE, {
+  init: (base: Message, _req: Message, opts: Opts = DEFAULT_OPTS) => set(base, { function: 'handle' }, undefined, internalOpts(opts)),
+  compute: (base: Message, req: Message = {}, opts: Opts = DEFAULT_OPTS) => {
+    const pass = rawGet(base, 'pass');
+    if (pass === undefined) return base;
+    const n = Number(pass);
+    if (n === 1) return prepare(base, req, opts);
+    if (n === 2) return collect(base, opts);
+    if (!Number.isFinite(n)) throw new AoError(`json-iface: bad pass ${String(pass)}`, { status: 400 });
+    return base;
+  },
+});
