@@ -19,7 +19,10 @@ console.log(`# hb-runtimes benchmarks\n\n${os.cpus().length} × ${os.cpus()[0]?.
 let failed = 0;
 for (const f of files) {
   console.log(`\n## ${f}`);
-  const r = spawnSync(process.execPath, ['--expose-gc', path.join(ROOT, 'bench', f)], { stdio: 'inherit', cwd: ROOT });
+  // A bench may ask for Node flags on its first line: `// node-flags: --flag …`.
+  const first = fs.readFileSync(path.join(ROOT, 'bench', f), 'utf8').split('\n', 1)[0];
+  const flags = first.startsWith('// node-flags:') ? first.slice('// node-flags:'.length).trim().split(/\s+/) : [];
+  const r = spawnSync(process.execPath, ['--expose-gc', ...flags, path.join(ROOT, 'bench', f)], { stdio: 'inherit', cwd: ROOT });
   if (r.status !== 0) {
     failed++;
     console.log(`\n(${f} failed with status ${r.status})`);

@@ -1,0 +1,172 @@
+// node-flags: --experimental-wasm-memory64
+// AOS (aos-2-pure-xs, Lua compiled to wasm64 by emscripten) Eval throughput next to
+// @permaweb/ao-loader (the JS loader AO compute units use, on V8) in the same run; module load
+// times; snapshot and restore of the 12 MiB AOS memory. Needs ../shared/fixtures.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createRequire } from 'node:module';
+import { fmt, medianMs, table } from './util.mjs';
+
+const require = createRequire(import.meta.url);
+const hb = require('../lib/index.js');
+const { loadImage } = require('../lib/wasm-image.js');
+const FIXTURE = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'shared', 'fixtures', 'aos-2-pure-xs.wasm');
+if (!fs.existsSync(FIXTURE)) {
+  console.log(`skipped: ${FIXTURE} not found`);
+  process.exit(0);
+}
+const image = fs.readFileSync(FIXTURE);
+const ENV = { Process: { Id: 'AOS', Owner: 'FOOBAR', Tags: [{ name: 'Name', value: 'Thomas' }, { name: 'Authority', value: 'FOOBAR' }] } };
+const msgOf = (i) => ({ From: 'FOOBAR', 'Block-Height': '1', Target: 'AOS', Owner: 'FOOBAR', Id: String(i), Module: 'W', Tags: [{ name: 'Action', value: 'Eval' }], Data: 'return 1 + 1' });
+const ROUNDS = 5;
+const PER_ROUND = 400;
+
+/** msgs/s: the median of ROUNDS rounds of PER_ROUND Evals. */
+async function rate(evalOne) {
+  for (let i = 0; i < 50; i++) await evalOne(i); // warm-up
+  const rates = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < PER_ROUND; i++) await evalOne(i);
+    rates.push(PER_ROUND / ((performance.now() - t0) / 1000));
+  }
+  return rates.sort((a, b) => a - b)[Math.floor(ROUNDS / 2)];
+}
+
+// ---- hb-runtimes through the native handles (what json-iface does per message) ----
+function zeroImports(m) {
+  const imports = {};
+  for (const imp of m.imports) {
+    const r = imp.type?.results[0];
+    (imports[imp.module] ??= {})[imp.name] = () => (r === 'i64' ? 0n : r ? 0 : undefined);
+  }
+  return imports;
+}
+async function hbHandle(opts) {
+  const m = await loadImage(image, opts);
+  const inst = new hb.WasmInstance(m, zeroImports(m));
+  const envPtr = inst.writeString(JSON.stringify(ENV));
+  const scratch = inst.malloc(1 << 16);
+  return {
+    inst,
+    m,
+    evalOne: (i) => {
+      inst.memory.write(scratch, Buffer.from(`${JSON.stringify(msgOf(i))}\0`));
+      const [out] = inst.call('handle', [scratch, envPtr]);
+      return JSON.parse(inst.readString(out));
+    },
+  };
+}
+const safe = await hbHandle({});
+if (safe.evalOne(0).response.Output.data !== '2') throw new Error('hb-runtimes: wrong AOS answer');
+const hbSafe = await rate(safe.evalOne);
+const fast = await hbHandle({ spectreMitigation: false });
+const hbFast = await rate(fast.evalOne);
+
+// ---- hb-runtimes through resolve (stack json-iface + wasm-64 + multipass) ----
+const imageId = await hb.cacheWrite(image);
+let proc = await hb.resolve(
+  {
+    device: 'stack@1.0',
+    'device-stack': ['json-iface@1.0', 'wasm-64@1.0', 'multipass@1.0'],
+    'input-prefix': 'process',
+    'output-prefix': 'wasm',
+    passes: 2,
+    'stack-keys': ['init', 'compute'],
+    process: { type: 'Process', image: imageId, owner: 'FOOBAR', name: 'Thomas', authority: 'FOOBAR', id: 'AOS' },
+  },
+  'init',
+);
+const req = (i) => ({ path: 'compute', 'block-height': 1, body: { action: 'Eval', data: 'return 1 + 1', target: 'AOS', owner: 'FOOBAR', from: 'FOOBAR', id: String(i) } });
+const hbResolve = await rate(async (i) => {
+  proc = await hb.resolve(proc, req(i));
+});
+
+// ---- @permaweb/ao-loader (V8) ----
+// For this module ao-loader needs two WASI imports it lacks (proc_exit, clock_time_get) and the
+// emscripten stack exports its glue expects; both are supplied by wrapping WebAssembly.instantiate.
+const AoLoader = require('@permaweb/ao-loader');
+const orig = WebAssembly.instantiate;
+WebAssembly.instantiate = function (src, imports) {
+  const mod = src instanceof WebAssembly.Module ? src : new WebAssembly.Module(src);
+  for (const imp of WebAssembly.Module.imports(mod)) {
+    imports[imp.module] ??= {};
+    if (typeof imports[imp.module][imp.name] !== 'function') imports[imp.module][imp.name] = () => 0;
+  }
+  return orig.call(WebAssembly, mod, imports).then((instance) => ({
+    module: mod,
+    instance: {
+      exports: {
+        emscripten_stack_init: () => {},
+        emscripten_stack_get_free: () => 0n,
+        emscripten_stack_get_base: () => 0n,
+        emscripten_stack_get_end: () => 0n,
+        __wasm_call_ctors: () => {},
+        ...instance.exports,
+      },
+    },
+  }));
+};
+async function aoLoader(unsafe) {
+  const handle = await (AoLoader.default ?? AoLoader)(image, {
+    format: 'wasm64-unknown-emscripten-draft_2024_02_15',
+    inputEncoding: 'JSON-1',
+    outputEncoding: 'JSON-1',
+    memoryLimit: '1073741824',
+    computeLimit: (9e12).toString(),
+    extensions: [],
+    UNSAFE_MEMORY: unsafe,
+  });
+  let r = await handle(null, msgOf(0), ENV);
+  if (r.Output?.data !== '2') throw new Error('ao-loader: wrong AOS answer');
+  let memory = r.Memory;
+  return rate(async (i) => {
+    r = await handle(memory, msgOf(i), ENV);
+    memory = r.Memory;
+  });
+}
+const aolDefault = await aoLoader(false);
+const aolUnsafe = await aoLoader(true);
+WebAssembly.instantiate = orig;
+const best = Math.max(aolDefault, aolUnsafe);
+table('AOS Eval `return 1 + 1` throughput (same module, same messages, same run)', ['host', 'msgs/s (median)', 'vs best ao-loader'], [
+  ['hb-runtimes, native handles (Wasmtime, Spectre mitigations on: default)', fmt(hbSafe), (hbSafe / best).toFixed(2)],
+  ['hb-runtimes, native handles, spectreMitigation: false', fmt(hbFast), (hbFast / best).toFixed(2)],
+  ['hb-runtimes, resolve() through json-iface + wasm-64 + multipass', fmt(hbResolve), (hbResolve / best).toFixed(2)],
+  ['@permaweb/ao-loader (V8), default (copies memory per message)', fmt(aolDefault), (aolDefault / best).toFixed(2)],
+  ['@permaweb/ao-loader (V8), UNSAFE_MEMORY', fmt(aolUnsafe), (aolUnsafe / best).toFixed(2)],
+]);
+
+// ---- module load ----
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-aos-bench-'));
+const t0 = performance.now();
+const translated = await loadImage(Buffer.from(image), { cacheDir: dir, fuel: true }); // new profile: cold
+const coldMs = performance.now() - t0;
+const fromDisk = medianMs(() => hb.WasmModule.compile(fs.readFileSync(path.join(dir, fs.readdirSync(dir).find((f) => f.endsWith('.exnref.wasm')))), { cacheDir: dir, cache: false, fuel: true }), 7);
+const fromMemory = medianMs(() => new hb.WasmInstance(safe.m, zeroImports(safe.m)).dispose(), 9);
+void translated;
+table('AOS module load', ['step', 'median ms'], [
+  ['cold: Binaryen translation + Cranelift compile', coldMs.toFixed(0)],
+  ['compiled-module cache on disk → WasmModule (deserialize)', fromDisk.toFixed(2)],
+  ['cached WasmModule → new WasmInstance (12 MiB memory)', fromMemory.toFixed(2)],
+]);
+fs.rmSync(dir, { recursive: true, force: true });
+
+// ---- snapshot / restore of the 12 MiB AOS memory ----
+let snap;
+const snapMs = medianMs(() => {
+  snap = safe.inst.snapshot();
+}, 9);
+const restoreEval = medianMs(() => {
+  const i = new hb.WasmInstance(safe.m, zeroImports(safe.m));
+  i.restore(snap);
+  const envPtr = i.writeString(JSON.stringify(ENV));
+  const p = i.writeString(JSON.stringify(msgOf(1)));
+  i.call('handle', [p, envPtr]);
+  i.dispose();
+}, 9);
+table('AOS state (12 MiB memory)', ['operation', 'median ms'], [
+  [`snapshot() (${(snap.length / 1048576).toFixed(1)} MiB blob)`, snapMs.toFixed(2)],
+  ['new instance + restore() + first Eval', restoreEval.toFixed(2)],
+]);
