@@ -3,7 +3,11 @@
  * default module, so a fresh install can be checked with one command.
  */
 import * as fs from 'node:fs';
+import * as readline from 'node:readline';
 import { Command } from 'commander';
+import { cacheWrite } from './ao/cache';
+import type { Message } from './ao/message';
+import { resolve } from './ao/resolve';
 import { AoError } from './errors';
 import { versions } from './index';
 import { WasmInstance, WasmModule, type WasmImports } from './wasm';
@@ -77,5 +81,60 @@ export async function main(argv: string[]): Promise<void> {
       inst.dispose();
     });
 
+  program
+    .command('aos')
+    .description('an AOS session: each line read (prompt on a terminal, or piped stdin) is an Eval; prints Output.data')
+    .argument('<module.wasm>', 'an AOS image (e.g. aos-2-pure-xs.wasm)')
+    .option('--owner <address>', 'process owner, also the sender of the Evals', 'OWNER')
+    .action(async (file: string, opts: { owner: string }) => {
+      if (!file.endsWith('.wasm')) {
+        throw new AoError(`aos: ${file} is not a .wasm image (AOS in Lua runs once the lua@5.3a device is available)`, { status: 400 });
+      }
+      await aosSession(fs.readFileSync(file), opts.owner);
+    });
+
   await program.parseAsync(argv);
+}
+
+/** AOS over wasm-64: a json-iface stack, one Eval per input line. */
+async function aosSession(image: Uint8Array, owner: string): Promise<void> {
+  const imageId = await cacheWrite(image);
+  let proc: Message = await resolve(
+    {
+      device: 'stack@1.0',
+      'device-stack': ['json-iface@1.0', 'wasm-64@1.0', 'multipass@1.0'],
+      'input-prefix': 'process',
+      'output-prefix': 'wasm',
+      passes: 2,
+      'stack-keys': ['init', 'compute', 'snapshot', 'normalize'],
+      process: { type: 'Process', image: imageId, owner, id: 'LOCAL-AOS', name: 'aos' },
+    },
+    'init',
+  );
+  const interactive = Boolean(process.stdin.isTTY);
+  const rl = readline.createInterface({ input: process.stdin, output: interactive ? process.stdout : undefined, terminal: interactive });
+  if (interactive) rl.setPrompt('aos> ');
+  if (interactive) rl.prompt();
+  let n = 0;
+  for await (const line of rl) {
+    if (line.trim() === '') {
+      if (interactive) rl.prompt();
+      continue;
+    }
+    n += 1;
+    try {
+      proc = await resolve(proc, {
+        path: 'compute',
+        'block-height': n,
+        body: { action: 'Eval', data: line, target: 'LOCAL-AOS', owner, from: owner, id: String(n) },
+      });
+      const results = (proc as { results?: Message }).results ?? {};
+      // AOS prefixes its error texts with blank lines.
+      const out = results.error !== undefined ? String(results.error).replace(/^\n+/, '') : results.data;
+      process.stdout.write(`${typeof out === 'string' ? out : JSON.stringify(out)}\n`);
+    } catch (e) {
+      process.stderr.write(`error: ${(e as Error).message}\n`);
+    }
+    if (interactive) rl.prompt();
+  }
 }
