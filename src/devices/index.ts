@@ -10,6 +10,7 @@ import { STACK_DEVICE, stackDevice } from './stack';
 import { TEST_DEVICE, testDevice } from './test-device';
 import { WASM64_DEVICE, wasm64Device } from './wasm-64';
 import { JSON_IFACE_DEVICE, jsonIfaceDevice } from './json-iface';
+import { WASI_DEVICE, wasiDevice } from './wasi';
 
 export const BUILTIN_DEVICES: Readonly<Record<string, Device>> = {
   [MESSAGE_DEVICE]: messageDevice,
@@ -18,6 +19,7 @@ export const BUILTIN_DEVICES: Readonly<Record<string, Device>> = {
   [TEST_DEVICE]: testDevice,
   [WASM64_DEVICE]: wasm64Device,
   [JSON_IFACE_DEVICE]: jsonIfaceDevice,
+  [WASI_DEVICE]: wasiDevice,
 };
 
 export { MESSAGE_DEVICE, messageDevice, RESERVED_KEYS } from './message';
@@ -27,3 +29,4 @@ export { TEST_DEVICE, testDevice, appendDevice, prefixSetDevice } from './test-d
 export { WASM64_DEVICE, wasm64Device, wasm, IMPORT_PROVIDERS, WasmRuntime } from './wasm-64';
 export type { ImportProvider } from './wasm-64';
 export { JSON_IFACE_DEVICE, jsonIfaceDevice, jsonStruct } from './json-iface';
+export { WASI_DEVICE, wasiDevice, wasi } from './wasi';

@@ -50,6 +50,7 @@ import { cacheRead, cacheWrite } from '../ao/cache';
 import { isNotFound, errorOf, isThenable } from '../ao/result';
 import { AoError, LimitError, WasmTrap } from '../errors';
 import { emscriptenImports } from '../emscripten';
+import { exitCodeOf } from '../wasi/preview1';
 import { WasmInstance, type WasmImports, type WasmModule, type WasmValue } from '../wasm';
 import { loadImage } from '../wasm-image';
 import { inputPrefix, outputPrefix } from './stack';
@@ -79,10 +80,16 @@ function rawPath(keys: readonly string[], msg: unknown): any {
 
 /**
  * Providers of import functions for stdlib devices with a native fast path (wasi@1.0 registers
- * one): given the instance's runtime, the module name and the imported names, return functions,
- * or undefined to use the generic AO-Core path.
+ * one): given the instance's runtime (its instance is set right after instantiation), the import
+ * module name, its imports and the compiled module, return functions, or undefined to use the
+ * generic AO-Core path.
  */
-export type ImportProvider = (rt: WasmRuntime, module: string, imports: WasmModule['imports']) => WasmImports[string] | undefined;
+export type ImportProvider = (
+  rt: WasmRuntime,
+  moduleName: string,
+  imports: WasmModule['imports'],
+  module: WasmModule,
+) => WasmImports[string] | undefined;
 export const IMPORT_PROVIDERS = new Map<string, ImportProvider>();
 
 /** Live state of an instance, kept private at `<P>/runtime`. */
@@ -92,6 +99,8 @@ export class WasmRuntime {
   state: Message | undefined;
   opts: Opts = DEFAULT_OPTS;
   undefinedCalls: Message[] = [];
+  /** Hooks run before each compute call, on its state and request (e.g. wasi@1.0 loading its VFS). */
+  readonly beforeCall: Array<(state: Message, req: Message) => void> = [];
   /** Hooks run after each compute on the final state (e.g. wasi@1.0 writing its VFS back). */
   readonly afterCall: Array<(state: Message) => Message> = [];
   constructor(
@@ -171,7 +180,7 @@ function buildImports(rt: WasmRuntime, module: WasmModule, base: Message): WasmI
     let provided: WasmImports[string] | undefined;
     if (isMessage(lib)) {
       const dev = typeof lib.device === 'string' ? lib.device.toLowerCase() : undefined;
-      provided = dev ? IMPORT_PROVIDERS.get(dev)?.(rt, mod, list) : undefined;
+      provided = dev ? IMPORT_PROVIDERS.get(dev)?.(rt, mod, list, module) : undefined;
       if (!provided) for (const imp of list) fns[imp.name] = stdlibImport(rt, mod, imp.name, imp.type);
     }
     if (mod === 'env') Object.assign(fns, emscriptenImports(list.map((i) => i.name), getInstance));
@@ -269,6 +278,7 @@ async function compute(base: Message, req: Message = {}, opts: Opts = DEFAULT_OP
   rt.state = state0;
   rt.opts = opts;
   rt.undefinedCalls = [];
+  for (const hook of rt.beforeCall) hook(state0, req);
   let type = 'ok';
   let output: unknown;
   try {
@@ -277,6 +287,8 @@ async function compute(base: Message, req: Message = {}, opts: Opts = DEFAULT_OP
     if (!isGuestFault(e)) throw e;
     type = 'error';
     output = e.message;
+    const code = exitCodeOf(e);
+    if (code !== undefined) output = `the guest exited with proc_exit(${code})`;
   }
   let state = rt.state ?? state0;
   rt.state = undefined;
