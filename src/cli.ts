@@ -11,6 +11,7 @@ import { resolve } from './ao/resolve';
 import { AoError } from './errors';
 import { versions } from './index';
 import { WasmInstance, WasmModule, type WasmImports } from './wasm';
+import { WasiPreview1, exitCodeOf, wasiImportsFor } from './wasi';
 
 /** fac(f64) -> f64, recursive factorial; compiled from WAT (see test/native/wasm-instance.test.ts). */
 const DEFAULT_MODULE = Buffer.from(
@@ -70,15 +71,30 @@ export async function main(argv: string[]): Promise<void> {
     .argument('[file.wasm]', 'module to run (omit to run the embedded default)')
     .argument('[function]', 'exported function', 'fac')
     .argument('[args...]', 'arguments, converted to the function signature')
-    .option('--fuel <n>', 'fuel budget for the call')
+    .option('--fuel <n>', 'fuel budget for the call (compiles the module with fuel metering)')
     .action((file: string | undefined, fn: string, args: string[], opts: { fuel?: string }) => {
       const bytes = file ? fs.readFileSync(file) : DEFAULT_MODULE;
-      const module = WasmModule.compile(bytes);
+      const module = WasmModule.compile(bytes, opts.fuel ? { fuel: true } : undefined);
       const params = file ? parseArgs(module, fn, args) : parseArgs(module, fn, args.length ? args : ['5']);
-      const inst = new WasmInstance(module, unprovidedImports(module), opts.fuel ? { fuel: BigInt(opts.fuel) } : undefined);
-      const results = inst.call(fn, params);
-      process.stdout.write(`${fn}(${params.map(formatValue).join(', ')}) = [${results.map(formatValue).join(', ')}]\n`);
-      inst.dispose();
+      // WASI imports run over an in-memory filesystem; what the program prints is shown after it.
+      const wasi = new WasiPreview1({ args: [file ?? 'default', ...args] });
+      let inst: WasmInstance | undefined;
+      const imports = { ...unprovidedImports(module), ...wasiImportsFor(module, wasi, () => inst!) };
+      inst = new WasmInstance(module, imports, opts.fuel ? { fuel: BigInt(opts.fuel) } : undefined);
+      try {
+        const results = inst.call(fn, params);
+        process.stdout.write(Buffer.from(wasi.stdout));
+        process.stderr.write(Buffer.from(wasi.stderr));
+        process.stdout.write(`${fn}(${params.map(formatValue).join(', ')}) = [${results.map(formatValue).join(', ')}]\n`);
+      } catch (e) {
+        process.stdout.write(Buffer.from(wasi.stdout));
+        process.stderr.write(Buffer.from(wasi.stderr));
+        const code = exitCodeOf(e);
+        if (code === undefined) throw e;
+        process.exitCode = code;
+      } finally {
+        inst.dispose();
+      }
     });
 
   program

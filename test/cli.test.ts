@@ -27,6 +27,11 @@ describeShared('hb-runtimes run and aos on shared fixtures', () => {
     expect(missing.stderr).toBe('hb-runtimes: function not found: nope (exports: fac)\n');
   });
 
+  it('gives WASI programs a filesystem and shows what they print', () => {
+    const r = cli(['run', path.join(SHARED_FIXTURES, 'test-print.wasm'), 'hello']);
+    expect(r).toMatchObject({ status: 0, stdout: 'Hello, World!\nHowdy!\n\0hello() = [22]\n' });
+  });
+
   it('evaluates piped lines in an AOS session', () => {
     const r = cli(['aos', path.join(SHARED_FIXTURES, 'aos-2-pure-xs.wasm')], 'return 1 + 1\nX = 21\nreturn X * 2\nerror("nope")\n');
     expect(r.status).toBe(0);
