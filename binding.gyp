@@ -26,7 +26,7 @@
       "dependencies": ["hb_lua"],
       "sources": ["<!@(node -p \"require('fs').readdirSync('native').filter(f => f.endsWith('.cc')).map(f => 'native/' + f).join(' ')\")"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "<(hb_wasmtime_dir)/include"],
-      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "WASM_API_EXTERN=", "WASI_API_EXTERN="],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "WASM_API_EXTERN=", "WASI_API_EXTERN="],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++14", "-std=gnu++17"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-O2", "-fvisibility=hidden"],

@@ -1,5 +1,14 @@
 #include "lua_vm.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "errors.h"
+#include "lua_snapshot.h"
+
 extern "C" {
 #include "lauxlib.h"
 #include "lua.h"
@@ -8,23 +17,1139 @@ extern "C" {
 
 namespace hbr {
 
+namespace {
+
+const napi_type_tag kLuaVMTag = {0x6862727475614c75ULL, 0x56cbb4de2f1a7d03ULL};
+
+// Raised (as a light userdata error value) once the instruction budget is spent.
+const char kLimitSentinel = 0;
+
+constexpr int kMaxHookStep = 1000;
+constexpr uint64_t kDefaultSeed = 0;
+
+struct LibInfo {
+  uint16_t bit;
+  const char* name;     // the name users pass in `libs`
+  const char* modname;  // the name luaL_requiref registers
+  lua_CFunction open;
+};
+// Opening order as in linit.c.
+const LibInfo kLibs[] = {
+    {kLibBase, "base", "_G", luaopen_base},
+    {kLibPackage, "package", LUA_LOADLIBNAME, luaopen_package},
+    {kLibCoroutine, "coroutine", LUA_COLIBNAME, luaopen_coroutine},
+    {kLibTable, "table", LUA_TABLIBNAME, luaopen_table},
+    {kLibIo, "io", LUA_IOLIBNAME, luaopen_io},
+    {kLibOs, "os", LUA_OSLIBNAME, luaopen_os},
+    {kLibString, "string", LUA_STRLIBNAME, luaopen_string},
+    {kLibMath, "math", LUA_MATHLIBNAME, luaopen_math},
+    {kLibUtf8, "utf8", LUA_UTF8LIBNAME, luaopen_utf8},
+    {kLibDebug, "debug", LUA_DBLIBNAME, luaopen_debug},
+};
+
+inline LuaVM* VmOf(lua_State* L) { return *static_cast<LuaVM**>(lua_getextraspace(L)); }
+
+// ---- Allocation with a cap ----------------------------------------------------------------------
+
+void* LuaAlloc(void* ud, void* ptr, size_t osize, size_t nsize) {
+  auto* a = static_cast<LuaVM::Alloc*>(ud);
+  size_t old = ptr != nullptr ? osize : 0;
+  if (nsize == 0) {
+    std::free(ptr);
+    a->used -= old;
+    return nullptr;
+  }
+  if (nsize > old && a->limit != 0 && a->used - old + nsize > a->limit) {
+    a->refused = true;
+    return nullptr;
+  }
+  void* p = std::realloc(ptr, nsize);
+  if (p == nullptr) {
+    if (nsize <= old) return ptr;  // Lua assumes shrinking never fails; the old block still fits
+    a->refused = true;
+    return nullptr;
+  }
+  a->used = a->used - old + nsize;
+  return p;
+}
+
+int Panic(lua_State* L) {
+  const char* msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a string)";
+  std::fprintf(stderr, "hb-runtimes: Lua error outside a protected call (a bug): %s\n", msg);
+  std::abort();
+}
+
+// ---- Instruction budget ----------------------------------------------------------------------------
+
+// Each tick charges the instructions since the previous tick of this thread (its hook count).
+// Once the budget is spent (or the call is interrupted), every thread errors on every instruction,
+// so a script's pcall cannot swallow the limit for long; hooks are off inside error handlers, so
+// xpcall handlers are skipped then (GuardedHandler).
+void CountHook(lua_State* L, lua_Debug*) {
+  LuaVM::Budget& b = VmOf(L)->budget();
+  if (b.limit == 0 && !b.exhausted) {  // left on a coroutine by an interrupted call
+    lua_sethook(L, nullptr, 0, 0);
+    return;
+  }
+  if (!b.exhausted) {
+    b.used += static_cast<uint64_t>(lua_gethookcount(L));
+    if (b.used < b.limit) {
+      uint64_t rem = b.limit - b.used;
+      int want = rem < static_cast<uint64_t>(b.step) ? static_cast<int>(rem) : b.step;
+      if (want != lua_gethookcount(L)) lua_sethook(L, CountHook, LUA_MASKCOUNT, want);
+      return;
+    }
+    b.exhausted = true;
+  }
+  if (lua_gethookcount(L) != 1) lua_sethook(L, CountHook, LUA_MASKCOUNT, 1);
+  lua_pushlightuserdata(L, const_cast<char*>(&kLimitSentinel));
+  lua_error(L);
+}
+
+// ---- Sandboxed stdlib replacements (C-style lua_CFunctions) -------------------------------------------
+
+// load(chunk [, chunkname [, mode [, env]]]) with the mode forced to text.
+int SafeLoad(lua_State* L) {
+  if (lua_gettop(L) < 3) lua_settop(L, 3);
+  lua_pushliteral(L, "t");
+  lua_replace(L, 3);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, VmOf(L)->aux_ref());
+  lua_rawgeti(L, -1, kAuxLoad);
+  lua_remove(L, -2);
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+int FinishPcall(lua_State* L, int status, lua_KContext extra) {
+  if (status != LUA_OK && status != LUA_YIELD) {
+    lua_pushboolean(L, 0);
+    lua_pushvalue(L, -2);
+    return 2;
+  }
+  return lua_gettop(L) - static_cast<int>(extra);
+}
+
+// The user's message handler (upvalue 1), skipped once the instruction budget is spent.
+int GuardedHandler(lua_State* L) {
+  if (VmOf(L)->budget().exhausted) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
+
+// xpcall as in lbaselib.c, with the handler wrapped by GuardedHandler.
+int GuardedXpcall(lua_State* L) {
+  int n = lua_gettop(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushvalue(L, 2);
+  lua_pushcclosure(L, GuardedHandler, 1);
+  lua_replace(L, 2);
+  lua_pushboolean(L, 1);
+  lua_pushvalue(L, 1);
+  lua_rotate(L, 3, 2);
+  int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, FinishPcall);
+  return FinishPcall(L, status, 2);
+}
+
+// setmetatable as in lbaselib.c, refusing __gc: finalizers run with hooks off (outside the
+// instruction limit) and at close time inside a GC finalizer.
+int SafeSetmetatable(lua_State* L) {
+  int t = lua_type(L, 2);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_argcheck(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table expected");
+  if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL) return luaL_error(L, "cannot change a protected metatable");
+  if (t == LUA_TTABLE) {
+    lua_pushliteral(L, "__gc");
+    if (lua_rawget(L, 2) != LUA_TNIL) return luaL_error(L, "__gc metamethods are not supported in this sandbox");
+  }
+  lua_settop(L, 2);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
+// xoshiro256** (Blackman & Vigna), state per VM, seeded through splitmix64.
+uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t NextRandom(uint64_t* s) {
+  uint64_t result = Rotl(s[1] * 5, 7) * 9;
+  uint64_t t = s[1] << 17;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = Rotl(s[3], 45);
+  return result;
+}
+
+void SeedRandom(uint64_t* s, uint64_t seed) {
+  for (int i = 0; i < 4; i++) {
+    seed += 0x9e3779b97f4a7c15ULL;
+    uint64_t z = seed;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    s[i] = z ^ (z >> 31);
+  }
+}
+
+// math.random([m [, n]]) as in Lua 5.3, on the VM's own generator; integer results are unbiased.
+int MathRandom(lua_State* L) {
+  uint64_t* s = VmOf(L)->rng();
+  lua_Integer low, up;
+  switch (lua_gettop(L)) {
+    case 0:
+      lua_pushnumber(L, static_cast<lua_Number>(NextRandom(s) >> 11) * 0x1.0p-53);
+      return 1;
+    case 1:
+      low = 1;
+      up = luaL_checkinteger(L, 1);
+      break;
+    case 2:
+      low = luaL_checkinteger(L, 1);
+      up = luaL_checkinteger(L, 2);
+      break;
+    default:
+      return luaL_error(L, "wrong number of arguments");
+  }
+  luaL_argcheck(L, low <= up, 1, "interval is empty");
+  uint64_t range = static_cast<uint64_t>(up) - static_cast<uint64_t>(low);
+  uint64_t r = NextRandom(s);
+  if ((range & (range + 1)) == 0) {
+    r &= range;
+  } else {
+    uint64_t mask = range;
+    for (int sh = 1; sh < 64; sh <<= 1) mask |= mask >> sh;
+    while ((r &= mask) > range) r = NextRandom(s);
+  }
+  lua_pushinteger(L, static_cast<lua_Integer>(static_cast<uint64_t>(low) + r));
+  return 1;
+}
+
+int MathRandomseed(lua_State* L) {
+  uint64_t seed;
+  if (lua_isinteger(L, 1)) {
+    seed = static_cast<uint64_t>(lua_tointeger(L, 1));
+  } else {
+    lua_Number d = luaL_checknumber(L, 1);
+    if (d == std::floor(d) && std::fabs(d) < 9.2e18) {
+      seed = static_cast<uint64_t>(static_cast<int64_t>(d));
+    } else {
+      std::memcpy(&seed, &d, sizeof seed);
+    }
+  }
+  SeedRandom(VmOf(L)->rng(), seed);
+  return 0;
+}
+
+// package.searchers[2] replacement: Lua files from package.path, loaded as text only.
+int SearcherLuaText(lua_State* L) {
+  const char* name = luaL_checkstring(L, 1);
+  lua_getfield(L, lua_upvalueindex(1), "searchpath");
+  lua_pushstring(L, name);
+  lua_getfield(L, lua_upvalueindex(1), "path");
+  if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "'package.path' must be a string");
+  lua_call(L, 2, 2);
+  if (lua_isnil(L, -2)) return 1;
+  const char* filename = lua_tostring(L, -2);
+  if (luaL_loadfilex(L, filename, "t") == LUA_OK) {
+    lua_pushstring(L, filename);
+    return 2;
+  }
+  return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, filename, lua_tostring(L, -1));
+}
+
+// ---- Trampolines (run inside lua_pcall; plain data in, no destructors) ---------------------------------
+
+struct OpenCtx {
+  uint16_t libs;
+  int aux_ref;
+};
+
+// Opens the libraries and applies the sandbox. Stack: [ctx] -> [ctx].
+int OpenTrampoline(lua_State* L) {
+  OpenCtx* c = static_cast<OpenCtx*>(lua_touserdata(L, 1));
+  lua_createtable(L, kAuxSize, 0);
+  for (int i = 1; i <= kAuxSize; i++) {
+    lua_pushboolean(L, 0);
+    lua_rawseti(L, -2, i);
+  }
+  lua_pushvalue(L, -1);
+  c->aux_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  int aux = lua_gettop(L);
+
+  for (const LibInfo& lib : kLibs) {
+    if ((c->libs & lib.bit) == 0) continue;
+    luaL_requiref(L, lib.modname, lib.open, 1);
+    lua_pop(L, 1);
+  }
+  if ((c->libs & kLibOs) == 0) {
+    // The safe part of os: time, clock, date, difftime (also what require("os") returns).
+    luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 0);
+    lua_createtable(L, 0, 4);
+    const char* const keep[] = {"clock", "date", "difftime", "time"};
+    for (const char* k : keep) {
+      lua_getfield(L, -2, k);
+      lua_setfield(L, -2, k);
+    }
+    lua_pushvalue(L, -1);
+    lua_setglobal(L, LUA_OSLIBNAME);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, LUA_OSLIBNAME);
+    lua_pop(L, 3);
+  }
+
+  lua_pushnil(L);
+  lua_setglobal(L, "dofile");
+  lua_pushnil(L);
+  lua_setglobal(L, "loadfile");
+  lua_getglobal(L, "load");
+  lua_rawseti(L, aux, kAuxLoad);
+  lua_pushcfunction(L, SafeLoad);
+  lua_setglobal(L, "load");
+  lua_pushcfunction(L, GuardedXpcall);
+  lua_setglobal(L, "xpcall");
+  lua_pushcfunction(L, SafeSetmetatable);
+  lua_setglobal(L, "setmetatable");
+  lua_getglobal(L, LUA_STRLIBNAME);
+  lua_pushnil(L);
+  lua_setfield(L, -2, "dump");
+  lua_pop(L, 1);
+  lua_getglobal(L, LUA_MATHLIBNAME);
+  lua_pushcfunction(L, MathRandom);
+  lua_setfield(L, -2, "random");
+  lua_pushcfunction(L, MathRandomseed);
+  lua_setfield(L, -2, "randomseed");
+  lua_pop(L, 1);
+  if ((c->libs & kLibPackage) != 0) {
+    // require: package.preload, then Lua files as text; no C loaders (dlopen is compiled out).
+    lua_getglobal(L, LUA_LOADLIBNAME);
+    lua_createtable(L, 2, 0);
+    lua_getfield(L, -2, "searchers");
+    lua_rawgeti(L, -1, 1);
+    lua_rawseti(L, -3, 1);
+    lua_pop(L, 1);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, SearcherLuaText, 1);
+    lua_rawseti(L, -2, 2);
+    lua_setfield(L, -2, "searchers");
+    lua_pop(L, 1);
+  }
+
+  CapturePermanents(L, aux);
+  lua_settop(L, 1);
+  return 0;
+}
+
+// Keeps the error value; records the traceback in aux[kAuxTrace]. Stack: [err] -> [err].
+int MsgHandler(lua_State* L) {
+  lua_settop(L, 1);
+  luaL_traceback(L, L, nullptr, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, VmOf(L)->aux_ref());
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, kAuxTrace);
+  lua_settop(L, 1);
+  return 1;
+}
+
+struct CallCtx {
+  const char* name;
+  size_t len;
+  const LuaArena* args;
+  uint32_t nargs;
+  int cache_slot;  // >= 0: remember the interned name in this cache slot
+};
+
+// Stack: [] -> [callable]. Looks `name` ("f" or "a.b.f") up in _G with raw reads.
+void PushCallable(lua_State* L, CallCtx* c) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  const char* seg = c->name;
+  const char* end = c->name + c->len;
+  for (;;) {
+    const char* dot = static_cast<const char*>(std::memchr(seg, '.', static_cast<size_t>(end - seg)));
+    lua_pushlstring(L, seg, static_cast<size_t>((dot != nullptr ? dot : end) - seg));
+    if (c->cache_slot >= 0) {
+      LuaVM* vm = VmOf(L);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, vm->aux_ref());
+      lua_pushvalue(L, -2);
+      lua_rawseti(L, -2, kAuxCache0 + c->cache_slot);
+      lua_pop(L, 1);
+      LuaVM::CacheEntry& e = vm->cache()[c->cache_slot];
+      std::memcpy(e.name, c->name, c->len);
+      e.len = c->len;
+    }
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    if (dot == nullptr) break;
+    if (lua_type(L, -1) != LUA_TTABLE) {
+      lua_pushlstring(L, c->name, static_cast<size_t>(dot - c->name));
+      luaL_error(L, "attempt to index a %s value ('%s')", luaL_typename(L, -2), lua_tostring(L, -1));
+    }
+    seg = dot + 1;
+  }
+  if (lua_type(L, -1) == LUA_TFUNCTION) return;
+  if (luaL_getmetafield(L, -1, "__call") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushlstring(L, c->name, c->len);
+  if (std::memchr(c->name, '.', c->len) == nullptr) {
+    luaL_error(L, "attempt to call a %s value (global '%s')", luaL_typename(L, -2), lua_tostring(L, -1));
+  }
+  luaL_error(L, "attempt to call a %s value ('%s')", luaL_typename(L, -2), lua_tostring(L, -1));
+}
+
+// Looks up the function, pushes the arguments and calls it. Stack: [ctx] -> [results...].
+int CallTrampoline(lua_State* L) {
+  CallCtx* c = static_cast<CallCtx*>(lua_touserdata(L, 1));
+  lua_settop(L, 0);
+  PushCallable(L, c);
+  luaL_checkstack(L, static_cast<int>(c->nargs) + 4, "too many arguments");
+  size_t pos = 0;
+  for (uint32_t i = 0; i < c->nargs; i++) PushNode(L, *c->args, &pos);
+  lua_call(L, static_cast<int>(c->nargs), LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+struct PushCtx {
+  const LuaArena* arena;  // null: push the string s[0..len)
+  const char* s;
+  size_t len;
+};
+
+// Stack: [ctx] -> [value].
+int PushTrampoline(lua_State* L) {
+  PushCtx* c = static_cast<PushCtx*>(lua_touserdata(L, 1));
+  if (c->arena != nullptr) {
+    size_t pos = 0;
+    PushNode(L, *c->arena, &pos);
+  } else {
+    lua_pushlstring(L, c->s, c->len);
+  }
+  return 1;
+}
+
+// Stack: [] -> [value] (status LUA_OK) or [error]. Needs 2 free slots.
+int ProtectedPush(lua_State* L, PushCtx* ctx) {
+  lua_pushcfunction(L, PushTrampoline);
+  lua_pushlightuserdata(L, ctx);
+  return lua_pcall(L, 1, 1, 0);
+}
+
+struct SetGlobalCtx {
+  const char* path;
+  size_t len;
+  int slot;
+};
+
+// Sets _G[path] (creating intermediate tables, raw) to a new host closure. Stack: [ctx] -> [ctx].
+int SetGlobalTrampoline(lua_State* L) {
+  SetGlobalCtx* c = static_cast<SetGlobalCtx*>(lua_touserdata(L, 1));
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  const char* seg = c->path;
+  const char* end = c->path + c->len;
+  for (;;) {
+    const char* dot = static_cast<const char*>(std::memchr(seg, '.', static_cast<size_t>(end - seg)));
+    lua_pushlstring(L, seg, static_cast<size_t>((dot != nullptr ? dot : end) - seg));
+    if (dot == nullptr) break;
+    lua_pushvalue(L, -1);
+    int t = lua_rawget(L, -3);
+    if (t == LUA_TNIL) {
+      lua_pop(L, 1);
+      lua_newtable(L);
+      lua_pushvalue(L, -2);
+      lua_pushvalue(L, -2);
+      lua_rawset(L, -5);
+    } else if (t != LUA_TTABLE) {
+      lua_pushlstring(L, c->path, static_cast<size_t>(dot - c->path));
+      luaL_error(L, "cannot set '%s': '%s' is a %s, not a table", c->path, lua_tostring(L, -1), luaL_typename(L, -2));
+    }
+    lua_remove(L, -2);
+    lua_remove(L, -2);
+    seg = dot + 1;
+  }
+  lua_pushinteger(L, c->slot);
+  lua_pushcclosure(L, LuaHostTrampoline, 1);
+  lua_rawset(L, -3);
+  lua_settop(L, 1);
+  return 0;
+}
+
+// "not enough memory[ <context>][ (memoryLimit of N bytes reached)]".
+std::string OutOfMemory(const char* context, const LuaVM::Alloc& a) {
+  std::string m = "not enough memory";
+  if (*context != '\0') m += std::string(" ") + context;
+  if (a.limit != 0 && a.refused) m += " (memoryLimit of " + std::to_string(a.limit) + " bytes reached)";
+  return m;
+}
+
+std::string LuaString(lua_State* L, int idx) {
+  size_t len = 0;
+  const char* s = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len) : nullptr;
+  return s != nullptr ? std::string(s, len) : std::string();
+}
+
+bool LooksLikeMemoryError(lua_State* L, int idx) {
+  if (lua_type(L, idx) != LUA_TSTRING) return false;
+  size_t len;
+  const char* s = lua_tolstring(L, idx, &len);
+  static const char kNeedle[] = "not enough memory";
+  return std::search(s, s + len, kNeedle, kNeedle + sizeof kNeedle - 1) != s + len;
+}
+
+// True when the environment refuses to run JS (it is stopping). Probes with a property read,
+// which N-API refuses in that state; any exception the probe leaves is cleared.
+bool JsUnavailable(napi_env env) {
+  napi_value global, v;
+  if (napi_get_global(env, &global) != napi_ok) return true;
+  if (napi_get_named_property(env, global, "undefined", &v) == napi_ok) return false;
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (pending) napi_get_and_clear_last_exception(env, &v);
+  return true;
+}
+
+// The message of a thrown JS value (its `message`, else its string form).
+std::string JsErrorMessage(napi_env env, napi_value exc) {
+  try {
+    Napi::Value v(env, exc);
+    if (v.IsObject()) {
+      Napi::Value m = v.As<Napi::Object>().Get("message");
+      if (m.IsString()) return m.As<Napi::String>().Utf8Value();
+    }
+    return v.ToString().Utf8Value();
+  } catch (...) {
+    return "(a JS exception that cannot be converted to a string)";
+  }
+}
+
+}  // namespace
+
+int LuaHostTrampoline(lua_State* L) {
+  int n = VmOf(L)->InvokeHost(L);
+  if (n < 0) return lua_error(L);
+  return n;
+}
+
+// ---- Frames ----------------------------------------------------------------------------------------------
+
+// One call into the VM (call, load) or one host-function invocation. The outermost frame starts
+// the instruction budget and the error bookkeeping; when it ends a deferred dispose happens.
+// Lives in C++ frames above every lua_pcall, so Lua errors never unwind it.
+class LuaVM::Frame {
+ public:
+  Frame(LuaVM* vm, lua_State* L, bool restore_stack) : vm_(vm), L_(L), prev_(vm->active_), restore_(restore_stack) {
+    if (vm->depth_ == 0) {
+      vm->budget_.used = 0;
+      vm->budget_.exhausted = false;
+      if (vm->budget_.limit != 0) {
+        lua_sethook(vm->L_, CountHook, LUA_MASKCOUNT, vm->budget_.step);
+      } else if (vm->interrupted_) {
+        lua_sethook(vm->L_, nullptr, 0, 0);
+      }
+      vm->interrupted_ = false;
+      vm->alloc_.refused = false;
+      vm->ResetPendingHostError();
+    }
+    vm->depth_++;
+    vm->active_ = L;
+    base_ = lua_gettop(L);
+  }
+  ~Frame() {
+    if (restore_) lua_settop(L_, base_);
+    vm_->active_ = prev_;
+    size_t at = static_cast<size_t>(vm_->depth_ - 1);
+    if (at < vm_->arenas_.size()) {
+      LuaArena& a = *vm_->arenas_[at];
+      if (a.bytes.capacity() > (1u << 20) || a.nodes.capacity() > (1u << 16)) a = LuaArena();
+    }
+    if (--vm_->depth_ == 0) {
+      vm_->ResetPendingHostError();
+      if (vm_->close_pending_) vm_->Close();
+    }
+  }
+  Frame(const Frame&) = delete;
+  Frame& operator=(const Frame&) = delete;
+
+  int base() const { return base_; }
+  LuaArena& arena() { return vm_->ArenaAt(vm_->depth_ - 1); }
+
+ private:
+  LuaVM* vm_;
+  lua_State* L_;
+  lua_State* prev_;
+  bool restore_;
+  int base_ = 0;
+};
+
+LuaArena& LuaVM::ArenaAt(int depth) {
+  while (static_cast<int>(arenas_.size()) <= depth) arenas_.push_back(std::make_unique<LuaArena>());
+  LuaArena& a = *arenas_[static_cast<size_t>(depth)];
+  a.Clear();
+  return a;
+}
+
+void LuaVM::ResetPendingHostError() noexcept {
+  host_err_ = nullptr;
+  if (!host_err_set_) return;
+  host_err_set_ = false;
+  if (L_ != nullptr) {
+    lua_rawgeti(L_, LUA_REGISTRYINDEX, aux_ref_);
+    lua_pushboolean(L_, 0);
+    lua_rawseti(L_, -2, kAuxHostErr);
+    lua_pop(L_, 1);
+  }
+  try {
+    if (!holder_.IsEmpty()) {
+      Napi::Object h = holder_.Value();
+      if (!h.IsEmpty()) h.Delete("error");
+    }
+  } catch (...) {
+    // The environment cannot run JS (it is shutting down): the holder goes with it.
+  }
+}
+
+// ---- Construction and lifecycle ----------------------------------------------------------------------
+
 void LuaVM::Init(Napi::Env env, Napi::Object exports, Addon* addon) {
-  Napi::Function ctor = DefineClass(env, "LuaVM", {});
+  Napi::Function ctor =
+      DefineClass(env, "LuaVM",
+                  {
+                      InstanceMethod<&LuaVM::Load>("load"),
+                      InstanceMethod<&LuaVM::Call>("call"),
+                      InstanceMethod<&LuaVM::SetGlobalFunction>("setGlobalFunction"),
+                      InstanceMethod<&LuaVM::Globals>("globals"),
+                      InstanceMethod<&LuaVM::Snapshot>("snapshot"),
+                      InstanceMethod<&LuaVM::MemoryUsed>("memoryUsed"),
+                      InstanceMethod<&LuaVM::Dispose>("dispose"),
+                      StaticMethod<&LuaVM::Restore>("restore"),
+                  });
   addon->lua_vm_ctor = Napi::Persistent(ctor);
   exports.Set("LuaVM", ctor);
 }
 
 LuaVM::LuaVM(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LuaVM>(info) {
-  L_ = luaL_newstate();
-  Track(AddonOf(info.Env()));
+  Napi::Env env = info.Env();
+  Napi::Object self = info.This().As<Napi::Object>();
+  if (napi_type_tag_object(env, self, &kLuaVMTag) != napi_ok) throw Napi::Error::New(env);
+
+  uint16_t libs = kSafeLibs;
+  if (info.Length() > 0 && !info[0].IsUndefined()) {
+    if (!info[0].IsObject()) throw InvalidArg(env, "new LuaVM(options): options must be an object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Value lv = o.Get("libs");
+    if (!lv.IsUndefined()) {
+      if (!lv.IsArray()) throw InvalidArg(env, "new LuaVM(options): libs must be an array of library names");
+      Napi::Array arr = lv.As<Napi::Array>();
+      for (uint32_t i = 0; i < arr.Length(); i++) {
+        Napi::Value n = arr.Get(i);
+        std::string name = n.IsString() ? n.As<Napi::String>().Utf8Value() : std::string();
+        const LibInfo* found = nullptr;
+        for (const LibInfo& lib : kLibs) {
+          if (name == lib.name) found = &lib;
+        }
+        if (found == nullptr) throw InvalidArg(env, "new LuaVM(options): unknown library '" + name + "'");
+        libs |= found->bit;
+      }
+    }
+    auto limit = [&](const char* key) -> uint64_t {
+      Napi::Value v = o.Get(key);
+      if (v.IsUndefined()) return 0;
+      double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+      if (!(d >= 1 && d <= 9007199254740991.0) || d != std::floor(d)) {
+        throw InvalidArg(env, std::string("new LuaVM(options): ") + key + " must be a positive integer");
+      }
+      return static_cast<uint64_t>(d);
+    };
+    alloc_.limit = static_cast<size_t>(limit("memoryLimit"));
+    budget_.limit = limit("instructionLimit");
+  }
+
+  Napi::Object holder = Napi::Object::New(env);
+  Napi::Array fns = Napi::Array::New(env);
+  holder.Set("fns", fns);
+  self.DefineProperty(Napi::PropertyDescriptor::Value(Napi::Symbol::New(env, "hb-runtimes.LuaVM.host"), holder,
+                                                      napi_default));
+  holder_ = Napi::Weak(holder);
+  fns_ = Napi::Weak(fns);
+
+  OpenState(env, libs);
+  Track(AddonOf(env));
+}
+
+void LuaVM::OpenState(Napi::Env env, uint16_t libs) {
+  L_ = lua_newstate(LuaAlloc, &alloc_);
+  if (L_ == nullptr) {
+    throw MakeError(env, "LuaMemoryError", OutOfMemory("to create a Lua state", alloc_));
+  }
+  *static_cast<LuaVM**>(lua_getextraspace(L_)) = this;
+  lua_atpanic(L_, Panic);
+  active_ = L_;
+  OpenCtx ctx{libs, 0};
+  int st = Protected(L_, OpenTrampoline, &ctx);
+  if (st != LUA_OK) {
+    std::string msg = LuaString(L_, -1);
+    bool mem = st == LUA_ERRMEM || alloc_.refused;
+    lua_close(L_);
+    L_ = nullptr;
+    active_ = nullptr;
+    if (mem) {
+      throw MakeError(env, "LuaMemoryError", OutOfMemory("to open the Lua libraries", alloc_));
+    }
+    throw MakeError(env, "LuaError", "could not open the Lua libraries: " + msg);
+  }
+  aux_ref_ = ctx.aux_ref;
+  libs_ = libs;
+  SeedRandom(rng_, kDefaultSeed);
+  if (budget_.limit != 0) {
+    budget_.step = static_cast<int>(std::min<uint64_t>(budget_.limit, kMaxHookStep));
+    lua_sethook(L_, CountHook, LUA_MASKCOUNT, budget_.step);
+  }
 }
 
 LuaVM::~LuaVM() { Close(); }
 
 void LuaVM::Close() {
-  if (L_ != nullptr) lua_close(L_);
-  L_ = nullptr;
+  if (L_ != nullptr) {
+    // Host callbacks are refused from here on (InvokeHost checks closing_), so nothing that runs
+    // inside lua_close can reach JS. __gc metamethods on tables cannot exist (SafeSetmetatable);
+    // the io library's C finalizers only close files.
+    closing_ = true;
+    lua_close(L_);
+    L_ = nullptr;
+    active_ = nullptr;
+  }
+  try {
+    holder_.Reset();
+    fns_.Reset();
+  } catch (...) {
+    // Only fails when the environment is gone, and then the references went with it.
+  }
+  arenas_.clear();
   Untrack();
+}
+
+void LuaVM::CheckUsable(Napi::Env env, bool idle) {
+  if (L_ == nullptr || close_pending_) throw ClosedError(env, "LuaVM");
+  if (idle && depth_ > 0) throw Napi::TypeError::New(env, "LuaVM is busy: this cannot be done during a call");
+}
+
+int LuaVM::Protected(lua_State* L, int (*fn)(lua_State*), void* ud) {
+  lua_pushcfunction(L, fn);
+  lua_pushlightuserdata(L, ud);
+  return lua_pcall(L, 1, 0, 0);
+}
+
+Napi::Value LuaVM::Dispose(const Napi::CallbackInfo& info) {
+  if (depth_ > 0) {
+    close_pending_ = true;  // closed when the outermost call returns
+  } else {
+    Close();
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value LuaVM::MemoryUsed(const Napi::CallbackInfo& info) {
+  CheckUsable(info.Env());
+  return Napi::Number::New(info.Env(), static_cast<double>(alloc_.used));
+}
+
+// ---- Errors ---------------------------------------------------------------------------------------------
+
+Napi::Value LuaVM::TakeTrace(Napi::Env env, lua_State* L) {
+  Napi::Value trace = env.Undefined();
+  lua_rawgeti(L, LUA_REGISTRYINDEX, aux_ref_);
+  if (lua_rawgeti(L, -1, kAuxTrace) == LUA_TSTRING) {
+    size_t len;
+    const char* s = lua_tolstring(L, -1, &len);
+    trace = Napi::String::New(env, s, len);
+  }
+  lua_pop(L, 1);
+  lua_pushboolean(L, 0);
+  lua_rawseti(L, -2, kAuxTrace);
+  lua_pop(L, 1);
+  return trace;
+}
+
+Napi::Error LuaVM::ErrorFromStatus(Napi::Env env, lua_State* L, int status) {
+  int err = lua_gettop(L);
+  if (status == LUA_ERRMEM || (alloc_.refused && LooksLikeMemoryError(L, err))) {
+    return MakeError(env, "LuaMemoryError", OutOfMemory("", alloc_));
+  }
+  Napi::Value trace = TakeTrace(env, L);
+
+  std::string message;
+  Napi::Value body = env.Undefined();
+  Napi::Value cause = env.Undefined();
+  switch (lua_type(L, err)) {
+    case LUA_TSTRING:
+      message = LuaString(L, err);
+      if (host_err_ != nullptr && lua_tostring(L, err) == host_err_ && !holder_.IsEmpty()) {
+        Napi::Object h = holder_.Value();
+        if (!h.IsEmpty()) cause = h.Get("error");
+      }
+      break;
+    case LUA_TNUMBER:
+      body = Napi::Value(env, LuaToJs(env, L, err));
+      message = body.ToString().Utf8Value();
+      break;
+    default:
+      message = std::string("(error object is a ") + luaL_typename(L, err) + " value)";
+      try {
+        body = Napi::Value(env, LuaToJs(env, L, err));
+      } catch (const Napi::Error&) {
+        body = Napi::String::New(env, message);
+      }
+  }
+  if (body.IsUndefined()) body = Napi::String::New(env, message);
+  if (cause.IsUndefined()) return MakeError(env, "LuaRuntimeError", message, {{"trace", trace}, {"body", body}});
+  return MakeError(env, "LuaRuntimeError", message, {{"trace", trace}, {"body", body}, {"cause", cause}});
+}
+
+Napi::Value LuaVM::Finish(Napi::Env env, lua_State* L, int base, int status) {
+  if (interrupted_) return env.Undefined();  // nothing can be thrown into a stopping environment
+  if (budget_.exhausted) {
+    Napi::Value trace = TakeTrace(env, L);
+    throw MakeError(env, "LimitError", "instruction limit of " + std::to_string(budget_.limit) + " exceeded",
+                    {{"limit", Napi::String::New(env, "instructions")}, {"trace", trace}});
+  }
+  if (status != LUA_OK) throw ErrorFromStatus(env, L, status);
+  int n = lua_gettop(L) - (base + 1);
+  napi_value arr;
+  if (napi_create_array_with_length(env, static_cast<size_t>(n), &arr) != napi_ok) throw Napi::Error::New(env);
+  for (int i = 0; i < n; i++) {
+    napi_value v = LuaToJs(env, L, base + 2 + i);
+    if (napi_set_element(env, arr, static_cast<uint32_t>(i), v) != napi_ok) throw Napi::Error::New(env);
+  }
+  return Napi::Value(env, arr);
+}
+
+// ---- load / call -----------------------------------------------------------------------------------------
+
+namespace {
+struct ChunkReader {
+  const char* p;
+  size_t n;
+};
+const char* ReadChunk(lua_State*, void* ud, size_t* size) {
+  ChunkReader* r = static_cast<ChunkReader*>(ud);
+  *size = r->n;
+  r->n = 0;
+  return *size == 0 ? nullptr : r->p;
+}
+}  // namespace
+
+Napi::Value LuaVM::Load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckUsable(env);
+  if (!info[1].IsString()) throw InvalidArg(env, "LuaVM#load(code, name): name must be a string");
+  std::string name = info[1].As<Napi::String>().Utf8Value();
+  std::string text;
+  ChunkReader r{nullptr, 0};
+  if (info[0].IsString()) {
+    text = info[0].As<Napi::String>().Utf8Value();
+    r = {text.data(), text.size()};
+  } else if (info[0].IsTypedArray() && info[0].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+    Napi::Uint8Array a = info[0].As<Napi::Uint8Array>();
+    r = {reinterpret_cast<const char*>(a.Data()), a.ByteLength()};
+  } else {
+    throw InvalidArg(env, "LuaVM#load(code, name): code must be a string or a Uint8Array");
+  }
+
+  Frame frame(this, active_, true);
+  lua_State* L = active_;
+  if (!lua_checkstack(L, 8)) throw MakeError(env, "LuaError", "Lua stack overflow");
+  int base = frame.base();
+  lua_pushcfunction(L, MsgHandler);
+  int st = lua_load(L, ReadChunk, &r, name.c_str(), "t");
+  if (st != LUA_OK) {
+    if (st == LUA_ERRMEM || alloc_.refused) throw ErrorFromStatus(env, L, LUA_ERRMEM);
+    throw MakeError(env, "LuaSyntaxError", LuaString(L, -1));
+  }
+  st = lua_pcall(L, 0, LUA_MULTRET, base + 1);
+  return Finish(env, L, base, st);
+}
+
+Napi::Value LuaVM::Call(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckUsable(env);
+  if (info.Length() == 0) throw InvalidArg(env, "LuaVM#call(fn, ...args): fn must be a string");
+  napi_value fnv = info[0];
+  char small[kCacheNameMax];
+  std::string big;
+  const char* name = small;
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, fnv, small, sizeof small, &len) != napi_ok) {
+    throw InvalidArg(env, "LuaVM#call(fn, ...args): fn must be a string");
+  }
+  if (len + 1 >= sizeof small) {
+    big = Napi::Value(env, fnv).As<Napi::String>().Utf8Value();
+    name = big.data();
+    len = big.size();
+  }
+  uint32_t nargs = static_cast<uint32_t>(info.Length() - 1);
+
+  Frame frame(this, active_, true);
+  LuaArena& a = frame.arena();
+  ArenaBuilder builder(env, a, "LuaVM#call()");
+  for (uint32_t i = 0; i < nargs; i++) builder.Add(info[i + 1], "args", i);
+
+  lua_State* L = active_;
+  int base = frame.base();
+  if (!lua_checkstack(L, static_cast<int>(nargs) + 8)) throw MakeError(env, "LuaError", "Lua stack overflow");
+  lua_pushcfunction(L, MsgHandler);
+
+  int slot = -1;
+  bool plain = len < kCacheNameMax && std::memchr(name, '.', len) == nullptr;
+  if (plain) {
+    for (int i = 0; i < kCallCacheSize; i++) {
+      if (cache_[i].len == len && std::memcmp(cache_[i].name, name, len) == 0) slot = i;
+    }
+  }
+  int st;
+  if (slot >= 0 && !a.needs_protection) {
+    // Fast path: every step is non-raising (raw reads of existing slots, scalar pushes).
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, aux_ref_);
+    lua_rawgeti(L, -1, kAuxCache0 + slot);
+    lua_remove(L, -2);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    if (lua_type(L, -1) == LUA_TFUNCTION) {
+      for (uint32_t i = 0; i < nargs; i++) PushScalar(L, a.nodes[i]);
+      st = lua_pcall(L, static_cast<int>(nargs), LUA_MULTRET, base + 1);
+      return Finish(env, L, base, st);
+    }
+    lua_pop(L, 1);
+  }
+  CallCtx ctx{name, len, &a, nargs, -1};
+  if (plain && slot < 0) {
+    ctx.cache_slot = cache_next_;
+    cache_next_ = (cache_next_ + 1) % kCallCacheSize;
+    cache_[ctx.cache_slot].len = 0;  // refilled inside the trampoline once the key is stored
+  }
+  lua_pushcfunction(L, CallTrampoline);
+  lua_pushlightuserdata(L, &ctx);
+  st = lua_pcall(L, 1, LUA_MULTRET, base + 1);
+  return Finish(env, L, base, st);
+}
+
+// ---- Host functions ------------------------------------------------------------------------------------
+
+const std::string* LuaVM::HostPath(int64_t slot) const {
+  if (slot < 0 || static_cast<size_t>(slot) >= host_paths_.size()) return nullptr;
+  return &host_paths_[static_cast<size_t>(slot)];
+}
+
+int LuaVM::SlotForPath(const std::string& path) {
+  for (size_t i = 0; i < host_paths_.size(); i++) {
+    if (host_paths_[i] == path) return static_cast<int>(i);
+  }
+  host_paths_.push_back(path);
+  return static_cast<int>(host_paths_.size() - 1);
+}
+
+Napi::Value LuaVM::SetGlobalFunction(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckUsable(env);
+  if (!info[0].IsString()) throw InvalidArg(env, "LuaVM#setGlobalFunction(path, fn): path must be a string");
+  if (!info[1].IsFunction()) throw InvalidArg(env, "LuaVM#setGlobalFunction(path, fn): fn must be a function");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  int slot = SlotForPath(path);
+  fns_.Value().Set(static_cast<uint32_t>(slot), info[1]);
+  lua_State* L = active_;
+  if (!lua_checkstack(L, 4)) throw MakeError(env, "LuaError", "Lua stack overflow");
+  SetGlobalCtx ctx{path.data(), path.size(), slot};
+  int st = Protected(L, SetGlobalTrampoline, &ctx);
+  if (st != LUA_OK) {
+    std::string msg = LuaString(L, -1);
+    lua_pop(L, 1);
+    if (st == LUA_ERRMEM) throw MakeError(env, "LuaMemoryError", "not enough memory");
+    throw InvalidArg(env, "LuaVM#setGlobalFunction(): " + msg);
+  }
+  return env.Undefined();
+}
+
+int LuaVM::InvokeHost(lua_State* L) noexcept {
+  // Every outcome leaves exactly one value on the stack: the result (return 1) or an error (-1).
+  auto fail = [&](const std::string& msg, napi_value err) -> int {
+    lua_settop(L, 0);
+    PushCtx ctx{nullptr, msg.data(), msg.size()};
+    if (ProtectedPush(L, &ctx) == LUA_OK && L_ != nullptr) {
+      host_err_set_ = true;
+      lua_rawgeti(L, LUA_REGISTRYINDEX, aux_ref_);
+      lua_pushvalue(L, -2);
+      lua_rawseti(L, -2, kAuxHostErr);
+      lua_pop(L, 1);
+      if (err != nullptr) {
+        host_err_ = lua_tostring(L, -1);
+        try {
+          Napi::Object h = holder_.Value();
+          if (!h.IsEmpty()) h.Set("error", Napi::Value(Env(), err));
+        } catch (...) {
+          host_err_ = nullptr;
+        }
+      }
+    }
+    return -1;
+  };
+  // The environment refuses to run JS (worker termination, teardown; a termination caught by
+  // the call surfaces as an exception too): end the whole call like a spent budget, so that a
+  // script looping over pcall stops as well.
+  auto interrupt = [&]() -> int {
+    interrupted_ = true;
+    budget_.exhausted = true;
+    lua_sethook(L, CountHook, LUA_MASKCOUNT, 1);
+    return fail("JS cannot run any more in this environment", nullptr);
+  };
+  if (closing_ || L_ == nullptr) return fail("host functions are disabled while the LuaVM closes", nullptr);
+  if (interrupted_) return interrupt();
+  try {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    int64_t slot = lua_tointeger(L, lua_upvalueindex(1));
+    Napi::Value fn = fns_.IsEmpty() ? env.Undefined() : fns_.Value().Get(static_cast<uint32_t>(slot));
+    if (!fn.IsFunction()) {
+      const std::string* path = HostPath(slot);
+      return fail("host function '" + (path != nullptr ? *path : std::string("?")) +
+                      "' is not registered (after a restore, register it again with setGlobalFunction)",
+                  nullptr);
+    }
+    int nargs = lua_gettop(L);
+    napi_value small[8];
+    std::vector<napi_value> big;
+    napi_value* argv = small;
+    if (nargs > 8) {
+      big.resize(static_cast<size_t>(nargs));
+      argv = big.data();
+    }
+    for (int i = 0; i < nargs; i++) argv[i] = LuaToJs(env, L, i + 1);
+    lua_settop(L, 0);
+
+    Frame frame(this, L, false);
+    napi_value undefined, result;
+    napi_get_undefined(env, &undefined);
+    napi_status st = napi_call_function(env, undefined, fn, static_cast<size_t>(nargs), argv, &result);
+    if (st != napi_ok) {
+      napi_value exc = nullptr;
+      bool pending = false;
+      napi_is_exception_pending(env, &pending);
+      if (pending) napi_get_and_clear_last_exception(env, &exc);
+      if (exc == nullptr || JsUnavailable(env)) return interrupt();
+      return fail(JsErrorMessage(env, exc), exc);
+    }
+    LuaArena& a = frame.arena();
+    ArenaBuilder(env, a, "host function result").Add(result, "", 0);
+    if (!a.needs_protection) {
+      PushScalar(L, a.nodes[0]);
+      return 1;
+    }
+    PushCtx ctx{&a, nullptr, 0};
+    return ProtectedPush(L, &ctx) == LUA_OK ? 1 : -1;
+  } catch (const Napi::Error& e) {
+    if (JsUnavailable(Env())) return interrupt();
+    try {
+      return fail(e.Message(), e.Value());
+    } catch (...) {
+      return fail("host function failed", nullptr);
+    }
+  } catch (const std::exception& e) {
+    return fail(std::string("host function failed: ") + e.what(), nullptr);
+  } catch (...) {
+    return fail("host function failed", nullptr);
+  }
+}
+
+// ---- globals / snapshot / restore ------------------------------------------------------------------------
+
+Napi::Value LuaVM::Globals(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckUsable(env);
+  lua_State* L = active_;
+  if (!lua_checkstack(L, 4)) throw MakeError(env, "LuaError", "Lua stack overflow");
+  int top = lua_gettop(L);
+  std::vector<std::pair<const char*, size_t>> names;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  lua_pushnil(L);
+  while (lua_next(L, top + 1) != 0) {
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      size_t len;
+      const char* s = lua_tolstring(L, -2, &len);
+      names.emplace_back(s, len);
+    }
+    lua_pop(L, 1);
+  }
+  // The key strings stay alive: they are keys of _G, which nothing modifies meanwhile.
+  std::sort(names.begin(), names.end(), [](const auto& x, const auto& y) {
+    int c = std::memcmp(x.first, y.first, std::min(x.second, y.second));
+    return c != 0 ? c < 0 : x.second < y.second;
+  });
+  Napi::Array out = Napi::Array::New(env, names.size());
+  for (size_t i = 0; i < names.size(); i++) {
+    out.Set(static_cast<uint32_t>(i), Napi::String::New(env, names[i].first, names[i].second));
+  }
+  lua_settop(L, top);
+  return out;
+}
+
+Napi::Value LuaVM::Snapshot(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckUsable(env, true);
+  std::vector<uint8_t> blob = SerializeLuaState(env, L_, aux_ref_, libs_, rng_, host_paths_);
+  return Napi::Buffer<uint8_t>::Copy(env, blob.data(), blob.size());
+}
+
+Napi::Value LuaVM::Restore(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throw InvalidArg(env, "LuaVM.restore(snapshot): snapshot must be a Uint8Array");
+  }
+  Napi::Object opts = Napi::Object::New(env);
+  if (info.Length() > 1 && info[1].IsObject()) {
+    Napi::Object o = info[1].As<Napi::Object>();
+    for (const char* key : {"memoryLimit", "instructionLimit"}) {
+      Napi::Value v = o.Get(key);
+      if (!v.IsUndefined()) opts.Set(key, v);
+    }
+  }
+  Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
+  // Everything is validated before a state exists.
+  LuaSnapshotPrefix pre = ReadLuaSnapshot(env, bytes.Data(), bytes.ByteLength());
+  Napi::Array libs = Napi::Array::New(env);
+  uint32_t n = 0;
+  for (const LibInfo& lib : kLibs) {
+    if ((pre.libs & lib.bit) != 0) libs.Set(n++, lib.name);
+  }
+  opts.Set("libs", libs);
+
+  Napi::Object obj = AddonOf(env)->lua_vm_ctor.New({opts});
+  bool tagged = false;
+  if (napi_check_object_type_tag(env, obj, &kLuaVMTag, &tagged) != napi_ok || !tagged) {
+    throw Napi::TypeError::New(env, "LuaVM.restore(): the constructor did not produce a LuaVM");
+  }
+  LuaVM* vm = Unwrap(obj);
+  std::copy(pre.rng, pre.rng + 4, vm->rng_);
+  std::vector<int> slots;
+  for (const std::string& p : pre.host_paths) slots.push_back(vm->SlotForPath(p));
+  LuaRestoreCtx ctx{pre.stream, pre.stream_len, 0, slots.data(), static_cast<uint32_t>(slots.size()), vm->aux_ref_,
+                    0, 0, 0, 0, 0, 0};
+  lua_State* L = vm->L_;
+  int st = lua_checkstack(L, 4) ? vm->Protected(L, LuaRestoreTrampoline, &ctx) : LUA_ERRMEM;
+  if (st != LUA_OK) {
+    std::string msg = LuaString(L, -1);
+    bool mem = st == LUA_ERRMEM || vm->alloc_.refused;
+    vm->Close();
+    if (mem) {
+      throw MakeError(env, "LuaMemoryError", OutOfMemory("to restore the snapshot", vm->alloc_));
+    }
+    throw MakeError(env, "SnapshotError", msg);
+  }
+  return obj;
 }
 
 }  // namespace hbr

@@ -1,13 +1,62 @@
-// LuaVM: one Lua 5.3 state per handle (stub; the full class is being written).
+// LuaVM: one Lua 5.3 state per handle.
+//
+// Safety design. Lua is compiled as C and reports errors with longjmp, which must never unwind a
+// C++ frame that has destructors. So every Lua API call that can raise runs inside lua_pcall,
+// in a C-style trampoline (a lua_CFunction holding no object with a destructor) that gets its
+// data through a pointer to a plain struct (lua_pushcfunction without upvalues and
+// lua_pushlightuserdata do not allocate, so entering a trampoline cannot raise). Everything outside
+// a protected call uses only API calls that cannot raise (raw reads, scalar pushes, lua_next over
+// an unmodified table, stores into existing array slots). Host functions run their JS in a C++
+// member that returns before the trampoline raises.
+// Each helper documents its stack effect as `Stack: [before] -> [after]`.
 #pragma once
 
 #include <napi.h>
 
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
 #include "addon.h"
+#include "lua_marshal.h"
 
 struct lua_State;
 
 namespace hbr {
+
+// Libraries, by bit. The safe set is always open; `libs` adds unsafe ones.
+enum LuaLib : uint16_t {
+  kLibBase = 1 << 0,
+  kLibCoroutine = 1 << 1,
+  kLibTable = 1 << 2,
+  kLibString = 1 << 3,
+  kLibUtf8 = 1 << 4,
+  kLibMath = 1 << 5,
+  kLibOs = 1 << 6,  // the full os library (the safe set has os.time/clock/date/difftime only)
+  kLibIo = 1 << 7,
+  kLibDebug = 1 << 8,
+  kLibPackage = 1 << 9,
+};
+constexpr uint16_t kSafeLibs = kLibBase | kLibCoroutine | kLibTable | kLibString | kLibUtf8 | kLibMath;
+constexpr uint16_t kAllLibs = 0x3ff;
+
+// Slots of the per-state auxiliary table (an array in the registry, every slot pre-filled with
+// `false` so that storing into it never allocates and so never raises).
+enum AuxSlot : int {
+  kAuxTrace = 1,    // traceback recorded by our message handler, until the error is converted
+  kAuxHostErr,      // anchors the message string of the last JS exception from a host function
+  kAuxPermTables,   // array: the permanent tables (see lua_snapshot.h), `false` when absent
+  kAuxPermBases,    // array: shallow copies of those tables taken when the state was opened
+  kAuxLoad,         // the stdlib `load` behind the text-only wrapper
+  kAuxCache0,       // interned names of recently called globals (kCallCacheSize slots)
+};
+constexpr int kCallCacheSize = 8;
+constexpr int kAuxSize = kAuxCache0 + kCallCacheSize - 1;
+constexpr size_t kCacheNameMax = 64;
+
+// The lua_CFunction behind every host function (upvalue 1: its slot number).
+int LuaHostTrampoline(lua_State* L);
 
 class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
  public:
@@ -16,8 +65,83 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
   ~LuaVM() override;
   void Close() override;
 
+  // For the C-style trampolines; not visible from JS.
+  struct Alloc {
+    size_t used = 0;
+    size_t limit = 0;      // 0: unlimited
+    bool refused = false;  // an allocation was refused since the outermost call began
+  };
+  struct Budget {
+    uint64_t limit = 0;  // 0: unlimited
+    uint64_t used = 0;
+    int step = 0;  // instructions between count-hook ticks
+    bool exhausted = false;
+  };
+  struct CacheEntry {
+    char name[kCacheNameMax];
+    size_t len = 0;  // 0: empty
+  };
+  // Runs the JS of a host function. Stack: [args] -> [result] (returns 1) or [error] (returns -1).
+  int InvokeHost(lua_State* L) noexcept;
+  Budget& budget() { return budget_; }
+  uint64_t* rng() { return rng_; }
+  CacheEntry* cache() { return cache_; }
+  int aux_ref() const { return aux_ref_; }
+  const std::string* HostPath(int64_t slot) const;
+
  private:
-  lua_State* L_ = nullptr;
+  class Frame;
+  friend class Frame;
+
+  Napi::Value Load(const Napi::CallbackInfo& info);
+  Napi::Value Call(const Napi::CallbackInfo& info);
+  Napi::Value SetGlobalFunction(const Napi::CallbackInfo& info);
+  Napi::Value Globals(const Napi::CallbackInfo& info);
+  Napi::Value Snapshot(const Napi::CallbackInfo& info);
+  Napi::Value MemoryUsed(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  static Napi::Value Restore(const Napi::CallbackInfo& info);
+
+  // Throws TypeError unless the VM is open and, with `idle`, not inside a call. (Methods cannot be
+  // called on foreign objects: V8 checks the receiver against the class before calling them.)
+  void CheckUsable(Napi::Env env, bool idle = false);
+  // Converts the outcome of a protected call whose message handler sits at `base + 1`.
+  // Stack: [.. base, handler, results... | error] (unchanged; the Frame restores it).
+  Napi::Value Finish(Napi::Env env, lua_State* L, int base, int status);
+  Napi::Error ErrorFromStatus(Napi::Env env, lua_State* L, int status);
+  // Runs `fn(L)` with `ud` under lua_pcall (no handler). Stack: unchanged on return.
+  int Protected(lua_State* L, int (*fn)(lua_State*), void* ud);
+  void OpenState(Napi::Env env, uint16_t libs);
+  int SlotForPath(const std::string& path);
+  void ResetPendingHostError() noexcept;
+  // The traceback recorded by the message handler (or undefined), clearing its slot.
+  Napi::Value TakeTrace(Napi::Env env, lua_State* L);
+  LuaArena& ArenaAt(int depth);
+
+  lua_State* L_ = nullptr;       // main thread; null once closed
+  lua_State* active_ = nullptr;  // the thread running the innermost call (a coroutine inside a host function)
+  Alloc alloc_;
+  Budget budget_;
+  uint64_t rng_[4] = {0, 0, 0, 0};
+  uint16_t libs_ = kSafeLibs;
+  int aux_ref_ = 0;
+  int depth_ = 0;  // nesting of calls and host-function frames
+  bool close_pending_ = false;
+  bool closing_ = false;
+  bool interrupted_ = false;  // a host call found that JS cannot run any more; the call is ending
+  int cache_next_ = 0;
+  CacheEntry cache_[kCallCacheSize];
+  const char* host_err_ = nullptr;  // message (in the state) of the last JS exception from a host function
+  bool host_err_set_ = false;       // aux[kAuxHostErr] or the holder's `error` is set
+
+  // Host functions: slot i has a path here, and its function is element i of the `fns` array
+  // of a hidden holder object on the JS wrapper (weakly referenced, so a host function that
+  // captures this VM does not keep it alive). The holder's `error` keeps the last JS exception.
+  std::vector<std::string> host_paths_;
+  Napi::ObjectReference holder_;
+  Napi::Reference<Napi::Array> fns_;
+
+  std::vector<std::unique_ptr<LuaArena>> arenas_;  // one per nesting depth, reused
 };
 
 }  // namespace hbr

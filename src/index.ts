@@ -6,6 +6,11 @@ export * from './ao';
 export * from './devices';
 export { WasmModule, WasmInstance, imageHash } from './wasm';
 export type { WasmImports, WasmMemory, WasmValue, InstanceOptions, CompileOptions, FuncType, ExternDesc } from './wasm';
+export { loadImage, translateLegacyExceptions } from './wasm-image';
+export { LuaVM, LUA_LIBS, LUA_SAFE_LIBS } from './lua';
+export type { LuaVMOptions, LuaRestoreOptions, LuaLib, LuaValue, LuaHostFunction } from './lua';
+export { Vfs, VfsError, WasiPreview1, WasiExit, exitCodeOf, wasiImportsFor } from './wasi';
+export type { VfsMessage, WasiOptions } from './wasi';
 import { native } from './native';
 
 /** Versions of the embedded engines. */

@@ -86,11 +86,38 @@ export interface NativeWasmInstanceCtor {
 }
 
 // ---- LuaVM ------------------------------------------------------------------------------------
+/** Options of the native LuaVM constructor (validated in `lua.ts`). */
+export interface NativeLuaVMOptions {
+  /** Libraries opened in addition to the safe set: 'os' (full), 'io', 'debug', 'package'. */
+  libs?: string[];
+  /** Cap on the bytes allocated by the Lua state. */
+  memoryLimit?: number;
+  /** VM instructions per outermost call. */
+  instructionLimit?: number;
+}
+
+/** One Lua 5.3 state (`lua_State`). Values cross as described in docs/lua-vm.md. */
 export interface NativeLuaVM {
+  /** Compiles `code` (text only) as chunk `name` and runs it; returns its results. */
+  load(code: string | Uint8Array, name: string): unknown[];
+  /** Calls the global function `fn` (or dotted path `a.b.f`, raw lookups) with the arguments; returns all results. */
+  call(fn: string, ...args: unknown[]): unknown[];
+  /** Binds `path` (`f` or `a.b.f`, intermediate tables created) to a JS function. */
+  setGlobalFunction(path: string, fn: (...args: never[]) => unknown): void;
+  /** Sorted string keys of the globals table. */
+  globals(): string[];
+  /** A v1 snapshot blob (see docs/lua-vm.md). */
+  snapshot(): Buffer;
+  /** Bytes currently allocated by the state. */
+  memoryUsed(): number;
+  /** Closes the state; deferred until the outermost call returns when called during one. */
   dispose(): void;
 }
+
 export interface NativeLuaVMCtor {
-  new (options?: Record<string, unknown>): NativeLuaVM;
+  new (options?: NativeLuaVMOptions): NativeLuaVM;
+  /** A new VM from a snapshot; the blob is fully validated before anything is created. */
+  restore(snapshot: Uint8Array, options?: Pick<NativeLuaVMOptions, 'memoryLimit' | 'instructionLimit'>): NativeLuaVM;
 }
 // ---- end LuaVM --------------------------------------------------------------------------------
 

@@ -1,0 +1,183 @@
+/**
+ * `LuaVM`: a real Lua 5.3 state (compiled from C into the native addon), sandboxed by default,
+ * with memory and instruction limits, JS host functions and versioned snapshots. A thin wrapper
+ * over the native handle declared in `native.ts`: arguments are validated here, then one native
+ * call does the work. Value conversion, errors, limits and the snapshot format are described in
+ * docs/lua-vm.md.
+ */
+import { badArg } from './errors';
+import { native, type NativeLuaVM, type NativeLuaVMOptions } from './native';
+
+/** Library names accepted by `libs`. */
+export const LUA_LIBS = ['base', 'coroutine', 'table', 'string', 'utf8', 'math', 'os', 'io', 'debug', 'package'] as const;
+export type LuaLib = (typeof LUA_LIBS)[number];
+
+/**
+ * The safe set, always open: these libraries with the sandbox restrictions (no `dofile`,
+ * `loadfile` or `string.dump`, `load` of text only, `setmetatable` refuses `__gc`, a per-VM
+ * `math.random`), plus `os.time`, `os.clock`, `os.date` and `os.difftime`.
+ */
+export const LUA_SAFE_LIBS: readonly LuaLib[] = Object.freeze(['base', 'coroutine', 'table', 'string', 'utf8', 'math']);
+
+export interface LuaVMOptions {
+  /**
+   * Libraries to open in addition to the safe set. The unsafe ones are `os` (the whole library:
+   * `os.execute`, `os.exit`, `os.remove`...), `io`, `debug` (can remove the instruction limit)
+   * and `package` (`require` of preloaded modules and Lua files, text only). Naming a safe
+   * library is allowed and changes nothing.
+   */
+  libs?: readonly LuaLib[];
+  /** Cap, in bytes, on the memory the Lua state allocates (default: none). */
+  memoryLimit?: number;
+  /** VM instructions allowed per outermost `load`/`call` (default: none). */
+  instructionLimit?: number;
+}
+
+/** Limits for a restored VM (its libraries come from the snapshot). */
+export type LuaRestoreOptions = Pick<LuaVMOptions, 'memoryLimit' | 'instructionLimit'>;
+
+/** What values look like on the JS side (see docs/lua-vm.md, "Values"). */
+export type LuaValue = null | boolean | number | bigint | string | Uint8Array | LuaValue[] | { [key: string]: LuaValue };
+
+/** A JS function callable from Lua; its arguments arrive converted, its return value is one Lua value. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type LuaHostFunction = (...args: any[]) => unknown;
+
+const VM_OPTIONS = ['libs', 'memoryLimit', 'instructionLimit'] as const;
+const RESTORE_OPTIONS = ['memoryLimit', 'instructionLimit'] as const;
+const PATH = /^[^.]+(\.[^.]+)*$/;
+
+function squash(s: string): string {
+  return s.toLowerCase().replace(/[-_\s]/g, '');
+}
+
+function checkOptions<K extends string>(opts: unknown, allowed: readonly K[], where: string): Partial<Record<K, unknown>> {
+  if (opts === undefined) return {};
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) throw badArg(`${where}: options must be an object`);
+  for (const k of Object.keys(opts)) {
+    if ((allowed as readonly string[]).includes(k)) continue;
+    const near = allowed.find((a) => squash(a) === squash(k) || squash(a).startsWith(squash(k)) || squash(k).startsWith(squash(a)));
+    throw badArg(
+      `${where}: unknown option '${k}'` + (near ? `: did you mean '${near}'?` : ` (allowed: ${allowed.join(', ')})`),
+    );
+  }
+  return opts as Partial<Record<K, unknown>>;
+}
+
+function checkLimit(v: unknown, name: string, where: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) {
+    throw badArg(`${where}: ${name} must be a positive integer, got ${typeof v === 'number' ? v : typeof v}`);
+  }
+  return v;
+}
+
+function nativeOptions(opts: LuaVMOptions | undefined): NativeLuaVMOptions {
+  const o = checkOptions(opts, VM_OPTIONS, 'new LuaVM()');
+  const out: NativeLuaVMOptions = {};
+  if (o.libs !== undefined) {
+    if (!Array.isArray(o.libs)) throw badArg(`new LuaVM(): libs must be an array of library names (${LUA_LIBS.join(', ')})`);
+    for (const lib of o.libs) {
+      if (!(LUA_LIBS as readonly unknown[]).includes(lib)) {
+        throw badArg(`new LuaVM(): unknown library ${JSON.stringify(lib)} (known: ${LUA_LIBS.join(', ')})`);
+      }
+    }
+    out.libs = [...(o.libs as string[])];
+  }
+  const memoryLimit = checkLimit(o.memoryLimit, 'memoryLimit', 'new LuaVM()');
+  const instructionLimit = checkLimit(o.instructionLimit, 'instructionLimit', 'new LuaVM()');
+  if (memoryLimit !== undefined) out.memoryLimit = memoryLimit;
+  if (instructionLimit !== undefined) out.instructionLimit = instructionLimit;
+  return out;
+}
+
+// Set while LuaVM.restore() wraps a handle that the native side already created.
+let adopting: NativeLuaVM | undefined;
+
+/** A Lua 5.3 state. Not thread-safe; each worker thread creates its own. */
+export class LuaVM {
+  readonly #h: NativeLuaVM;
+
+  constructor(opts?: LuaVMOptions) {
+    if (adopting !== undefined) {
+      this.#h = adopting;
+      adopting = undefined;
+      return;
+    }
+    this.#h = new native.LuaVM(nativeOptions(opts));
+  }
+
+  /**
+   * Compiles `code` (Lua source; binary chunks are refused) with chunk name `name` and runs it.
+   * Returns the chunk's return values. Syntax errors throw `LuaSyntaxError` whose message reads
+   * `[string "<name>"]:<line>: ...`; runtime errors as in `call`.
+   */
+  load(code: string | Uint8Array, name: string): LuaValue[] {
+    if (typeof code !== 'string' && !(code instanceof Uint8Array)) {
+      throw badArg('LuaVM#load(code, name): code must be a string or a Uint8Array');
+    }
+    if (typeof name !== 'string' || name.length === 0) throw badArg('LuaVM#load(code, name): name must be a non-empty string');
+    return this.#h.load(code, name) as LuaValue[];
+  }
+
+  /**
+   * Calls the global function `fn` (a dotted path `a.b.f` is looked up with raw access) with
+   * `args` and returns all its results. Errors: `LuaRuntimeError` (status 500, `trace`,
+   * non-string error values as `body`, a host function's JS exception as `cause`),
+   * `LuaMemoryError`, `LimitError` (limit `instructions`).
+   */
+  call(fn: string, args: readonly unknown[] = []): LuaValue[] {
+    if (typeof fn !== 'string' || fn.length === 0) throw badArg('LuaVM#call(fn, args): fn must be a non-empty string');
+    if (!Array.isArray(args)) throw badArg('LuaVM#call(fn, args): args must be an array');
+    return this.#h.call(fn, ...args) as LuaValue[];
+  }
+
+  /**
+   * Makes `fn` callable from Lua as `path` (`f` or `a.b.f`; missing intermediate tables are
+   * created). Registering a path again replaces the function everywhere Lua holds it.
+   */
+  setGlobalFunction(path: string, fn: LuaHostFunction): void {
+    if (typeof path !== 'string' || !PATH.test(path)) {
+      throw badArg(`LuaVM#setGlobalFunction(path, fn): path must be a name or a dotted path like 'host.add', got ${JSON.stringify(path)}`);
+    }
+    if (typeof fn !== 'function') throw badArg('LuaVM#setGlobalFunction(path, fn): fn must be a function');
+    this.#h.setGlobalFunction(path, fn);
+  }
+
+  /** Sorted names of the string keys of the globals table (raw). */
+  globals(): string[] {
+    return this.#h.globals();
+  }
+
+  /** Bytes currently allocated by the Lua state. */
+  get memoryUsed(): number {
+    return this.#h.memoryUsed();
+  }
+
+  /** A snapshot (format v1, see docs/lua-vm.md) of the globals; not allowed during a call. */
+  snapshot(): Buffer {
+    return this.#h.snapshot();
+  }
+
+  /**
+   * A new VM from `snapshot()` bytes. The blob is validated (magic, version, word size, length,
+   * checksum) before anything is created; any problem throws `SnapshotError`. Host functions are
+   * restored by path and must be registered again with `setGlobalFunction`.
+   */
+  static restore(snapshot: Uint8Array, opts?: LuaRestoreOptions): LuaVM {
+    if (!(snapshot instanceof Uint8Array)) throw badArg('LuaVM.restore(snapshot): snapshot must be a Uint8Array');
+    const o = checkOptions(opts, RESTORE_OPTIONS, 'LuaVM.restore()');
+    const limits: NativeLuaVMOptions = {};
+    const memoryLimit = checkLimit(o.memoryLimit, 'memoryLimit', 'LuaVM.restore()');
+    const instructionLimit = checkLimit(o.instructionLimit, 'instructionLimit', 'LuaVM.restore()');
+    if (memoryLimit !== undefined) limits.memoryLimit = memoryLimit;
+    if (instructionLimit !== undefined) limits.instructionLimit = instructionLimit;
+    adopting = native.LuaVM.restore(snapshot, limits);
+    return new LuaVM();
+  }
+
+  /** Closes the state. Idempotent; during a call (from a host function) it takes effect when the outermost call returns. */
+  dispose(): void {
+    this.#h.dispose();
+  }
+}
