@@ -47,12 +47,25 @@ const MAX_DEFAULT_CHAIN = 16;
 // ---------------------------------------------------------------------------------------------
 // Device calls
 
+const MAX_ERROR_TEXT = 500;
+
+/**
+ * The text of an error body: a string, a message's `body`, or its `results/body` (the shape
+ * devices such as json-iface@1.0 use: the whole state with the reason in `results/body`); else
+ * a JSON rendering of plain data, cut short. The full body stays on the error as `body`.
+ */
 function errorText(body: unknown): string {
   if (typeof body === 'string') return body;
-  if (isMessage(body) && typeof body.body === 'string') return body.body;
   if (body instanceof Error) return body.message;
+  if (isMessage(body)) {
+    if (typeof body.body === 'string') return body.body;
+    const results = body.results;
+    if (isMessage(results) && typeof results.body === 'string') return results.body;
+    if ('priv' in body || 'device' in body) return describe(body);
+  }
   try {
-    return JSON.stringify(body, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v)) ?? String(body);
+    const text = JSON.stringify(body, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v)) ?? String(body);
+    return text.length > MAX_ERROR_TEXT ? `${text.slice(0, MAX_ERROR_TEXT)}…` : text;
   } catch {
     return describe(body);
   }
