@@ -11,6 +11,7 @@ import { TEST_DEVICE, testDevice } from './test-device';
 import { WASM64_DEVICE, wasm64Device } from './wasm-64';
 import { JSON_IFACE_DEVICE, jsonIfaceDevice } from './json-iface';
 import { WASI_DEVICE, wasiDevice } from './wasi';
+import { PROCESS_DEVICE, processDevice } from './process';
 
 export const BUILTIN_DEVICES: Readonly<Record<string, Device>> = {
   [MESSAGE_DEVICE]: messageDevice,
@@ -20,6 +21,7 @@ export const BUILTIN_DEVICES: Readonly<Record<string, Device>> = {
   [WASM64_DEVICE]: wasm64Device,
   [JSON_IFACE_DEVICE]: jsonIfaceDevice,
   [WASI_DEVICE]: wasiDevice,
+  [PROCESS_DEVICE]: processDevice,
 };
 
 export { MESSAGE_DEVICE, messageDevice, RESERVED_KEYS } from './message';
@@ -29,4 +31,5 @@ export { TEST_DEVICE, testDevice, appendDevice, prefixSetDevice } from './test-d
 export { WASM64_DEVICE, wasm64Device, wasm, IMPORT_PROVIDERS, WasmRuntime } from './wasm-64';
 export type { ImportProvider } from './wasm-64';
 export { JSON_IFACE_DEVICE, jsonIfaceDevice, jsonStruct } from './json-iface';
+export { PROCESS_DEVICE, processDevice } from './process';
 export { WASI_DEVICE, wasiDevice, wasi } from './wasi';

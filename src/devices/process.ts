@@ -1,0 +1,445 @@
+/**
+ * process@1.0: a minimal local AO process (HyperBEAM dev_process, SPEC §9). A process message
+ * names an `execution-device` (e.g. `stack@1.0`, `wasm-64@1.0`, `lua@5.3a`) and carries its
+ * configuration (`device-stack`, `stack-keys`, `image`, `output-prefix`, `passes`, ...), an
+ * in-memory schedule of assignments, and the execution state after its last computed slot.
+ * The execution device is driven only through its `init`, `compute`, `snapshot` and `normalize`
+ * keys, each run "as execution": `device` = `execution-device`, `input-prefix` = the process's
+ * own or `process`, `output-prefixes` = `execution-output-prefixes` when present; afterwards
+ * those keys get the process's values back.
+ *
+ * Keys:
+ * - `schedule`
+ *   - Assumes: the request's `body` (a message, or a list of messages) and optional
+ *     `block-height` / `block-timestamp` (non-negative integers, never below the previous
+ *     assignment's); the base's `schedule` (a list, default `[]`).
+ *   - Generates: with a body, the process with `{slot, body, block-height, block-timestamp}`
+ *     appended to `schedule` for each message (slots count from 0; heights and timestamps
+ *     default to the previous assignment's, else 0). Without a body, the `schedule` list itself.
+ *   - Side-effects: none (the base is not modified).
+ * - `init`
+ *   - Assumes: `execution-device`; the execution device's own keys.
+ *   - Generates: the process after the execution device's `init` (run on a copy without live
+ *     state), with `process` (the process definition, unless already present),
+ *     `initialized: "true"`, `at-slot: -1`, and no `results`, `snapshot` or `snapshot-slot`.
+ *   - Side-effects: whatever the execution device's `init` does (e.g. instantiate a module).
+ * - `compute`
+ *   - Assumes: the request's `slot` (default: the last scheduled slot); `schedule`, `at-slot`,
+ *     `snapshot-interval` (default 1; 0 disables snapshots), `snapshot-mode` (`Map` by default,
+ *     or `Fold`: the stack mode used for `snapshot`); live execution state, or `snapshot` and
+ *     `snapshot-slot` to restore from, or neither (then the process is initialised and replayed).
+ *   - Generates: the process after slots `at-slot + 1 .. slot`, each run as the execution
+ *     device's `compute` with `{path: compute, body, slot, block-height, block-timestamp}` on the
+ *     state without `results`; `at-slot` = slot; every `snapshot-interval` slots `snapshot` (the
+ *     execution device's answer) and `snapshot-slot`. `slot == at-slot` gives the base itself.
+ *     Errors (returned, the base stays usable): `slot < at-slot` → 400 "already calculated slot
+ *     N (at slot M)"; an unscheduled slot → 404 (`phase: get-schedule`); a failing execution key
+ *     → its status, annotated with `phase` (`init` | `normalize` | `compute` | `snapshot`) and
+ *     `attempted-slot`.
+ *   - Side-effects: advances the live execution state, which the base's derived messages share;
+ *     any message whose state has moved on (an older message, one whose compute failed) is
+ *     restored from its snapshot (or re-initialised and replayed) on its next compute.
+ * - `now`
+ *   - Assumes: as `compute`.
+ *   - Generates: the process computed up to the last scheduled slot.
+ *   - Side-effects: as `compute`.
+ * - `slot`
+ *   - Assumes: `schedule`.
+ *   - Generates: the last scheduled slot (-1 when nothing is scheduled).
+ *   - Side-effects: none.
+ * Every other key (`at-slot`, `results`, `process`, `snapshot`, ...) reads the stored value
+ * (message@1.0).
+ */
+
+import { AoError } from '../errors';
+import { defineDevice } from '../ao/device';
+import {
+  deviceOf,
+  isMessage,
+  isPrivateKey,
+  Message,
+  putKey,
+  rawGet,
+  UNSET,
+  withChanges,
+  withoutPrivate,
+} from '../ao/message';
+import { DEFAULT_OPTS, type Opts } from '../ao/opts';
+import { privateOf, setPriv } from '../ao/private';
+import { internalOpts, resolveStep } from '../ao/resolve';
+import { errorOf, isNotFound, Result } from '../ao/result';
+
+export const PROCESS_DEVICE = 'process@1.0';
+
+/** Input prefix given to the execution device when the process has none. */
+export const DEFAULT_INPUT_PREFIX = 'process';
+/** Slots between snapshots when the process has no `snapshot-interval`. */
+export const DEFAULT_SNAPSHOT_INTERVAL = 1;
+/** Stack mode of the `snapshot` request when the process has no `snapshot-mode` (SPEC §9). */
+export const DEFAULT_SNAPSHOT_MODE = 'Map';
+
+/** Keys of the process message that are not part of the process definition (`process`). */
+const NOT_DEFINITION = new Set(['schedule', 'results', 'snapshot', 'snapshot-slot', 'at-slot', 'initialized', 'process', 'path']);
+/** Private key holding the process's claim on the live execution state. */
+const TICKET_KEY = 'process-lease';
+
+/**
+ * The live execution state (an instance, a VM) created by one `init` or restore. It is mutable
+ * and shared by every message derived from it; `gen` counts how often it has been claimed.
+ */
+class Lease {
+  gen = 0;
+}
+
+/** A message's claim on a lease: valid while nobody has advanced the state since. */
+class Ticket {
+  constructor(
+    readonly lease: Lease,
+    readonly gen: number,
+  ) {}
+}
+
+/** Where a process error happened: reading the schedule, or one of the execution keys. */
+type Phase = 'get-schedule' | 'init' | 'normalize' | 'compute' | 'snapshot';
+
+function badRequest(message: string, key: string, extra: Record<string, unknown> = {}): AoError {
+  return new AoError(message, { status: 400, code: 'ERR_BAD_REQUEST', key, device: PROCESS_DEVICE, ...extra });
+}
+
+/** An integer slot from a number, bigint or decimal string; undefined otherwise. */
+function integer(v: unknown): number | undefined {
+  if (typeof v === 'number') return Number.isSafeInteger(v) ? v : undefined;
+  if (typeof v === 'bigint') return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : undefined;
+  if (typeof v === 'string' && /^-?[0-9]{1,15}$/.test(v)) return Number(v);
+  return undefined;
+}
+
+function nonNegative(v: unknown, name: string, key: string): number {
+  const n = integer(v);
+  if (n === undefined || n < 0) {
+    throw badRequest(`process@1.0: '${name}' must be a non-negative integer, got ${JSON.stringify(typeof v === 'bigint' ? String(v) : v)}`, key);
+  }
+  return n;
+}
+
+/** Schedules already checked (lists are never modified: `schedule` makes a new one). */
+const checkedSchedules = new WeakSet<unknown[]>();
+
+/** The stored schedule (a list of assignments), checked. */
+function scheduleOf(base: Message, key: string): Message[] {
+  const s = rawGet(base, 'schedule');
+  if (s === undefined) return [];
+  if (!Array.isArray(s)) throw badRequest("process@1.0: 'schedule' must be a list of assignments", key);
+  if (!checkedSchedules.has(s)) {
+    s.forEach((a, i) => {
+      if (!isMessage(a) || integer(rawGet(a, 'slot')) !== i) {
+        throw badRequest(`process@1.0: schedule entry ${i + 1} is not the assignment of slot ${i}`, key);
+      }
+    });
+    checkedSchedules.add(s);
+  }
+  return s as Message[];
+}
+
+/** The slot the stored state is at: `at-slot`, else `snapshot-slot`, else -1 (nothing computed). */
+function atSlotOf(base: Message): number {
+  return integer(rawGet(base, 'at-slot')) ?? integer(rawGet(base, 'snapshot-slot')) ?? -1;
+}
+
+/** True when the base holds the live execution state and nothing has advanced it since. */
+function isLive(base: Message): boolean {
+  const t = privateOf(base)[TICKET_KEY];
+  return t instanceof Ticket && t.gen === t.lease.gen;
+}
+
+function withTicket(m: Message, lease: Lease): Message {
+  return setPriv(m, TICKET_KEY, new Ticket(lease, lease.gen));
+}
+
+/** The process definition: the message minus private keys, schedule, results and bookkeeping. */
+function definitionOf(base: Message): Message {
+  const out: Message = {};
+  for (const k of Object.keys(base)) {
+    if (isPrivateKey(k) || NOT_DEFINITION.has(k.toLowerCase()) || base[k] === undefined) continue;
+    putKey(out, k, base[k]);
+  }
+  return out;
+}
+
+/** The base with a `process` key (HyperBEAM keeps an existing one). */
+function ensureProcessKey(base: Message): Message {
+  return isMessage(rawGet(base, 'process')) ? base : withChanges(base, new Map([['process', definitionOf(base)]]));
+}
+
+function executionDevice(proc: Message): unknown {
+  const dev = rawGet(proc, 'execution-device');
+  if (dev === undefined) throw badRequest('process@1.0: the process has no execution-device', 'execution-device');
+  return dev;
+}
+
+/** The message an execution key runs on: the process with the execution device's bookkeeping. */
+function executionView(proc: Message, { keepSnapshot = false, keepPrivate = true } = {}): Message {
+  const changes = new Map<string, unknown>([
+    ['device', executionDevice(proc)],
+    ['input-prefix', rawGet(proc, 'input-prefix') ?? DEFAULT_INPUT_PREFIX],
+    ['schedule', UNSET],
+  ]);
+  const outPrefixes = rawGet(proc, 'execution-output-prefixes');
+  if (outPrefixes !== undefined) changes.set('output-prefixes', outPrefixes);
+  if (!keepSnapshot) changes.set('snapshot', UNSET);
+  const view = withChanges(proc, changes);
+  return keepPrivate ? view : withoutPrivate(view);
+}
+
+/** Put the process's own `device`, prefixes, schedule and snapshot back on an execution result. */
+function fromExecution(proc: Message, result: Message): Message {
+  const own = (k: string) => rawGet(proc, k) ?? UNSET;
+  return withChanges(
+    result,
+    new Map<string, unknown>([
+      ['device', deviceOf(proc) ?? PROCESS_DEVICE],
+      ['input-prefix', own('input-prefix')],
+      ['output-prefixes', own('output-prefixes')],
+      ['schedule', own('schedule')],
+      ['snapshot', own('snapshot')],
+      ['snapshot-slot', own('snapshot-slot')],
+    ]),
+  );
+}
+
+/** Resolve an execution key; a missing key (not found) answers `undefined`. */
+async function execute(view: Message, req: Message, key: string, opts: Opts): Promise<Message | undefined | AoError> {
+  const r: Result = await resolveStep(view, req, key, internalOpts(opts));
+  if (r.status === 'error') return !r.fault && isNotFound(r) ? undefined : errorOf(r);
+  if (!isMessage(r.value)) {
+    return new AoError(`the execution device answered '${key}' with a non-message`, { status: 500, code: 'ERR_DEVICE_FAULT' });
+  }
+  return r.value;
+}
+
+/** Longest inner error text quoted in a slot error (inner errors may print a whole state). */
+const MAX_INNER_TEXT = 500;
+
+/** An execution failure, annotated with the phase and the slot it was working on. */
+function slotError(inner: AoError, phase: Phase, slot: number): AoError {
+  const text = inner.message.length > MAX_INNER_TEXT ? `${inner.message.slice(0, MAX_INNER_TEXT)}…` : inner.message;
+  const where = slot < 0 ? '' : ` at slot ${slot}`;
+  return new AoError(`process@1.0: ${phase} failed${where}: ${text}`, {
+    status: inner.status,
+    code: inner.code,
+    body: { body: text, phase, 'attempted-slot': slot },
+    cause: inner,
+    device: PROCESS_DEVICE,
+    phase,
+    'attempted-slot': slot,
+  });
+}
+
+/** Run the execution device's `init` on a copy without live state: a fresh state at slot -1. */
+async function initialize(base: Message, opts: Opts): Promise<Message | AoError> {
+  const proc = withChanges(
+    ensureProcessKey(base),
+    new Map<string, unknown>([
+      ['results', UNSET],
+      ['snapshot', UNSET],
+      ['snapshot-slot', UNSET],
+    ]),
+  );
+  const view = executionView(proc, { keepPrivate: false });
+  const r = await execute(view, { path: 'init' }, 'init', opts);
+  if (r instanceof AoError) return slotError(r, 'init', -1);
+  const state = fromExecution(proc, r ?? view);
+  const done = withChanges(
+    state,
+    new Map<string, unknown>([
+      ['initialized', 'true'],
+      ['at-slot', -1],
+    ]),
+  );
+  return withTicket(done, new Lease());
+}
+
+/** A message holding live state at `at-slot`. */
+interface State {
+  msg: Message;
+  lease: Lease;
+}
+
+/**
+ * Live state for `base`: its own when still valid (claimed, so that nothing else advances it),
+ * else restored from its snapshot (`normalize`), else initialised from scratch. The returned
+ * state may be behind `base`'s `at-slot`; the caller replays the schedule up to it.
+ */
+async function acquire(base: Message, opts: Opts): Promise<State | AoError> {
+  if (isLive(base)) {
+    const lease = (privateOf(base)[TICKET_KEY] as Ticket).lease;
+    lease.gen++;
+    return { msg: base, lease };
+  }
+  const proc = ensureProcessKey(base);
+  const snapshot = rawGet(proc, 'snapshot');
+  const snapSlot = integer(rawGet(proc, 'snapshot-slot'));
+  if (isMessage(snapshot) && snapSlot !== undefined && snapSlot >= 0 && snapSlot <= atSlotOf(proc)) {
+    const view = executionView(proc, { keepSnapshot: true, keepPrivate: false });
+    const r = await execute(view, { path: 'normalize' }, 'normalize', opts);
+    if (r instanceof AoError) return slotError(r, 'normalize', snapSlot);
+    const restored = withChanges(
+      fromExecution(proc, r ?? view),
+      new Map<string, unknown>([
+        ['initialized', 'true'],
+        ['at-slot', snapSlot],
+      ]),
+    );
+    return { msg: restored, lease: new Lease() };
+  }
+  const fresh = await initialize(proc, opts);
+  if (fresh instanceof AoError) return fresh;
+  return { msg: fresh, lease: (privateOf(fresh)[TICKET_KEY] as Ticket).lease };
+}
+
+/** A snapshot answer that is the execution state itself (a device echoing its base) is none. */
+function isStateEcho(v: unknown): boolean {
+  return isMessage(v) && rawGet(v, 'execution-device') !== undefined;
+}
+
+/** The storable part of a snapshot answer: stack bookkeeping and echoes removed. */
+function cleanSnapshot(snap: Message, view: Message): Message | undefined {
+  if (isStateEcho(snap)) return undefined;
+  const out: Message = {};
+  for (const k of Object.keys(snap)) {
+    const v = snap[k];
+    const lk = k.toLowerCase();
+    if (isPrivateKey(k) || v === undefined || isStateEcho(v)) continue;
+    // fold mode puts the stack's own device and prefixes back on the last device's answer
+    if (['device', 'device-key', 'input-prefix', 'output-prefix', 'pass'].includes(lk) && v === rawGet(view, lk)) continue;
+    putKey(out, k, v);
+  }
+  return out;
+}
+
+function snapshotInterval(proc: Message): number {
+  const v = rawGet(proc, 'snapshot-interval');
+  return v === undefined ? DEFAULT_SNAPSHOT_INTERVAL : nonNegative(v, 'snapshot-interval', 'compute');
+}
+
+/** Run one assignment (and the snapshot it is due for, every `interval` slots) on live state. */
+async function step(msg: Message, a: Message, slot: number, interval: number, opts: Opts): Promise<Message | AoError> {
+  const req: Message = { path: 'compute', body: rawGet(a, 'body'), slot };
+  for (const k of ['block-height', 'block-timestamp']) {
+    const v = rawGet(a, k);
+    if (v !== undefined) req[k] = v;
+  }
+  const view = executionView(withChanges(msg, new Map([['results', UNSET]])));
+  const r = await execute(view, req, 'compute', opts);
+  if (r === undefined) {
+    return slotError(new AoError(`the execution device has no 'compute'`, { status: 404, code: 'ERR_NOT_FOUND' }), 'compute', slot);
+  }
+  if (r instanceof AoError) return slotError(r, 'compute', slot);
+  let next = withChanges(fromExecution(msg, r), new Map<string, unknown>([['at-slot', slot]]));
+  const last = integer(rawGet(next, 'snapshot-slot')) ?? -1;
+  if (interval > 0 && slot - last >= interval) {
+    const sview = executionView(next);
+    const mode = rawGet(next, 'snapshot-mode') ?? DEFAULT_SNAPSHOT_MODE;
+    const s = await execute(sview, { path: 'snapshot', mode }, 'snapshot', opts);
+    if (s instanceof AoError) return slotError(s, 'snapshot', slot);
+    const snap = s === undefined ? undefined : cleanSnapshot(s, sview);
+    if (snap !== undefined) {
+      next = withChanges(
+        next,
+        new Map<string, unknown>([
+          ['snapshot', snap],
+          ['snapshot-slot', slot],
+        ]),
+      );
+    }
+  }
+  return next;
+}
+
+/** The process computed up to `target` (SPEC §9). Failures are returned as AoErrors. */
+async function computeTo(base0: Message, target: number, opts: Opts): Promise<Message | AoError> {
+  const at = atSlotOf(base0);
+  if (target < at) {
+    return new AoError(`already calculated slot ${target} (at slot ${at})`, {
+      status: 400,
+      code: 'ERR_ALREADY_CALCULATED',
+      device: PROCESS_DEVICE,
+      slot: target,
+      'at-slot': at,
+    });
+  }
+  if (target === at) return base0;
+  executionDevice(base0);
+  const interval = snapshotInterval(base0);
+  const schedule = scheduleOf(base0, 'compute');
+  if (target >= schedule.length) {
+    const inner = new AoError(`slot ${target} is not scheduled (the schedule ends at slot ${schedule.length - 1})`, {
+      status: 404,
+      code: 'ERR_NOT_FOUND',
+    });
+    return slotError(inner, 'get-schedule', target);
+  }
+  const st = await acquire(base0, opts);
+  if (st instanceof AoError) return st;
+  let msg = st.msg;
+  for (let slot = atSlotOf(msg) + 1; slot <= target; slot++) {
+    const next = await step(msg, schedule[slot], slot, interval, opts);
+    if (next instanceof AoError) return next;
+    msg = next;
+  }
+  return withTicket(msg, st.lease);
+}
+
+function requestedSlot(req: Message, base: Message): number {
+  const v = rawGet(req, 'slot');
+  if (v === undefined) return scheduleOf(base, 'compute').length - 1;
+  const n = integer(v);
+  if (n === undefined || n < 0) throw badRequest(`process@1.0: 'slot' must be a non-negative integer, got ${JSON.stringify(v)}`, 'compute');
+  return n;
+}
+
+function schedule(base: Message, req: Message = {}): Message | Message[] {
+  const list = scheduleOf(base, 'schedule');
+  const body = rawGet(req, 'body');
+  if (body === undefined) return list;
+  const items: unknown[] = Array.isArray(body) ? body : [body];
+  const out = list.slice();
+  for (const item of items) {
+    if (!isMessage(item)) throw badRequest('process@1.0: schedule needs a message (or a list of messages) as body', 'schedule');
+    const prev = out[out.length - 1];
+    const a: Message = { slot: out.length, body: item };
+    for (const k of ['block-height', 'block-timestamp']) {
+      const before = prev === undefined ? 0 : (integer(rawGet(prev, k)) ?? 0);
+      const given = rawGet(req, k);
+      const v = given === undefined ? before : nonNegative(given, k, 'schedule');
+      if (v < before) throw badRequest(`process@1.0: '${k}' ${v} is below the previous assignment's (${before})`, 'schedule');
+      a[k] = v;
+    }
+    out.push(a);
+  }
+  return withChanges(base, new Map([['schedule', out]]));
+}
+
+async function init(base: Message, _req: Message, opts: Opts = DEFAULT_OPTS): Promise<Message | AoError> {
+  return initialize(base, opts);
+}
+
+async function compute(base: Message, req: Message = {}, opts: Opts = DEFAULT_OPTS): Promise<Message | AoError> {
+  return computeTo(base, requestedSlot(req, base), opts);
+}
+
+async function now(base: Message, _req: Message, opts: Opts = DEFAULT_OPTS): Promise<Message | AoError> {
+  return computeTo(base, scheduleOf(base, 'now').length - 1, opts);
+}
+
+function slot(base: Message): number {
+  return scheduleOf(base, 'slot').length - 1;
+}
+
+export const processDevice = defineDevice(PROCESS_DEVICE, {
+  schedule,
+  init,
+  compute,
+  now,
+  slot,
+});
