@@ -3,15 +3,8 @@ import { AoError, LimitError, LuaMemoryError, LuaRuntimeError, LuaSyntaxError, S
 import { LuaVM } from '../../src/lua';
 import { native } from '../../src/native';
 import { WasmInstance, WasmModule } from '../../src/wasm';
+import { thrown } from '../helpers/thrown';
 
-function thrown(fn: () => unknown): any {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected an exception');
-}
 
 /** A VM with `id(...)` (returns its arguments) and `add(a, b)`. */
 function vmWithHelpers(opts?: ConstructorParameters<typeof LuaVM>[0]): LuaVM {

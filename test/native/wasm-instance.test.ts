@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AoError, LimitError, SnapshotError, WasmError, WasmInstance, WasmModule, WasmTrap } from '../../src/index';
 import { wat } from '../helpers/wat';
+import { thrown } from '../helpers/thrown';
 
 let fac: WasmModule;
 let types: WasmModule;
@@ -13,14 +14,6 @@ let loopBytes: Uint8Array;
 let reentrant: WasmModule;
 let table: WasmModule;
 
-function thrown(fn: () => unknown): any {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected an exception');
-}
 
 beforeAll(async () => {
   fac = WasmModule.compile(
