@@ -198,8 +198,13 @@ export interface InstanceOptions {
   fuel?: number | bigint;
   /** Cap on each memory's size in bytes; `memory.grow` beyond it fails (returns -1 in the guest). */
   maxMemoryBytes?: number;
+  /**
+   * Function imports missing from `imports`: `'error'` (default) refuses to instantiate with a
+   * `WasmError`; `'trap'` links a stub that traps with the import's name if the guest calls it.
+   */
+  missingImports?: 'error' | 'trap';
 }
-const INSTANCE_OPTIONS = new Set(['fuel', 'maxMemoryBytes']);
+const INSTANCE_OPTIONS = new Set(['fuel', 'maxMemoryBytes', 'missingImports']);
 
 /** Linear memory of an instance (its first exported memory). */
 export interface WasmMemory {
@@ -227,10 +232,18 @@ export class WasmInstance {
     if (!(module instanceof WasmModule)) throw badArg('WasmInstance: the first argument must be a WasmModule');
     checkOptions(opts, INSTANCE_OPTIONS, 'WasmInstance');
     if (imports === null || typeof imports !== 'object') throw badArg('WasmInstance: imports must be an object');
+    if (opts?.missingImports !== undefined && opts.missingImports !== 'error' && opts.missingImports !== 'trap') {
+      throw badArg(`WasmInstance: missingImports must be 'error' or 'trap'`);
+    }
     const fns = module.imports.map((imp) => {
       const fn = imports[imp.module ?? '']?.[imp.name];
       if (fn !== undefined && typeof fn !== 'function') {
         throw badArg(`WasmInstance: import ${imp.module}.${imp.name} must be a function`);
+      }
+      if (fn === undefined && opts?.missingImports === 'trap' && imp.kind === 'func') {
+        return () => {
+          throw new AoError(`import ${imp.module}.${imp.name} was called but not provided`, { status: 500, code: 'ERR_WASM_IMPORT' });
+        };
       }
       return fn as ((...args: Array<number | bigint>) => unknown) | undefined;
     });

@@ -10,7 +10,7 @@
  *   - Side-effects: none.
  * - `compute`, pass 1 (prepare)
  *   - Assumes: the base's `process` (the process definition), the request's `body` (the message;
- *     the request itself when it has no body) and `block-height`; the private `<P>/runtime` of
+ *     the request itself when it has no body) and `block-height` (default 0); the private `<P>/runtime` of
  *     wasm-64@1.0 when the instance is live.
  *   - Generates: the base with `function: "handle"` and `parameters: [msgPtr, envPtr]` (the JSON
  *     strings when there is no live instance).
@@ -126,7 +126,8 @@ function prepare(base: Message, req: Message, opts: Opts): Message {
   const image = isMessage(process) ? rawGet(process, 'image') : undefined;
   const blockHeight = rawGet(req, 'block-height') ?? rawGet(message, 'block-height');
   const msgStruct: Record<string, unknown> = { ...jsonStruct(message), Module: typeof image === 'string' ? image : '' };
-  if (blockHeight !== undefined) msgStruct['Block-Height'] = String(blockHeight);
+  // AOS reads Block-Height unconditionally; a message without one is at height 0.
+  msgStruct['Block-Height'] = String(blockHeight ?? 0);
   const msgJson = json(msgStruct);
   const envJson = json({ Process: isMessage(process) ? jsonStruct(process) : {} });
   const rt = getPriv(joinPath(outputPrefix(base), 'runtime'), base);

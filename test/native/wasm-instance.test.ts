@@ -183,6 +183,14 @@ describe('WasmInstance host imports', () => {
     expect(e).toMatchObject({ code: 'ERR_WASM_LINK', message: 'unknown import: host.i32 has not been defined' });
   });
 
+  it("links missing imports as trapping stubs with missingImports: 'trap'", () => {
+    const i = new WasmInstance(types, { host: { ...allHostTypes().host, i64: undefined as never } }, { missingImports: 'trap' });
+    const e = thrown(() => i.call('roundtrip', [1, 1n, 1, 1]));
+    expect(e).toBeInstanceOf(WasmTrap);
+    expect(e.message).toBe('call trapped: import host.i64 threw: import host.i64 was called but not provided');
+    expect(i.call('pair', [1, 2n])).toEqual([3n, 0.25]);
+  });
+
   it('refuses an import that is not a function', () => {
     const e = thrown(() => new WasmInstance(types, { host: { ...allHostTypes().host, f32: 42 as never } }));
     expect(e).toBeInstanceOf(AoError);
