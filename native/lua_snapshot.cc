@@ -573,13 +573,15 @@ void ReadFunction(lua_State* L, LuaRestoreCtx* c) {
   for (int n = 1; n <= nups; n++) {
     uint8_t mode = static_cast<uint8_t>(Get(L, c, 1));
     if (mode == 0) {
-      ReadValue(L, c);
-      lua_setupvalue(L, f, n);
+      // Register the upvalue before reading its value: the value may hold a closure sharing it
+      // (a local function that refers to itself, `local g; g = function() return g end`).
       uint32_t u = c->next_upid++;
       lua_pushvalue(L, f);
       lua_rawseti(L, c->upvs, 2 * static_cast<lua_Integer>(u) + 1);
       lua_pushinteger(L, n);
       lua_rawseti(L, c->upvs, 2 * static_cast<lua_Integer>(u) + 2);
+      ReadValue(L, c);
+      lua_setupvalue(L, f, n);
     } else if (mode == 1) {
       uint32_t u = static_cast<uint32_t>(Get(L, c, 4));
       if (u >= c->next_upid) Malformed(L, c, "a reference to an unknown upvalue");

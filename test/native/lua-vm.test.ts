@@ -466,6 +466,14 @@ describe('LuaVM snapshots', () => {
     expect(r.load('return mt.hello, ("a"):shout(), print, big', 'm')).toEqual(['hello!', 'A!', null, 2n ** 63n - 1n]);
   });
 
+  it('restores closures whose upvalue holds a closure sharing that upvalue (self-reference)', () => {
+    const vm = new LuaVM();
+    vm.load('local g; g = function() return g end; J = { f = function() return g end }', 'fwd');
+    vm.load('local enc; local function et(v) return enc(v) end; local map = { t = et }; enc = function(v) if v > 0 then return map.t(v - 1) + 1 end return 0 end; E = function(v) return enc(v) end', 'fwd2');
+    const r = LuaVM.restore(vm.snapshot());
+    expect(r.load('return J.f() == J.f(), J.f()() == J.f(), E(5)', 'm')).toEqual([true, true, 5]);
+  });
+
   it('is canonical: snapshot, restore, snapshot gives the same bytes', () => {
     const vm = new LuaVM();
     vm.load(PROGRAM, 'prog');
