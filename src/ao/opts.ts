@@ -20,6 +20,11 @@ export interface Opts {
   devices?: Record<string, Device>;
   /** Upper bound on stack passes per resolution (default 1000), a guard against endless `pass`. */
   maxPasses?: number;
+  /**
+   * When set, only these devices (`name@version`, case-insensitive) may be loaded by name; any
+   * other name is refused with a 403. lua@5.3a sets it from a base's `device-sandbox`.
+   */
+  allowedDevices?: readonly string[];
   /** Anything else is handed to devices untouched. */
   [key: string]: unknown;
 }
@@ -29,7 +34,7 @@ export const DEFAULT_OPTS: Readonly<Opts> = Object.freeze({});
 
 export const DEFAULT_MAX_PASSES = 1000;
 
-const KNOWN = ['hashpath', 'store', 'devices', 'maxPasses'] as const;
+const KNOWN = ['hashpath', 'store', 'devices', 'maxPasses', 'allowedDevices'] as const;
 const KNOWN_BY_SQUASHED = new Map<string, string>(
   KNOWN.map((k) => [k.toLowerCase().replace(/[-_]/g, ''), k]),
 );
@@ -53,7 +58,10 @@ export function checkOpts(opts: Opts | undefined): Opts {
     const known = KNOWN_BY_SQUASHED.get(k.toLowerCase().replace(/[-_]/g, ''));
     if (known !== undefined && known !== k) throw bad(`Unknown option '${k}': did you mean '${known}'?`);
   }
-  const { hashpath, store, devices, maxPasses } = opts;
+  const { hashpath, store, devices, maxPasses, allowedDevices } = opts;
+  if (allowedDevices !== undefined && !(Array.isArray(allowedDevices) && allowedDevices.every((d) => typeof d === 'string'))) {
+    throw bad(`opts.allowedDevices must be a list of 'name@version' strings, got ${describe(allowedDevices)}`);
+  }
   if (hashpath !== undefined && hashpath !== 'update' && hashpath !== 'ignore') {
     throw bad(`opts.hashpath must be 'update' or 'ignore', got ${JSON.stringify(hashpath)}`);
   }

@@ -109,6 +109,12 @@ export function compiledMessageDevice(): CompiledDevice {
  */
 export function lookupDevice(value: unknown, opts: Opts, key: string): CompiledDevice {
   if (typeof value === 'string') {
+    if (opts.allowedDevices !== undefined && !allowedSet(opts.allowedDevices).has(normalizeDeviceName(value))) {
+      throw new AoError(
+        `Device '${value}' is not allowed here (resolving key '${key}'; allowed: ${opts.allowedDevices.join(', ') || 'none'})`,
+        { status: 403, code: 'ERR_DEVICE_NOT_ALLOWED', key, device: value },
+      );
+    }
     const reg = registryFor(opts);
     const found = reg.get(value) ?? reg.get(normalizeDeviceName(value));
     if (found !== undefined) return found;
@@ -132,6 +138,17 @@ export function lookupDevice(value: unknown, opts: Opts, key: string): CompiledD
     `Invalid device value (resolving key '${key}'): expected a 'name@version' string or a device object, got ${describe(value)}`,
     { status: 400, code: 'ERR_BAD_REQUEST', key, device: String(value) },
   );
+}
+
+const allowedSets = new WeakMap<readonly string[], ReadonlySet<string>>();
+
+function allowedSet(list: readonly string[]): ReadonlySet<string> {
+  let s = allowedSets.get(list);
+  if (s === undefined) {
+    s = new Set(list.map(normalizeDeviceName));
+    allowedSets.set(list, s);
+  }
+  return s;
 }
 
 const keySets = new WeakMap<readonly string[], ReadonlySet<string>>();

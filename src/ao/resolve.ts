@@ -586,34 +586,38 @@ export function set(msg: Message | unknown[], pathOrMap: string | number | reado
  */
 export function resolveSingleton(req: Message | string, opts?: Opts): Promise<any> {
   try {
-    const o = checkOpts(opts);
-    const [first, ...steps] = parseSingleton(req);
-    const base = loadBase(first, 'resolveSingleton()', o);
-    const run = (m: unknown, i: number): Maybe<Result> => {
-      for (; i < steps.length; i++) {
-        const step = steps[i];
-        let stepReq: Message;
-        if (step instanceof AsStep) {
-          if (!isMessage(m)) return notFound(String(step.req.path ?? step.device), MESSAGE_DEVICE, `cannot set a device on ${describe(m)}`);
-          m = { ...m, device: step.device };
-          if (step.req.path === undefined) continue;
-          stepReq = step.req;
-        } else {
-          stepReq = step as Message;
-        }
-        const key = pathKeys(stepReq.path)[0];
-        if (key === undefined) continue;
-        const r = resolveStep(m, { ...stepReq, path: key }, key, o);
-        const next = i + 1;
-        if (r instanceof Promise) return r.then((res) => (res.status !== 'ok' ? res : run(res.value, next)));
-        if (r.status !== 'ok') return r;
-        m = r.value;
-      }
-      return okResult(m);
-    };
-    return settlePublic(andThen(base, (b) => (b.status !== 'ok' ? b : run(b.value, 0))));
+    return settlePublic(resolveSingletonInternal(req, checkOpts(opts)));
   } catch (e) {
     return Promise.reject(toAoError(e));
   }
+}
+
+/** `resolveSingleton` as a Result, synchronous while every device is (internal; may throw 400s). */
+export function resolveSingletonInternal(req: Message | string, o: Opts): Maybe<Result> {
+  const [first, ...steps] = parseSingleton(req);
+  const base = loadBase(first, 'resolveSingleton()', o);
+  const run = (m: unknown, i: number): Maybe<Result> => {
+    for (; i < steps.length; i++) {
+      const step = steps[i];
+      let stepReq: Message;
+      if (step instanceof AsStep) {
+        if (!isMessage(m)) return notFound(String(step.req.path ?? step.device), MESSAGE_DEVICE, `cannot set a device on ${describe(m)}`);
+        m = { ...m, device: step.device };
+        if (step.req.path === undefined) continue;
+        stepReq = step.req;
+      } else {
+        stepReq = step as Message;
+      }
+      const key = pathKeys(stepReq.path)[0];
+      if (key === undefined) continue;
+      const r = resolveStep(m, { ...stepReq, path: key }, key, o);
+      const next = i + 1;
+      if (r instanceof Promise) return r.then((res) => (res.status !== 'ok' ? res : run(res.value, next)));
+      if (r.status !== 'ok') return r;
+      m = r.value;
+    }
+    return okResult(m);
+  };
+  return andThen(base, (b) => (b.status !== 'ok' ? b : run(b.value, 0)));
 }
 

@@ -12,6 +12,7 @@ import { WASM64_DEVICE, wasm64Device } from './wasm-64';
 import { JSON_IFACE_DEVICE, jsonIfaceDevice } from './json-iface';
 import { WASI_DEVICE, wasiDevice } from './wasi';
 import { PROCESS_DEVICE, processDevice } from './process';
+import { LUA_DEVICE, luaDevice } from './lua';
 
 export const BUILTIN_DEVICES: Readonly<Record<string, Device>> = {
   [MESSAGE_DEVICE]: messageDevice,
@@ -22,6 +23,7 @@ export const BUILTIN_DEVICES: Readonly<Record<string, Device>> = {
   [JSON_IFACE_DEVICE]: jsonIfaceDevice,
   [WASI_DEVICE]: wasiDevice,
   [PROCESS_DEVICE]: processDevice,
+  [LUA_DEVICE]: luaDevice,
 };
 
 export { MESSAGE_DEVICE, messageDevice, RESERVED_KEYS } from './message';
@@ -33,3 +35,4 @@ export type { ImportProvider } from './wasm-64';
 export { JSON_IFACE_DEVICE, jsonIfaceDevice, jsonStruct } from './json-iface';
 export { PROCESS_DEVICE, processDevice } from './process';
 export { WASI_DEVICE, wasiDevice, wasi } from './wasi';
+export { LUA_DEVICE, luaDevice, lua, DEFAULT_LUA_SANDBOX, DEFAULT_LUA_MEMORY_LIMIT, DEFAULT_LUA_INSTRUCTION_LIMIT } from './lua';
