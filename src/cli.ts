@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as readline from 'node:readline';
 import { Command } from 'commander';
 import { cacheWrite } from './ao/cache';
-import type { Message } from './ao/message';
+import { isMessage, withoutPrivate, type Message } from './ao/message';
 import { resolve } from './ao/resolve';
 import { AoError } from './errors';
 import { versions } from './index';
@@ -98,18 +98,103 @@ export async function main(argv: string[]): Promise<void> {
     });
 
   program
+    .command('lua')
+    .description('run a Lua file on the lua@5.3a device, then (optionally) call one of its functions and print the result')
+    .argument('<file.lua>', 'Lua source')
+    .argument('[function]', 'global function to call')
+    .argument('[args...]', 'arguments: JSON values (5, true, "x", {"a":1}), anything else as a string')
+    .option('--sandbox', "apply lua@5.3a's default sandbox list")
+    .option('--instruction-limit <n>', 'instructions per call')
+    .option('--memory-limit <bytes>', 'memory cap of the VM')
+    .action(async (file: string, fn: string | undefined, args: string[], opts: { sandbox?: boolean; instructionLimit?: string; memoryLimit?: string }) => {
+      const base: Message = {
+        device: 'lua@5.3a',
+        module: { 'content-type': 'application/lua', name: file, body: fs.readFileSync(file) },
+        ...(opts.sandbox ? { sandbox: true } : {}),
+        ...(opts.instructionLimit ? { 'instruction-limit': opts.instructionLimit } : {}),
+        ...(opts.memoryLimit ? { 'memory-limit': opts.memoryLimit } : {}),
+      };
+      const aoOpts = { luaPrint: (line: string) => process.stdout.write(`${line}\n`) };
+      const initialized = await resolve(base, 'init', aoOpts);
+      if (fn === undefined) return;
+      const parameters = args.map((a) => {
+        try {
+          return JSON.parse(a) as unknown;
+        } catch {
+          return a;
+        }
+      });
+      const out = await resolve(initialized, { path: fn, function: fn, parameters }, aoOpts);
+      // A returned table becomes the new message: show what the function returned, not the bookkeeping.
+      const shown = isMessage(out) ? withoutPrivate({ ...out, module: undefined, device: undefined }) : out;
+      process.stdout.write(`${fn}(${args.join(', ')}) = ${formatLua(shown)}\n`);
+    });
+
+  program
     .command('aos')
     .description('an AOS session: each line read (prompt on a terminal, or piped stdin) is an Eval; prints Output.data')
-    .argument('<module.wasm>', 'an AOS image (e.g. aos-2-pure-xs.wasm)')
+    .argument('<module>', 'an AOS image (e.g. aos-2-pure-xs.wasm) or AOS written in Lua (e.g. hyper-aos.lua)')
     .option('--owner <address>', 'process owner, also the sender of the Evals', 'OWNER')
     .action(async (file: string, opts: { owner: string }) => {
-      if (!file.endsWith('.wasm')) {
-        throw new AoError(`aos: ${file} is not a .wasm image (AOS in Lua runs once the lua@5.3a device is available)`, { status: 400 });
-      }
+      if (file.endsWith('.lua')) return luaAosSession(fs.readFileSync(file), file, opts.owner);
+      if (!file.endsWith('.wasm')) throw new AoError(`aos: ${file} is neither a .wasm image nor a .lua process`, { status: 400 });
       await aosSession(fs.readFileSync(file), opts.owner);
     });
 
   await program.parseAsync(argv);
+}
+
+function formatLua(v: unknown): string {
+  // Buffers reach the replacer already turned into {type: 'Buffer', data} by their toJSON.
+  return JSON.stringify(v, (_k, x: unknown) =>
+    typeof x === 'bigint' ? `${x}n` : isMessage(x) && x.type === 'Buffer' && Array.isArray(x.data) ? `<${x.data.length} bytes>` : x,
+  );
+}
+
+/** Each input line, until the input ends; `handle` answers it. A prompt on a terminal. */
+async function eachLine(handle: (line: string, n: number) => Promise<string>): Promise<void> {
+  const interactive = Boolean(process.stdin.isTTY);
+  const rl = readline.createInterface({ input: process.stdin, output: interactive ? process.stdout : undefined, terminal: interactive });
+  if (interactive) rl.setPrompt('aos> ');
+  if (interactive) rl.prompt();
+  let n = 0;
+  for await (const line of rl) {
+    if (line.trim() !== '') {
+      n += 1;
+      try {
+        process.stdout.write(`${await handle(line, n)}\n`);
+      } catch (e) {
+        process.stderr.write(`error: ${(e as Error).message}\n`);
+      }
+    }
+    if (interactive) rl.prompt();
+  }
+}
+
+/** AOS in Lua (hyper-aos.lua) as a process@1.0 on lua@5.3a, one Eval per input line. */
+async function luaAosSession(source: Uint8Array, name: string, owner: string): Promise<void> {
+  const commitments = (id: string) => ({ [id]: { alg: 'rsa-pss-sha512', committer: owner } });
+  let proc: Message = {
+    device: 'process@1.0',
+    'execution-device': 'lua@5.3a',
+    module: { 'content-type': 'application/lua', name, body: source },
+    type: 'Process',
+    authority: owner,
+    commitments: commitments('LOCAL-AOS-PROCESS'),
+    'snapshot-interval': 0,
+  };
+  await eachLine(async (line, n) => {
+    const scheduled = await resolve(proc, {
+      path: 'schedule',
+      body: { action: 'Eval', body: { 'content-type': 'application/lua', body: line }, commitments: commitments(`LOCAL-MESSAGE-${n}`) },
+      'block-height': n,
+    });
+    // Only a computed message stays scheduled: a failing one is dropped with its error shown.
+    proc = await resolve(scheduled, 'now');
+    const output = (proc as { results?: { output?: Message } }).results?.output ?? {};
+    const out = output.data ?? output.error ?? '';
+    return typeof out === 'string' ? out : formatLua(out);
+  });
 }
 
 /** AOS over wasm-64: a json-iface stack, one Eval per input line. */
@@ -127,30 +212,15 @@ async function aosSession(image: Uint8Array, owner: string): Promise<void> {
     },
     'init',
   );
-  const interactive = Boolean(process.stdin.isTTY);
-  const rl = readline.createInterface({ input: process.stdin, output: interactive ? process.stdout : undefined, terminal: interactive });
-  if (interactive) rl.setPrompt('aos> ');
-  if (interactive) rl.prompt();
-  let n = 0;
-  for await (const line of rl) {
-    if (line.trim() === '') {
-      if (interactive) rl.prompt();
-      continue;
-    }
-    n += 1;
-    try {
-      proc = await resolve(proc, {
-        path: 'compute',
-        'block-height': n,
-        body: { action: 'Eval', data: line, target: 'LOCAL-AOS', owner, from: owner, id: String(n) },
-      });
-      const results = (proc as { results?: Message }).results ?? {};
-      // AOS prefixes its error texts with blank lines.
-      const out = results.error !== undefined ? String(results.error).replace(/^\n+/, '') : results.data;
-      process.stdout.write(`${typeof out === 'string' ? out : JSON.stringify(out)}\n`);
-    } catch (e) {
-      process.stderr.write(`error: ${(e as Error).message}\n`);
-    }
-    if (interactive) rl.prompt();
-  }
+  await eachLine(async (line, n) => {
+    proc = await resolve(proc, {
+      path: 'compute',
+      'block-height': n,
+      body: { action: 'Eval', data: line, target: 'LOCAL-AOS', owner, from: owner, id: String(n) },
+    });
+    const results = (proc as { results?: Message }).results ?? {};
+    // AOS prefixes its error texts with blank lines.
+    const out = results.error !== undefined ? String(results.error).replace(/^\n+/, '') : results.data;
+    return typeof out === 'string' ? out : JSON.stringify(out);
+  });
 }

@@ -1,5 +1,7 @@
 /** The `hb-runtimes` command line, run as users run it (bin/ over the built lib/). */
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT, SHARED_FIXTURES, describeShared } from './helpers/fixtures';
@@ -19,7 +21,37 @@ describe('hb-runtimes run', () => {
   });
 });
 
+describe('hb-runtimes lua', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-cli-lua-'));
+  const file = path.join(dir, 'calc.lua');
+  fs.writeFileSync(file, 'print("loading", 1, true)\nfunction add(a, b) return a + b end\nfunction info(t) return { n = #t, first = t[1] } end\nfunction env() return os.getenv("HOME") end\n');
+
+  it('runs the file, prints its output, then calls a function with JSON arguments', () => {
+    expect(cli(['lua', file, 'add', '5', '3'])).toMatchObject({ status: 0, stdout: 'loading\t1\ttrue\nadd(5, 3) = 8\n', stderr: '' });
+    expect(cli(['lua', file, 'info', '[4,5,6]']).stdout).toBe('loading\t1\ttrue\ninfo([4,5,6]) = {"n":3,"first":4}\n');
+    expect(cli(['lua', file])).toMatchObject({ status: 0, stdout: 'loading\t1\ttrue\n' });
+  });
+
+  it('reports a missing function (exit 2) and a sandboxed call (exit 1)', () => {
+    const missing = cli(['lua', file, 'nope']);
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toBe("hb-runtimes: Key 'nope' not found: no Lua function 'nope'\n");
+    const sandboxed = cli(['lua', '--sandbox', file, 'env']);
+    expect(sandboxed.status).toBe(1);
+    expect(sandboxed.stderr).toBe(`hb-runtimes: [string "${file}"]:4: attempt to call a string value (field 'getenv')\n`);
+  });
+});
+
 describeShared('hb-runtimes run and aos on shared fixtures', () => {
+  it('evaluates piped lines in an AOS session over hyper-aos.lua', () => {
+    const r = cli(['aos', path.join(SHARED_FIXTURES, 'hyper-aos.lua')], 'X = 41\nerror("x")\nX = X + 1\nreturn X\n');
+    expect(r.status).toBe(0);
+    expect(r.stdout.split('\n')).toEqual(['', '', '42', '']);
+    // hyper-aos's compute cannot handle an Eval error (it reads Messages of an Error result): that message is dropped
+    expect(r.stderr).toContain("compute failed at slot 1: [string \"");
+    expect(r.stderr).toContain("attempt to get length of a nil value (field 'Messages')");
+  });
+
   it('runs fac 6 from test.wasm', () => {
     expect(cli(['run', path.join(SHARED_FIXTURES, 'test.wasm'), 'fac', '6'])).toMatchObject({ status: 0, stdout: 'fac(6) = [720]\n' });
     const missing = cli(['run', path.join(SHARED_FIXTURES, 'test.wasm'), 'nope']);
