@@ -65,8 +65,14 @@ export const DEFAULT_LUA_INSTRUCTION_LIMIT = 10_000_000_000;
 
 const LIBS = ['package', 'debug'] as const;
 const STATUS_NAMES = new Set(['ok', 'error', 'skip', 'pass']);
-/** Base keys kept out of the Lua view of the base (and carried over to message results). */
+/**
+ * Keys kept out of the Lua view of the base and carried over to message results: the module
+ * source, also in the process definition that process@1.0 copies under `process`. Scripts have
+ * no use for their own source, and copying it into Lua and back on every call was a third of the
+ * cost of an AOS message.
+ */
 const HIDDEN_KEYS = ['module'];
+const HIDDEN_IN = ['process'];
 
 /** Where a VM came from, to rebuild it for a message whose VM moved on. */
 type Origin = { kind: 'modules'; base: Message } | { kind: 'snapshot'; body: Uint8Array };
@@ -516,11 +522,31 @@ function runCall(st: LuaState, fn: string, params: unknown[], now: number, opts:
   return step(st.vm.call('_hb.call', [fn, now, ...params]));
 }
 
+function withoutHidden(m: Message): Message {
+  const out: Message = {};
+  for (const k of Object.keys(m)) if (!HIDDEN_KEYS.includes(k)) out[k] = m[k];
+  return out;
+}
+
 function luaView(base: Message): Message {
   const out: Message = {};
   for (const k of Object.keys(base)) {
     if (isPrivateKey(k) || HIDDEN_KEYS.includes(k)) continue;
-    out[k] = base[k];
+    const v = base[k];
+    out[k] = HIDDEN_IN.includes(k) && isMessage(v) ? withoutHidden(v) : v;
+  }
+  return out;
+}
+
+/** `decoded` with the hidden keys of `base` put back where the script did not set them. */
+function withHidden(decoded: Message, base: Message): Message {
+  const out: Message = { ...decoded };
+  for (const k of HIDDEN_KEYS) if (base[k] !== undefined && out[k] === undefined) out[k] = base[k];
+  for (const k of HIDDEN_IN) {
+    const from = base[k];
+    const to = out[k];
+    if (!isMessage(from) || !isMessage(to)) continue;
+    for (const h of HIDDEN_KEYS) if (from[h] !== undefined && to[h] === undefined) out[k] = { ...(out[k] as Message), [h]: from[h] };
   }
   return out;
 }
@@ -543,9 +569,7 @@ function mapResults(values: LuaValue[], base: Message, ref: LuaRef, fn: string):
   if (isMessage(decoded)) {
     const state = ref.state;
     state.version++;
-    let out: Message = {};
-    for (const k of HIDDEN_KEYS) if (base[k] !== undefined && decoded[k] === undefined) out[k] = base[k];
-    out = { ...out, ...decoded };
+    let out = withHidden(decoded, base);
     const priv = privateOf(base);
     if (Object.keys(priv).length > 0) out.priv = priv;
     out = withRef(out, new LuaRef(state, state.version));
