@@ -82,6 +82,15 @@ describe('lua@5.3a calls (seed examples)', () => {
     expect(base.count).toBe(0); // inputs never change
   });
 
+  it('keeps module sources out of Lua (also under process/) and carries them over', async () => {
+    const src = 'function look(base) base.saw = tostring(base.module) .. "," .. tostring(base.process.module) .. "," .. base.process.type return base end';
+    const base = { ...luaBase(src), process: { type: 'Process', module: 'the-source' } };
+    const out = await resolve(base, 'look');
+    expect(out.saw).toBe('nil,nil,Process');
+    expect(out.module).toEqual(base.module);
+    expect(out.process).toEqual({ type: 'Process', module: 'the-source' });
+  });
+
   it('reads stored keys as plain values (they are excluded from Lua calls)', async () => {
     const base = luaBase(MATH, { add: 'stored' });
     expect(await resolve(base, 'add')).toBe('stored');
