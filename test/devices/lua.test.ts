@@ -269,6 +269,9 @@ describe('lua@5.3a and AO-Core (the ao library, SPEC §7.8)', () => {
       return a .. "," .. b
     end
     function relayed() local s, r = ao.resolve({ device = "relay@1.0" }, "call") return s end
+    function slow_in_sort() local t = {3, 1, 2} table.sort(t, function(a, b) ao.resolve({ device = "slow@1.0" }, "answer") return a < b end) return t end
+    function sync_in_sort() local t = {3, 1, 2} table.sort(t, function(a, b) local s, r = ao.resolve({ v = a }, "v") return r < b end) return t end
+    function wrapped_error() local f = coroutine.wrap(function() error("inside") end) f() end
     ao = ao or {}
   `;
   const devices = { 'slow@1.0': { answer: async () => 41 } };
@@ -298,6 +301,16 @@ describe('lua@5.3a and AO-Core (the ao library, SPEC §7.8)', () => {
     const base = luaBase(AO);
     expect(await resolve(base, 'slow', { devices })).toBe('ok:41');
     expect(await resolve(base, { path: 'x', function: 'slow_in_coroutine', parameters: [] }, { devices })).toBe('42,end');
+  });
+
+  it('says so where Lua cannot yield (a C function such as table.sort); synchronous answers work there', async () => {
+    const base = luaBase(AO);
+    const e = await rejection(resolve(base, 'slow_in_sort', { devices }));
+    expect(e).toBeInstanceOf(LuaRuntimeError);
+    expect(e.message).toContain('ao.resolve: the resolution needs an asynchronous device, which cannot be awaited here (inside a metamethod or a C function)');
+    expect(await resolve(base, 'sync_in_sort')).toEqual([1, 2, 3]);
+    const w = await rejection(resolve(base, 'wrapped_error'));
+    expect(w.message).toMatch(/^\[string "main.lua"\]:\d+: \[string "main.lua"\]:\d+: inside$/); // wrap adds the caller's position, as Lua's does
   });
 
   it('device-sandbox restricts the devices ao.resolve may load (a Lua error otherwise)', async () => {
