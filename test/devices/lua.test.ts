@@ -201,6 +201,32 @@ describe('lua@5.3a errors', () => {
     expect(await resolve(j, 'ok')).toBe('fine');
   });
 
+  it('survives deep recursion, string.rep bombs and endless tables with typed errors', async () => {
+    const base = luaBase(
+      'function rec() return 1 + rec() end function rep() return #string.rep("x", 1 << 30) end function tables() local t = {} while true do t = { t } end end function ok() return "ok" end',
+      { 'memory-limit': 8 * 1024 * 1024 },
+    );
+    const rec = await rejection(resolve({ ...base, 'memory-limit': undefined }, 'rec')); // the Lua stack (1,000,000 slots) needs 16 MiB
+    expect(rec).toBeInstanceOf(LuaRuntimeError);
+    expect(rec.message).toContain('stack overflow');
+    const rep = await rejection(resolve(base, 'rep'));
+    expect(rep).toBeInstanceOf(LuaMemoryError);
+    const tables = await rejection(resolve(base, 'tables'));
+    expect(tables).toBeInstanceOf(LuaMemoryError);
+    expect(await resolve(base, 'ok')).toBe('ok');
+  });
+
+  it('refuses an altered snapshot (checksum) without touching the message', async () => {
+    const i = await lua.init(luaBase(MATH), {}, {});
+    const body = Buffer.from((await lua.snapshot(i, {}, {})).body as Uint8Array);
+    body[body.length - 5] ^= 0xff;
+    const bad = { ...luaBase(MATH), snapshot: { body } };
+    const e = await rejection(lua.normalize(bad, {}, {}));
+    expect(e).toBeInstanceOf(SnapshotError);
+    expect(e.message).toContain('checksum mismatch');
+    expect(bad.snapshot.body).toBe(body);
+  });
+
   it('rejects bad limits', async () => {
     const e = await rejection(resolve(luaBase(MATH, { 'memory-limit': -5 }), 'add'));
     expect([e.status, e.message]).toEqual([400, 'lua@5.3a: memory-limit must be a positive integer, got "-5"']);
@@ -486,6 +512,16 @@ describeShared('lua@5.3a on the shared fixtures (SPEC §10.6)', () => {
       const body = evalBody('1 + 1', 'someone-else-0123456789abcdefghijklmnopqrs', { 'from-process': '1234' });
       const p = await resolve(aosProcess(), { path: 'schedule', body });
       expect(await resolve(p, 'now/results/output/data')).toBe('Message is not trusted.');
+    });
+
+    it('handles other AOS messages: a handler added by Eval answers a Ping with an outbox message', async () => {
+      let p = aosProcess({ 'snapshot-interval': 0 });
+      const handler = 'Handlers.add("ping", function(m) return m.body.action == "Ping" end, function(m) Send({ Target = "Pinger", Data = "pong " .. m.body.data }) end)';
+      p = await resolve(p, { path: 'schedule', body: evalBody(handler) });
+      p = await resolve(p, { path: 'schedule', body: { action: 'Ping', data: 'one', commitments: commit(OWNER, 'ping-commitment-0123456789abcdefghijklmnopq') } });
+      const out = await resolve(p, 'now');
+      expect(out['at-slot']).toBe(1);
+      expect(out.results.outbox['1']).toMatchObject({ Target: 'Pinger', Data: 'pong one' });
     });
 
     it('keeps state across slots, and across a snapshot restore', async () => {
