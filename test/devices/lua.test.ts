@@ -5,6 +5,7 @@ import type { Message } from '../../src/ao';
 import { AoError, LimitError, LuaMemoryError, LuaRuntimeError, LuaSyntaxError, SnapshotError } from '../../src/errors';
 import { DEFAULT_LUA_SANDBOX, lua } from '../../src/devices/lua';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
+import { rejection } from '../helpers/thrown';
 
 const luaModule = (body: string, name?: string): Message => ({
   'content-type': 'application/lua',
@@ -12,15 +13,6 @@ const luaModule = (body: string, name?: string): Message => ({
   ...(name !== undefined ? { name } : {}),
 });
 const luaBase = (body: string, extra: Message = {}): Message => ({ device: 'lua@5.3a', module: luaModule(body, 'main.lua'), ...extra });
-
-async function rejection(p: Promise<unknown>): Promise<AoError> {
-  const e = await p.then(
-    () => undefined,
-    (x: unknown) => x,
-  );
-  expect(e).toBeInstanceOf(AoError);
-  return e as AoError;
-}
 
 const MATH = `
 function add(a, b) return a + b end
