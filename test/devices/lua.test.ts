@@ -259,6 +259,21 @@ describe('lua@5.3a sandboxes (SPEC §7.4)', () => {
       function dbg() return debug.getregistry, debug.getupvalue, debug.sethook, debug.setmetatable, debug.getinfo ~= nil end
       function bytecode() return load(string.char(27) .. "Lua") end
       function files() return require("os") == os, pcall(require, "socket") end
+      function hunt()
+        local found = {}
+        local function scan(t, path, depth)
+          if depth > 3 then return end
+          for k, v in pairs(t) do
+            if type(v) == "table" then
+              if rawget(v, "getregistry") or rawget(v, "sethook") or rawget(v, "popen") or rawget(v, "execute") then found[#found + 1] = path .. "." .. tostring(k) end
+              scan(v, path .. "." .. tostring(k), depth + 1)
+            end
+          end
+        end
+        scan(_G, "_G", 0)
+        scan(getmetatable("") or {}, "strmt", 0)
+        return #found == 0 and "none" or table.concat(found, " ")
+      end
     `);
     const i = await lua.init(base, {}, {});
     const vm = lua.vm(i)!;
@@ -268,6 +283,7 @@ describe('lua@5.3a sandboxes (SPEC §7.4)', () => {
     expect([same, ok]).toEqual([true, false]);
     expect(msg).toContain("module 'socket' not found");
     expect(msg).not.toContain('.lua'); // no file searchers
+    expect(vm.call('hunt', [])).toEqual(['none']); // nothing reachable holds the full debug, io or os
   });
 });
 
