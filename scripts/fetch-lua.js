@@ -36,7 +36,10 @@ function seededLstate(src) {
 }
 
 async function fetchLua() {
-  const key = sha256(fs.readFileSync(path.join(RECIPE, 'Cargo.lock')), String(RECIPE_VERSION)).slice(0, 16);
+  // The key covers this script too: two branches that both bump RECIPE_VERSION to the same number
+  // with different patches must not share a cache entry.
+  const key = sha256(fs.readFileSync(path.join(RECIPE, 'Cargo.lock')), String(RECIPE_VERSION), fs.readFileSync(__filename))
+    .slice(0, 16);
   const entry = path.join(CACHE, 'lua', `${LUA_VERSION}-${key}`);
   if (fs.existsSync(path.join(entry, 'hb-lstate.c'))) return entry;
   log(`Lua ${LUA_VERSION}: fetching the pinned lua-src crate`);
