@@ -154,6 +154,10 @@ void CountHook(lua_State* L, lua_Debug*) {
 }  // namespace
 }  // namespace hbr
 
+extern "C" {
+__thread hb_meter* hb_meter_current = nullptr;
+}
+
 // Called by HB_TICK (C library code, always where a Lua error may be raised) when a grant is spent.
 extern "C" void hb_meter_settle(lua_State* L) {
   hbr::LuaVM* vm = hbr::VmOf(L);
@@ -641,7 +645,9 @@ int LuaHostTrampoline(lua_State* L) {
 // Lives in C++ frames above every lua_pcall, so Lua errors never unwind it.
 class LuaVM::Frame {
  public:
-  Frame(LuaVM* vm, lua_State* L, bool restore_stack) : vm_(vm), L_(L), prev_(vm->active_), restore_(restore_stack) {
+  Frame(LuaVM* vm, lua_State* L, bool restore_stack)
+      : vm_(vm), L_(L), prev_(vm->active_), prev_meter_(hb_meter_current), restore_(restore_stack) {
+    hb_meter_current = &vm->meter_;
     if (vm->depth_ == 0) {
       vm->budget_.used = 0;
       vm->budget_.exhausted = false;
@@ -663,6 +669,7 @@ class LuaVM::Frame {
   ~Frame() {
     if (restore_) lua_settop(L_, base_);
     vm_->active_ = prev_;
+    hb_meter_current = prev_meter_;
     size_t at = static_cast<size_t>(vm_->depth_ - 1);
     if (at < vm_->arenas_.size()) {
       LuaArena& a = *vm_->arenas_[at];
@@ -687,6 +694,7 @@ class LuaVM::Frame {
   LuaVM* vm_;
   lua_State* L_;
   lua_State* prev_;
+  hb_meter* prev_meter_;  // the thread's current meter before this frame (another VM's, or none)
   bool restore_;
   int base_ = 0;
 };

@@ -67,6 +67,12 @@ typedef struct hb_meter {
    raises the limit error (so it is called only where a Lua error may be raised). */
 void hb_meter_settle(lua_State *L);
 
+/* The meter of the VM whose call runs on this thread (NULL outside calls), for code without a
+   lua_State: HB_DEFER only lowers the credit; the next HB_TICK or count hook settles it. */
+extern __thread hb_meter *hb_meter_current;
+#define HB_DEFER(n) do { hb_meter *hb_c_ = hb_meter_current; \\
+    if (hb_c_ != NULL) hb_c_->credit -= (long long)(n); } while (0)
+
 /* Charges n steps (about one VM instruction's worth of work each). */
 #define HB_TICK(L, n) do { hb_meter *hb_m_ = hb_meter_of(L); \\
     if ((hb_m_->credit -= (long long)(n)) < 0) hb_meter_settle(L); } while (0)
@@ -167,8 +173,8 @@ function meteredLauxlib(src) {
     "  if (l > 0) {  /* avoid 'memcpy' when 's' can be NULL */\n    char *b;\n    HB_TICK(B->L, HB_BYTES(l));\n    b = luaL_prepbuffsize(B, l);\n");
 }
 
-// lvm.c: one VM instruction can compare or concatenate strings of any length; charge their bytes.
-// (luaV_equalobj gets L == NULL for raw equality, which is not charged.)
+// lvm.c: one VM instruction can compare or concatenate strings of any length; charge their bytes
+// (equality: lstring.c).
 function meteredLvm(src) {
   const f = 'lvm.c';
   src = includeMeter(src, f);
@@ -178,9 +184,6 @@ function meteredLvm(src) {
       'int luaV_lessthan (lua_State *L, const TValue *l, const TValue *r) {\n');
   src = patch(src, f, 'return l_strcmp(tsvalue(l), tsvalue(r)) < 0;', 'return hb_strcmp(L, tsvalue(l), tsvalue(r)) < 0;');
   src = patch(src, f, 'return l_strcmp(tsvalue(l), tsvalue(r)) <= 0;', 'return hb_strcmp(L, tsvalue(l), tsvalue(r)) <= 0;');
-  src = patch(src, f, '    case LUA_TLNGSTR: return luaS_eqlngstr(tsvalue(t1), tsvalue(t2));\n',
-    '    case LUA_TLNGSTR:\n      if (L != NULL && tsvalue(t1) != tsvalue(t2)) HB_TICK(L, HB_BYTES(tsvalue(t1)->u.lnglen));\n' +
-      '      return luaS_eqlngstr(tsvalue(t1), tsvalue(t2));\n');
   src = patch(src, f, '        ts = luaS_createlngstrobj(L, tl);\n', '        HB_TICK(L, HB_BYTES(tl));\n        ts = luaS_createlngstrobj(L, tl);\n');
   return src;
 }
@@ -203,12 +206,23 @@ function budgetedFinalizers(src) {
   return src;
 }
 
+// lstring.c: comparing two long strings of the same length (==, and table keys: long strings hash
+// only ~32 of their bytes, so many equal-length keys can share a chain) is a memcmp of their
+// length, also from table lookups that have no lua_State: charged through HB_DEFER.
+function meteredLstring(src) {
+  const f = 'lstring.c';
+  src = includeMeter(src, f);
+  return patch(src, f, '  return (a == b) ||  /* same instance or... */\n',
+    '  if (a != b && len == b->u.lnglen) HB_DEFER(HB_BYTES(len));\n  return (a == b) ||  /* same instance or... */\n');
+}
+
 const METERED = [
   ['lstrlib.c', meteredLstrlib],
   ['ltablib.c', meteredLtablib],
   ['lutf8lib.c', meteredLutf8lib],
   ['lauxlib.c', meteredLauxlib],
   ['lvm.c', meteredLvm],
+  ['lstring.c', meteredLstring],
   ['lgc.c', budgetedFinalizers],
 ];
 

@@ -90,6 +90,15 @@ describe('the instruction budget inside C library functions', () => {
     expectLimit(vm, `${C_WORK} ${VM_WORK} return #s`);
   });
 
+  it('charges table lookups among long string keys that share a hash chain', () => {
+    // Long strings hash ~32 of their bytes: these 16 keys of 1 MiB collide, and each lookup of
+    // a 17th one compares 16 MiB (so does building the table, quadratically: ~2.3M steps).
+    const vm = vmWith({ instructionLimit: 10_000_000 });
+    const keys = "local p = ('a'):rep(2^20 - 2) local t = {} for i = 1, 16 do t[p .. string.char(i) .. 'z'] = i end local k = p .. '\\0z'";
+    expect(vm.load(`${keys} return t[p .. '\\1z'], t[k]`, 'm')).toEqual([1, null]);
+    expectLimit(vm, `${keys} local n = 0 for i = 1, 1e5 do if t[k] then n = n + 1 end end return n`, 10_000_000);
+  });
+
   it('shows table.sort as what spends the budget', () => {
     const vm = vmWith({ instructionLimit: 1_000_000 });
     const fill = 'local t = {} for i = 1, 100000 do t[i] = (i * 7919) % 100000 end';
