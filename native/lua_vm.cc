@@ -173,11 +173,29 @@ namespace {
 
 // ---- Sandboxed stdlib replacements (C-style lua_CFunctions) -------------------------------------------
 
-// load(chunk [, chunkname [, mode [, env]]]) with the mode forced to text.
+// The reader behind a load() of a function: calls the user's reader (upvalue 1) and charges a
+// step per byte of each piece (compiling is about that costly).
+int ChargedReader(lua_State* L) {
+  lua_settop(L, 0);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_call(L, 0, 1);
+  if (lua_type(L, 1) == LUA_TSTRING) HB_TICK(L, lua_rawlen(L, 1));
+  return 1;
+}
+
+// load(chunk [, chunkname [, mode [, env]]]) with the mode forced to text, charging a step per
+// byte of source.
 int SafeLoad(lua_State* L) {
   if (lua_gettop(L) < 3) lua_settop(L, 3);
   lua_pushliteral(L, "t");
   lua_replace(L, 3);
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    HB_TICK(L, lua_rawlen(L, 1));
+  } else if (lua_type(L, 1) == LUA_TFUNCTION) {
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, ChargedReader, 1);
+    lua_replace(L, 1);
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, VmOf(L)->aux_ref());
   lua_rawgeti(L, -1, kAuxLoad);
   lua_remove(L, -2);

@@ -73,6 +73,9 @@ extern __thread hb_meter *hb_meter_current;
 #define HB_DEFER(n) do { hb_meter *hb_c_ = hb_meter_current; \\
     if (hb_c_ != NULL) hb_c_->credit -= (long long)(n); } while (0)
 
+/* Lowers the credit of L's meter without raising (for code that may run outside protection). */
+#define HB_DEFER_L(L, n) (hb_meter_of(L)->credit -= (long long)(n))
+
 /* Charges n steps (about one VM instruction's worth of work each). */
 #define HB_TICK(L, n) do { hb_meter *hb_m_ = hb_meter_of(L); \\
     if ((hb_m_->credit -= (long long)(n)) < 0) hb_meter_settle(L); } while (0)
@@ -173,8 +176,8 @@ function meteredLauxlib(src) {
     "  if (l > 0) {  /* avoid 'memcpy' when 's' can be NULL */\n    char *b;\n    HB_TICK(B->L, HB_BYTES(l));\n    b = luaL_prepbuffsize(B, l);\n");
 }
 
-// lvm.c: one VM instruction can compare or concatenate strings of any length; charge their bytes
-// (equality: lstring.c).
+// lvm.c: one VM instruction can compare or concatenate strings of any length, or copy any number
+// of values; charge their bytes/values (equality: lstring.c).
 function meteredLvm(src) {
   const f = 'lvm.c';
   src = includeMeter(src, f);
@@ -185,6 +188,9 @@ function meteredLvm(src) {
   src = patch(src, f, 'return l_strcmp(tsvalue(l), tsvalue(r)) < 0;', 'return hb_strcmp(L, tsvalue(l), tsvalue(r)) < 0;');
   src = patch(src, f, 'return l_strcmp(tsvalue(l), tsvalue(r)) <= 0;', 'return hb_strcmp(L, tsvalue(l), tsvalue(r)) <= 0;');
   src = patch(src, f, '        ts = luaS_createlngstrobj(L, tl);\n', '        HB_TICK(L, HB_BYTES(tl));\n        ts = luaS_createlngstrobj(L, tl);\n');
+  // `...` and `{...}`/`{f()}` copy every value: a step per 4 values beyond 64.
+  src = patch(src, f, '          n = 0;  /* no vararg arguments */\n', '          n = 0;  /* no vararg arguments */\n        if (n > 64) HB_TICK(L, n >> 2);\n');
+  src = patch(src, f, '        if (n == 0) n = cast_int(L->top - ra) - 1;\n', '        if (n == 0) n = cast_int(L->top - ra) - 1;\n        if (n > 64) HB_TICK(L, n >> 2);\n');
   return src;
 }
 
@@ -216,6 +222,50 @@ function meteredLstring(src) {
     '  if (a != b && len == b->u.lnglen) HB_DEFER(HB_BYTES(len));\n  return (a == b) ||  /* same instance or... */\n');
 }
 
+// loslib.c: os.date (in the safe set) walks its format, one strftime per conversion.
+function meteredLoslib(src) {
+  const f = 'loslib.c';
+  src = includeMeter(src, f);
+  src = patch(src, f, '    luaL_buffinit(L, &b);\n    while (s < se) {\n', '    luaL_buffinit(L, &b);\n    HB_TICK(L, 1 + HB_CHARS(se - s));\n    while (s < se) {\n');
+  return patch(src, f, "        s++;  /* skip '%' */\n", "        s++;  /* skip '%' */\n        HB_TICK(L, 32);  /* strftime */\n");
+}
+
+// lobject.c: string->number conversion (tonumber, arithmetic on strings) scans the whole string.
+// Deferred: it runs from code without a lua_State.
+function meteredLobject(src) {
+  const f = 'lobject.c';
+  src = includeMeter(src, f);
+  return patch(src, f, 'size_t luaO_str2num (const char *s, TValue *o) {\n  lua_Integer i; lua_Number n;\n  const char *e;\n',
+    'size_t luaO_str2num (const char *s, TValue *o) {\n  lua_Integer i; lua_Number n;\n  const char *e;\n  HB_DEFER(HB_CHARS(strlen(s)));\n');
+}
+
+// ltable.c: next() walks empty slots up to the next entry (a table emptied after growing keeps its
+// size). Deferred (HB_DEFER_L): lua_next runs in the addon outside protection.
+function meteredLtable(src) {
+  const f = 'ltable.c';
+  src = includeMeter(src, f);
+  src = patch(src, f, '  unsigned int i = findindex(L, t, key);  /* find original element */\n',
+    '  unsigned int i = findindex(L, t, key);  /* find original element */\n  unsigned int hb_n = 0;  /* slots walked */\n');
+  src = patch(src, f, '  for (; i < t->sizearray; i++) {  /* try first array part */\n', '  for (; i < t->sizearray; i++, hb_n++) {  /* try first array part */\n');
+  src = patch(src, f, '  for (i -= t->sizearray; cast_int(i) < sizenode(t); i++) {  /* hash part */\n',
+    '  for (i -= t->sizearray; cast_int(i) < sizenode(t); i++, hb_n++) {  /* hash part */\n');
+  src = patch(src, f, '      setobj2s(L, key+1, &t->array[i]);\n      return 1;\n', '      setobj2s(L, key+1, &t->array[i]);\n      if (hb_n >= 8) HB_DEFER_L(L, HB_CHARS(hb_n));\n      return 1;\n');
+  src = patch(src, f, '      setobj2s(L, key+1, gval(gnode(t, i)));\n      return 1;\n',
+    '      setobj2s(L, key+1, gval(gnode(t, i)));\n      if (hb_n >= 8) HB_DEFER_L(L, HB_CHARS(hb_n));\n      return 1;\n');
+  return patch(src, f, '  return 0;  /* no more elements */\n', '  if (hb_n >= 8) HB_DEFER_L(L, HB_CHARS(hb_n));\n  return 0;  /* no more elements */\n');
+}
+
+// ldo.c: a call with many arguments (f(table.unpack(t)), tail calls of vararg functions) and a
+// return of many results move every value: a step per 4 values beyond 64.
+function meteredLdo(src) {
+  const f = 'ldo.c';
+  src = includeMeter(src, f);
+  src = patch(src, f, '      int n = cast_int(L->top - func) - 1;  /* number of real arguments */\n',
+    '      int n = cast_int(L->top - func) - 1;  /* number of real arguments */\n      if (n > 64) HB_TICK(L, n >> 2);\n');
+  return patch(src, f, '  int wanted = ci->nresults;\n  if (L->hookmask & (LUA_MASKRET | LUA_MASKLINE)) {\n',
+    '  int wanted = ci->nresults;\n  if (nres > 64) HB_TICK(L, nres >> 2);\n  if (L->hookmask & (LUA_MASKRET | LUA_MASKLINE)) {\n');
+}
+
 const METERED = [
   ['lstrlib.c', meteredLstrlib],
   ['ltablib.c', meteredLtablib],
@@ -223,6 +273,10 @@ const METERED = [
   ['lauxlib.c', meteredLauxlib],
   ['lvm.c', meteredLvm],
   ['lstring.c', meteredLstring],
+  ['loslib.c', meteredLoslib],
+  ['lobject.c', meteredLobject],
+  ['ltable.c', meteredLtable],
+  ['ldo.c', meteredLdo],
   ['lgc.c', budgetedFinalizers],
 ];
 

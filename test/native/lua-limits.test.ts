@@ -61,6 +61,14 @@ describe('the instruction budget inside C library functions', () => {
     ['== on long strings', "local a, b = ('a'):rep(1000000), ('a'):rep(1000000) for i = 1, 1000 do local _ = a == b end"],
     ['.. of long strings', "local s = ('a'):rep(1000000) for i = 1, 1000 do local _ = s .. 'x' end"],
     ['collectgarbage in a loop', 'local t = {} for i = 1, 10000 do t[i] = {} end while true do collectgarbage() end'],
+    ['os.date with a long format', "return #os.date(('%c'):rep(100000), 0)"],
+    ['load of a big source', "return load('return ' .. ('1 + '):rep(200000) .. '1') ~= nil"],
+    ['load through a reader function', "local piece, k = ('local x = 1 '):rep(10000), 0 return load(function() k = k + 1 if k <= 20 then return piece end end) ~= nil"],
+    ['tonumber of a long numeral', "local s = ('1'):rep(1000000) for i = 1, 100 do tonumber(s) end"],
+    ['arithmetic on a long numeral string', "local s = ('1'):rep(1000000) for i = 1, 100 do local _ = s + 0 end"],
+    ['{...} of many values', 'local t = {} for i = 1, 5000 do t[i] = i end local function f(...) for i = 1, 100 do local _ = {...} end end f(table.unpack(t))'],
+    ['tail calls with many arguments', 'local t = {} for i = 1, 5000 do t[i] = i end local function f(n, ...) if n > 0 then return f(n - 1, ...) end end f(100, table.unpack(t))'],
+    ['returning many results', 'local t = {} for i = 1, 5000 do t[i] = i end local function f(...) return ... end for i = 1, 100 do f(table.unpack(t)) end'],
   ];
 
   it.each(C_LOOPS)('stops %s with LimitError', (_name, code) => {
@@ -97,6 +105,13 @@ describe('the instruction budget inside C library functions', () => {
     const keys = "local p = ('a'):rep(2^20 - 2) local t = {} for i = 1, 16 do t[p .. string.char(i) .. 'z'] = i end local k = p .. '\\0z'";
     expect(vm.load(`${keys} return t[p .. '\\1z'], t[k]`, 'm')).toEqual([1, null]);
     expectLimit(vm, `${keys} local n = 0 for i = 1, 1e5 do if t[k] then n = n + 1 end end return n`, 10_000_000);
+  });
+
+  it('charges next() for the empty slots it walks', () => {
+    const vm = vmWith({ instructionLimit: 10_000_000 });
+    const sparse = 'local t = {} for i = 1, 2^19 do t[i] = true end for i = 1, 2^19 - 1 do t[i] = nil end';
+    expect(vm.load(`${sparse} return next(t)`, 'm')).toEqual([2 ** 19, true]);
+    expectLimit(vm, `${sparse} local n = 0 for i = 1, 1e6 do n = n + next(t) end return n`, 10_000_000);
   });
 
   it('shows table.sort as what spends the budget', () => {
