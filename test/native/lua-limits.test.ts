@@ -381,6 +381,20 @@ describe('bad input', () => {
     expect(e.message).toBe("attempt to load a binary chunk (mode is 't')");
   });
 
+  it('converts error objects and host-function arguments raw: looping metamethods never run', () => {
+    const vm = vmWith({ instructionLimit: LIMIT });
+    const seen: unknown[] = [];
+    vm.setGlobalFunction('host', (x) => seen.push(x));
+    const loop = 'function() while true do end end';
+    vm.load(`hostile = setmetatable({a = 1}, {__index = ${loop}, __pairs = ${loop}, __len = ${loop}, __tostring = ${loop}, __eq = ${loop}, __metatable = false})`, 'm');
+    const e = thrown(() => vm.load('error(hostile)', 'm'));
+    expect(e).toBeInstanceOf(LuaRuntimeError);
+    expect(e).toMatchObject({ message: '(error object is a table value)', body: { a: 1 } });
+    expect(vm.load('host(hostile) return hostile', 'm')).toEqual([{ a: 1 }]);
+    expect(seen).toEqual([{ a: 1 }]);
+    expect(vm.call('add', [5, 3])).toEqual([8]);
+  });
+
   it('rejects a JS value without a Lua form as AoError 400 without touching the VM', () => {
     const vm = vmWith({ instructionLimit: LIMIT });
     expect(thrown(() => vm.call('add', [() => 1, 2]))).toBeInstanceOf(AoError);
