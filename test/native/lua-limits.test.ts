@@ -89,6 +89,12 @@ describe('the instruction budget inside C library functions', () => {
     expectLimit(vm, "while true do coroutine.resume(coroutine.create(function() string.rep('x', 1e8) end)) end");
   });
 
+  it('skips xpcall message handlers once a C loop spent the budget', () => {
+    const vm = vmWith({ instructionLimit: LIMIT });
+    expectLimit(vm, "xpcall(string.rep, function() while true do end end, 'x', 1e8) return 'escaped'");
+    expectLimit(vm, "return xpcall(string.find, function() return 'handled' end, ('a'):rep(30), ('a*'):rep(30) .. 'b')");
+  });
+
   it('charges the C library and VM instructions to one budget', () => {
     const vm = vmWith({ instructionLimit: LIMIT });
     const C_WORK = "local s = ('a'):rep(60000)"; // 60000 steps, one per copy
