@@ -21,7 +21,7 @@ async function buildNative() {
   const wasmtimeDir = await buildWasmtime();
   const luaDir = await fetchLua();
   const defines = [`HB_WASMTIME_DIR=${wasmtimeDir}`, `HB_LUA_SRC_DIR=${luaDir}`];
-  if (setting('hb_sanitize')) defines.push('HB_SANITIZE=ON');
+  defines.push(`HB_SANITIZE=${setting('hb_sanitize') ? 'ON' : 'OFF'}`); // explicit, so that turning it off reconfigures
   if (setting('hb_lua_seed')) defines.push(`HB_LUA_SEED=${setting('hb_lua_seed')}`);
   log(`addon: cmake-js with ${defines.join(' ')}`);
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js', { paths: [ROOT] });

@@ -357,7 +357,9 @@ describe('deep recursion ends as typed errors', () => {
     vm.load('function f() return host() end', 'm');
     const e = thrown(() => vm.call('f'));
     expect(e).toBeInstanceOf(LuaRuntimeError);
-    expect(e.message).toBe('C stack overflow');
+    // Lua's LUAI_MAXCCALLS (200 nested lua_pcall) trips first with this build's frame sizes; with
+    // bigger frames (ASan build) or a smaller stack, V8's own stack limit does, in the host function.
+    expect(['C stack overflow', 'Maximum call stack size exceeded']).toContain(e.message);
     expect(depth).toBeLessThan(200);
     expect(vm.call('add', [5, 3])).toEqual([8]);
   });
