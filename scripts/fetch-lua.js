@@ -268,6 +268,17 @@ function meteredLdo(src) {
     '  int wanted = ci->nresults;\n  if (nres > 64) HB_TICK(L, nres >> 2);\n  if (L->hookmask & (LUA_MASKRET | LUA_MASKLINE)) {\n');
 }
 
+// ltablib.c: table.sort re-randomizes its pivot from clock() and time() when a partition comes out
+// unbalanced, so sorting with ties (or an inconsistent comparator) could order elements, or fail,
+// differently from run to run. A hash of the range being sorted keeps the defence against
+// adversarial inputs and makes the choice the same in every run (decision 8: determinism).
+function deterministicSortPivot(src) {
+  return patch(src, 'ltablib.c', '#if !defined(l_randomizePivot)',
+    '/* hb-runtimes: deterministic pivot choice (see scripts/fetch-lua.js) */\n' +
+    '#define l_randomizePivot() ((unsigned int)(lo * 2654435761u) ^ (unsigned int)(up * 40503u))\n' +
+    '#if !defined(l_randomizePivot)');
+}
+
 const METERED = [
   ['lstrlib.c', meteredLstrlib],
   ['ltablib.c', meteredLtablib],
@@ -311,6 +322,8 @@ async function fetchLua() {
   fs.cpSync(src, tmp, { recursive: true });
   fs.writeFileSync(path.join(tmp, 'hb-lstate.c'), seededLstate(fs.readFileSync(path.join(src, 'lstate.c'), 'utf8')));
   applyLimitPatches(tmp);
+  const ltablib = path.join(tmp, 'ltablib.c');
+  fs.writeFileSync(ltablib, deterministicSortPivot(fs.readFileSync(ltablib, 'utf8')));
   publishDir(tmp, entry);
   log(`Lua ${LUA_VERSION}: sources from lua-src ${crate.version} at ${entry}`);
   return entry;
