@@ -341,7 +341,6 @@ int OpenTrampoline(lua_State* L) {
     lua_pop(L, 1);
   }
 
-  CapturePermanents(L, aux);
   lua_settop(L, 1);
   return 0;
 }
@@ -529,6 +528,26 @@ std::string JsErrorMessage(napi_env env, napi_value exc) {
 }
 
 }  // namespace
+
+// Snapshots name these pointers (a C function in a snapshot is written as its name).
+const LuaNamedPointer* LuaVmPointers(size_t* n) {
+  static const LuaNamedPointer kPointers[] = {
+      {"hb.host", reinterpret_cast<const void*>(&LuaHostTrampoline), kPtrCFunction},
+      {"hb.load", reinterpret_cast<const void*>(&SafeLoad), kPtrCFunction},
+      {"hb.xpcall", reinterpret_cast<const void*>(&GuardedXpcall), kPtrCFunction},
+      {"hb.xpcall#k", reinterpret_cast<const void*>(&FinishPcall), kPtrKFunction},
+      {"hb.xpcall#handler", reinterpret_cast<const void*>(&GuardedHandler), kPtrCFunction},
+      {"hb.setmetatable", reinterpret_cast<const void*>(&SafeSetmetatable), kPtrCFunction},
+      {"hb.math.random", reinterpret_cast<const void*>(&MathRandom), kPtrCFunction},
+      {"hb.math.randomseed", reinterpret_cast<const void*>(&MathRandomseed), kPtrCFunction},
+      {"hb.searcher", reinterpret_cast<const void*>(&SearcherLuaText), kPtrCFunction},
+      {"hb.msghandler", reinterpret_cast<const void*>(&MsgHandler), kPtrCFunction},
+      {"hb.counthook", reinterpret_cast<const void*>(&CountHook), kPtrHook},
+      {"hb.limit", static_cast<const void*>(&kLimitSentinel), kPtrLightUserdata},
+  };
+  *n = sizeof(kPointers) / sizeof(kPointers[0]);
+  return kPointers;
+}
 
 int LuaHostTrampoline(lua_State* L) {
   int n = VmOf(L)->InvokeHost(L);
@@ -1100,8 +1119,7 @@ Napi::Value LuaVM::Globals(const Napi::CallbackInfo& info) {
 Napi::Value LuaVM::Snapshot(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckUsable(env, true);
-  std::vector<uint8_t> blob = SerializeLuaState(env, L_, aux_ref_, libs_, rng_, host_paths_);
-  return Napi::Buffer<uint8_t>::Copy(env, blob.data(), blob.size());
+  return SerializeLuaState(env, L_, aux_ref_, libs_, rng_, host_paths_);
 }
 
 Napi::Value LuaVM::Restore(const Napi::CallbackInfo& info) {
@@ -1133,13 +1151,11 @@ Napi::Value LuaVM::Restore(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "LuaVM.restore(): the constructor did not produce a LuaVM");
   }
   LuaVM* vm = Unwrap(obj);
-  std::copy(pre.rng, pre.rng + 4, vm->rng_);
   std::vector<int> slots;
   for (const std::string& p : pre.host_paths) slots.push_back(vm->SlotForPath(p));
-  LuaRestoreCtx ctx{pre.stream, pre.stream_len, 0, slots.data(), static_cast<uint32_t>(slots.size()), vm->aux_ref_,
-                    0, 0, 0, 0, 0, 0};
+  LuaRestoreCtx ctx{&pre, slots.data(), kAuxSize};
   lua_State* L = vm->L_;
-  int st = lua_checkstack(L, 4) ? vm->Protected(L, LuaRestoreTrampoline, &ctx) : LUA_ERRMEM;
+  int st = lua_checkstack(L, 8) ? vm->Protected(L, LuaRestoreTrampoline, &ctx) : LUA_ERRMEM;
   if (st != LUA_OK) {
     std::string msg = LuaString(L, -1);
     bool mem = st == LUA_ERRMEM || vm->alloc_.refused;
@@ -1149,6 +1165,8 @@ Napi::Value LuaVM::Restore(const Napi::CallbackInfo& info) {
     }
     throw MakeError(env, "SnapshotError", msg);
   }
+  vm->aux_ref_ = static_cast<int>(pre.aux_ref);
+  std::copy(pre.rng, pre.rng + 4, vm->rng_);
   return obj;
 }
 

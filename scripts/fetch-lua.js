@@ -10,8 +10,8 @@
 // constant (overridable with -DHB_LUA_SEED), so table iteration order is the same in every process.
 // Second change, for snapshots (format v2, native/lua_snapshot.cc): every table, closure, userdata
 // and thread carries a serial number given at creation from a per-state counter, and table keys
-// that are such objects hash by that serial instead of by their address (light C functions as keys
-// all hash to one slot), so a table's layout, and so its `pairs` order, is the same in every
+// that are such objects hash by that serial instead of by their address (light C functions and
+// light userdata as keys all hash to one slot), so a table's layout, and so its `pairs` order, is the same in every
 // process and can be written and read back exactly (serialPatches below).
 // `node scripts/fetch-lua.js --sources` prints the list of C files to compile, one per line.
 const fs = require('node:fs');
@@ -84,7 +84,8 @@ function serialPatches(files) {
     '    case LUA_TTHREAD: gco2th(o)->hbserial = g->hbserial++; break;\n' +
     '    default: break;\n  }\n  return o;\n');
   out['ltable.c'] = patchOnce('ltable.c', out['ltable.c'],
-    '    case LUA_TLCF:\n      return hashpointer(t, fvalue(key));\n    default:\n      lua_assert(!ttisdeadkey(key));\n      return hashpointer(t, gcvalue(key));\n',
+    '    case LUA_TLIGHTUSERDATA:\n      return hashpointer(t, pvalue(key));\n    case LUA_TLCF:\n      return hashpointer(t, fvalue(key));\n    default:\n      lua_assert(!ttisdeadkey(key));\n      return hashpointer(t, gcvalue(key));\n',
+    '    case LUA_TLIGHTUSERDATA:  /* hb-runtimes: not by address (ASLR); all in one chain */\n      return hashmod(t, 0);\n' +
     '    case LUA_TLCF:  /* hb-runtimes: not by address (ASLR); all in one chain */\n      return hashmod(t, 0);\n' +
     '    default:  /* hb-runtimes: by creation serial, not by address */\n      lua_assert(!ttisdeadkey(key));\n' +
     '      return hashmod(t, hb_keyserial(gcvalue(key)));\n');
