@@ -49,6 +49,7 @@ enum Kind : uint8_t {
   kProto = 9,      //
   kUpval = 10,     // closed upvalue
   kUpvalOpen = 11, // u32 thread id, u32 stack slot
+  kGmatch = 12,    // u32 serial, u32 size: the state of a string.gmatch iterator (its upvalue 3)
 };
 
 // Value tags.
@@ -298,6 +299,19 @@ struct Obj {
 
 bool IsTransientAux(int64_t slot) { return slot != kAuxLoad; }
 
+const void* NamedPointer(const CNames& c, const char* name) {
+  auto it = c.by_name.find(name);
+  return it != c.by_name.end() ? c.list[it->second].ptr : nullptr;
+}
+
+// The first fields of lstrlib.c's GMatchState: the current position, the pattern, the end of the
+// last match (the MatchState after them is rebuilt by calling string.gmatch again).
+struct GmatchHead {
+  const char* src;
+  const char* p;
+  const char* lastmatch;
+};
+
 class Serializer {
  public:
   Serializer(Napi::Env env, lua_State* L, const Table* aux, const std::vector<std::string>& host_paths,
@@ -307,6 +321,7 @@ class Serializer {
         aux_(aux),
         host_paths_(host_paths),
         names_(Names()),
+        gmatch_aux_(NamedPointer(names_, "string.gmatch#iter")),
         objs_(a),
         ids_(0, std::hash<const void*>(), std::equal_to<const void*>(), a),
         open_(0, std::hash<const void*>(), std::equal_to<const void*>(), a),
@@ -483,7 +498,18 @@ class Serializer {
         const CClosure* c = static_cast<const CClosure*>(o.p);
         NameOrFail(reinterpret_cast<const void*>(c->f), kPtrCFunction, "a C function outside the standard library",
                    o.parent, o.edge, o.key, o.index);
-        for (int i = 0; i < c->nupvalues; i++) Visit(&c->upvalue[i], id, kEdgeUpvalue, nullptr, i + 1);
+        // string.gmatch's iterator keeps its position in a userdata (upvalue 3) that points into
+        // its subject and pattern (upvalues 1 and 2): written as offsets.
+        bool gmatch = reinterpret_cast<const void*>(c->f) == gmatch_aux_ && c->nupvalues == 3 &&
+                      ttisstring(&c->upvalue[0]) && ttisstring(&c->upvalue[1]) && ttisfulluserdata(&c->upvalue[2]) &&
+                      uvalue(&c->upvalue[2])->metatable == nullptr;
+        for (int i = 0; i < c->nupvalues; i++) {
+          if (gmatch && i == 2) {
+            Ref(uvalue(&c->upvalue[2]), kGmatch, id, kEdgeUpvalue, &c->upvalue[0], i + 1);
+          } else {
+            Visit(&c->upvalue[i], id, kEdgeUpvalue, nullptr, i + 1);
+          }
+        }
         break;
       }
       case kUdata: {
@@ -720,6 +746,12 @@ class Serializer {
         PutU32(out_, at.second);
         break;
       }
+      case kGmatch: {
+        const Udata* u = static_cast<const Udata*>(o.p);
+        PutU32(out_, u->hbserial);
+        PutU32(out_, static_cast<uint32_t>(u->len));
+        break;
+      }
       default:
         break;
     }
@@ -863,6 +895,19 @@ class Serializer {
         WriteValue(uv->v);
         break;
       }
+      case kGmatch: {
+        // o.key: the closure's upvalues (subject, pattern, this state).
+        const Udata* u = static_cast<const Udata*>(o.p);
+        const auto* h = reinterpret_cast<const GmatchHead*>(getudatamem(u));
+        const TString* subject = tsvalue(&o.key[0]);
+        const TString* pattern = tsvalue(&o.key[1]);
+        PutU32(out_, IdOf(subject));
+        PutU32(out_, IdOf(pattern));
+        PutU32(out_, static_cast<uint32_t>(h->src - getstr(subject)));
+        PutU32(out_, static_cast<uint32_t>(h->p - getstr(pattern)));
+        PutU32(out_, h->lastmatch != nullptr ? static_cast<uint32_t>(h->lastmatch - getstr(subject)) : kNone);
+        break;
+      }
       default:
         break;
     }
@@ -873,6 +918,7 @@ class Serializer {
   const Table* aux_;
   const std::vector<std::string>& host_paths_;
   const CNames& names_;
+  const void* gmatch_aux_;
   std::vector<Obj, LAlloc<Obj>> objs_;
   LMap<const void*, uint32_t> ids_;
   LMap<const void*, std::pair<lua_State*, uint32_t>> open_;
@@ -994,6 +1040,7 @@ void ReadValue(Reader* r, TValue* out, bool key) {
           setclCvalue(L, out, static_cast<CClosure*>(o.p));
           return;
         case kUdata:
+        case kGmatch:
           setuvalue(L, out, static_cast<Udata*>(o.p));
           return;
         case kThread:
@@ -1095,6 +1142,16 @@ void ReadShell(Reader* r, RObj* o) {
       o->p = th;
       o->a = need;
       if (static_cast<int>(need) + EXTRA_STACK > th->stacksize) luaD_reallocstack(th, static_cast<int>(need) + EXTRA_STACK);
+      break;
+    }
+    case kGmatch: {
+      uint32_t serial = GetU32(r);
+      uint32_t size = GetU32(r);
+      if (size < sizeof(GmatchHead) || size > 4096) Malformed(r, "bad string.gmatch state");
+      Udata* u = luaS_newudata(L, size);
+      std::memset(getudatamem(u), 0, size);
+      u->hbserial = serial;
+      o->p = u;
       break;
     }
     case kMain:
@@ -1262,7 +1319,12 @@ void ReadThread(Reader* r, RObj* o) {
     ci->nresults = static_cast<short>(Get(r, 2));
     ci->callstatus = static_cast<unsigned short>(Get(r, 2));
     ci->extra = static_cast<ptrdiff_t>(Get(r, 8));
-    if (func >= top || citop > need || citop <= func) Malformed(r, "bad call frame");
+    // The caller's frame must have room for the results (luaD_poscall writes `nresults` slots).
+    int nres = ci->nresults;
+    if (func >= top || citop > need || citop <= func || nres < LUA_MULTRET ||
+        th->stack + func + (nres > 0 ? nres : 0) > ci->previous->top) {
+      Malformed(r, "bad call frame");
+    }
     ci->func = th->stack + func;
     ci->top = th->stack + citop;
     if (isLua(ci)) {
@@ -1301,7 +1363,7 @@ void ResolveThread(Reader* r, lua_State* th) {
     if (!isLua(ci)) continue;
     Proto* p = clLvalue(ci->func)->p;
     uintptr_t pc = reinterpret_cast<uintptr_t>(ci->u.l.savedpc);
-    if (p == nullptr || pc > static_cast<uintptr_t>(p->sizecode) || ci->top - ci->u.l.base < p->maxstacksize) {
+    if (p == nullptr || pc < 1 || pc > static_cast<uintptr_t>(p->sizecode) || ci->top - ci->u.l.base < p->maxstacksize) {
       Malformed(r, "bad saved pc");
     }
     ci->u.l.savedpc = p->code + pc;
@@ -1321,6 +1383,7 @@ void ReadProto(Reader* r, RObj* o) {
   p->numparams = GetU8(r);
   p->is_vararg = GetU8(r);
   p->maxstacksize = GetU8(r);
+  if (p->numparams > p->maxstacksize || p->maxstacksize < 2 || p->is_vararg > 1) Malformed(r, "bad prototype header");
   p->linedefined = GetI32(r);
   p->lastlinedefined = GetI32(r);
   p->source = GetStr(r);
@@ -1371,6 +1434,35 @@ void ReadProto(Reader* r, RObj* o) {
   p->cache = cache != nullptr ? static_cast<LClosure*>(cache->p) : nullptr;
 }
 
+// A fresh string.gmatch(subject, pattern) state, moved to the saved position.
+void ReadGmatch(Reader* r, RObj* o) {
+  lua_State* L = r->L;
+  TString* subject = static_cast<TString*>(GetObj(r, kStr, false)->p);
+  TString* pattern = static_cast<TString*>(GetObj(r, kStr, false)->p);
+  uint32_t src = GetU32(r), pat = GetU32(r), last = GetU32(r);
+  const void* gmatch = NamedPointer(Names(), "string.gmatch");
+  if (gmatch == nullptr) Malformed(r, "string.gmatch is not available");
+  if (src > tsslen(subject) + 1 || pat > tsslen(pattern) || (last != kNone && last > tsslen(subject))) {
+    Malformed(r, "bad string.gmatch position");
+  }
+  lua_pushcfunction(L, reinterpret_cast<lua_CFunction>(const_cast<void*>(gmatch)));
+  setsvalue2s(L, L->top, subject);
+  L->top++;
+  setsvalue2s(L, L->top, pattern);
+  L->top++;
+  lua_call(L, 2, 1);
+  Udata* u = static_cast<Udata*>(o->p);
+  lua_getupvalue(L, -1, 3);
+  Udata* fresh = static_cast<Udata*>(lua_touserdata(L, -1)) != nullptr ? uvalue(L->top - 1) : nullptr;
+  if (fresh == nullptr || fresh->len != u->len) Malformed(r, "string.gmatch state of another size");
+  std::memcpy(getudatamem(u), getudatamem(fresh), u->len);
+  lua_pop(L, 2);
+  auto* h = reinterpret_cast<GmatchHead*>(getudatamem(u));
+  h->src = getstr(subject) + src;
+  h->p = getstr(pattern) + pat;
+  h->lastmatch = last != kNone ? getstr(subject) + last : nullptr;
+}
+
 void ReadContent(Reader* r, RObj* o) {
   switch (o->kind) {
     case kTable:
@@ -1401,6 +1493,9 @@ void ReadContent(Reader* r, RObj* o) {
     case kUpval:
       if (o->p == nullptr) Malformed(r, "an upvalue that no closure uses");
       ReadValue(r, static_cast<UpVal*>(o->p)->v, false);
+      break;
+    case kGmatch:
+      ReadGmatch(r, o);
       break;
     default:
       break;
@@ -1463,6 +1558,16 @@ int LuaRestoreTrampoline(lua_State* L) {
       if (cl->p == nullptr || cl->nupvalues != cl->p->sizeupvalues) Malformed(r, "closure does not match its prototype");
     } else if (o.kind == kThread) {
       ResolveThread(r, static_cast<lua_State*>(o.p));
+    } else if (o.kind == kProto) {
+      // A nested function's upvalues come from the enclosing function's registers or upvalues.
+      Proto* p = static_cast<Proto*>(o.p);
+      for (int j = 0; j < p->sizep; j++) {
+        const Proto* c = p->p[j];
+        for (int u = 0; u < c->sizeupvalues; u++) {
+          int lim = c->upvalues[u].instack ? p->maxstacksize : p->sizeupvalues;
+          if (c->upvalues[u].idx >= lim) Malformed(r, "bad upvalue description");
+        }
+      }
     }
   }
   Table* regt = hvalue(&reg);
