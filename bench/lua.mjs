@@ -125,13 +125,7 @@ const aosPath = process.env.HB_SHARED_FIXTURES
   : path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'shared', 'fixtures', 'hyper-aos.lua');
 if (fs.existsSync(aosPath)) {
   const aos = new LuaVM({ libs: ['package', 'debug'] });
-  const write = process.stdout.write;
-  process.stdout.write = () => true; // its banner
-  try {
-    aos.load(fs.readFileSync(aosPath, 'utf8'), 'hyper-aos.lua');
-  } finally {
-    process.stdout.write = write;
-  }
+  aos.load(fs.readFileSync(aosPath, 'utf8'), 'hyper-aos.lua'); // prints its banner (Lua's print writes to stdout)
   states.push(['hyper-aos loaded', aos]);
 } else {
   console.log(`\n(${aosPath} not found: hyper-aos snapshot benchmark skipped)`);

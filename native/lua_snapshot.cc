@@ -989,6 +989,23 @@ const void* GetName(Reader* r, uint8_t kind, bool none_ok) {
   return r->pre->cfuncs[n];
 }
 
+// Stdlib C closures that use their upvalues without checking them (lua_tothread, lua_touserdata):
+// restore checks what they get.
+struct IterFns {
+  const void* gmatch;   // string.gmatch#iter: subject, pattern, its state
+  const void* wrap;     // coroutine.wrap#iter: the coroutine
+  const void* readline; // io.lines#iter: the stream, n, toclose, n formats
+};
+const IterFns& Iters() {
+  static const IterFns fns{NamedPointer(Names(), "string.gmatch#iter"), NamedPointer(Names(), "coroutine.wrap#iter"),
+                           NamedPointer(Names(), "io.lines#iter")};
+  return fns;
+}
+bool NeedsUpvalues(const void* f) {
+  const IterFns& it = Iters();
+  return f != nullptr && (f == it.gmatch || f == it.wrap || f == it.readline);
+}
+
 void ReadValue(Reader* r, TValue* out, bool key) {
   lua_State* L = r->L;
   uint8_t tag = GetU8(r);
@@ -1010,9 +1027,12 @@ void ReadValue(Reader* r, TValue* out, bool key) {
       setfltvalue(out, d);
       return;
     }
-    case kTCFunc:
-      setfvalue(out, reinterpret_cast<lua_CFunction>(const_cast<void*>(GetName(r, kPtrCFunction, false))));
+    case kTCFunc: {
+      const void* f = GetName(r, kPtrCFunction, false);
+      if (NeedsUpvalues(f)) Malformed(r, "an iterator function without its upvalues");
+      setfvalue(out, reinterpret_cast<lua_CFunction>(const_cast<void*>(f)));
       return;
+    }
     case kTLightUd:
       setpvalue(out, const_cast<void*>(GetName(r, kPtrLightUserdata, false)));
       return;
@@ -1173,6 +1193,40 @@ void ReadShell(Reader* r, RObj* o) {
   }
 }
 
+// A total order on valid table keys in which equal means raw-equal (no float key holds an
+// integer value and none is NaN: ReadTable refuses those, as Lua never stores them).
+int KeyCompare(const TValue* a, const TValue* b) {
+  int ta = ttype(a), tb = ttype(b);
+  if (ta != tb) return ta < tb ? -1 : 1;
+  switch (ta) {
+    case LUA_TNUMINT:
+      return ivalue(a) < ivalue(b) ? -1 : ivalue(a) > ivalue(b) ? 1 : 0;
+    case LUA_TNUMFLT:
+      return fltvalue(a) < fltvalue(b) ? -1 : fltvalue(a) > fltvalue(b) ? 1 : 0;
+    case LUA_TBOOLEAN:
+      return bvalue(a) - bvalue(b);
+    case LUA_TLNGSTR: {
+      const TString* x = tsvalue(a);
+      const TString* y = tsvalue(b);
+      size_t lx = tsslen(x), ly = tsslen(y);
+      if (lx != ly) return lx < ly ? -1 : 1;
+      return std::memcmp(getstr(x), getstr(y), lx);
+    }
+    case LUA_TLCF: {
+      auto x = reinterpret_cast<uintptr_t>(fvalue(a)), y = reinterpret_cast<uintptr_t>(fvalue(b));
+      return x < y ? -1 : x > y ? 1 : 0;
+    }
+    case LUA_TLIGHTUSERDATA: {
+      auto x = reinterpret_cast<uintptr_t>(pvalue(a)), y = reinterpret_cast<uintptr_t>(pvalue(b));
+      return x < y ? -1 : x > y ? 1 : 0;
+    }
+    default: {
+      auto x = reinterpret_cast<uintptr_t>(gcvalue(a)), y = reinterpret_cast<uintptr_t>(gcvalue(b));
+      return x < y ? -1 : x > y ? 1 : 0;
+    }
+  }
+}
+
 // Every chain of `next` links must be a simple list (no merges, no cycles) and every key must be
 // on the chain of its main position: otherwise lookups and inserts could loop forever.
 void CheckTable(Reader* r, Table* t, uint32_t nodes) {
@@ -1213,6 +1267,23 @@ void CheckTable(Reader* r, Table* t, uint32_t nodes) {
     uint32_t mp = static_cast<uint32_t>(hb_mainposition(t, gkey(n)) - t->node);
     if (head[mp] != head[i] || depth[mp] < depth[i]) Malformed(r, "a table key off its chain");
   }
+  // No key twice in a chain (equal keys share their main position, so a duplicate would be in
+  // the same chain): `next` would then go back and loop forever. Sorted per chain, O(n log n).
+  uint32_t* buf = depth;
+  for (uint32_t h = 0; h < nodes; h++) {
+    if (head[h] != h + 1) continue;  // not a chain head
+    uint32_t m = 0;
+    for (uint32_t at = h;; at += static_cast<uint32_t>(gnext(gnode(t, at)))) {
+      const TValue* k = gkey(gnode(t, at));
+      if (!ttisnil(k) && !ttisdeadkey(k)) buf[m++] = at;
+      if (gnext(gnode(t, at)) == 0) break;
+    }
+    if (m < 2) continue;
+    std::sort(buf, buf + m, [t](uint32_t a, uint32_t b) { return KeyCompare(gkey(gnode(t, a)), gkey(gnode(t, b))) < 0; });
+    for (uint32_t j = 1; j < m; j++) {
+      if (KeyCompare(gkey(gnode(t, buf[j - 1])), gkey(gnode(t, buf[j]))) == 0) Malformed(r, "a table key twice");
+    }
+  }
 }
 
 void ReadTable(Reader* r, RObj* o) {
@@ -1234,9 +1305,11 @@ void ReadTable(Reader* r, RObj* o) {
     int32_t nx = GetI32(r);
     int64_t to = static_cast<int64_t>(i) + nx;
     if (to < 0 || to >= static_cast<int64_t>(nodes)) Malformed(r, "table link out of range");
-    if (!ttisnil(gval(n))) {
-      if (ttisnil(&k) || ttisdeadkey(&k) || (ttisfloat(&k) && luai_numisnan(fltvalue(&k)))) {
-        Malformed(r, "a table value without a valid key");
+    if (!ttisnil(gval(n)) && (ttisnil(&k) || ttisdeadkey(&k))) Malformed(r, "a table value without a valid key");
+    if (ttisfloat(&k)) {
+      lua_Integer iv;
+      if (luai_numisnan(fltvalue(&k)) || (lua_numbertointeger(fltvalue(&k), &iv) && static_cast<lua_Number>(iv) == fltvalue(&k))) {
+        Malformed(r, "a float table key that Lua would not store");
       }
     }
     setnodekey(L, &n->i_key, &k);
@@ -1439,6 +1512,12 @@ void ReadGmatch(Reader* r, RObj* o) {
   lua_State* L = r->L;
   TString* subject = static_cast<TString*>(GetObj(r, kStr, false)->p);
   TString* pattern = static_cast<TString*>(GetObj(r, kStr, false)->p);
+  // Its iterator (read before it) must hold the same subject and pattern.
+  if (o->a == 0) Malformed(r, "a string.gmatch state without its iterator");
+  const CClosure* it = static_cast<const CClosure*>(r->objs[o->a - 1].p);
+  if (tsvalue(&it->upvalue[0]) != subject || tsvalue(&it->upvalue[1]) != pattern) {
+    Malformed(r, "a string.gmatch state of another iterator");
+  }
   uint32_t src = GetU32(r), pat = GetU32(r), last = GetU32(r);
   const void* gmatch = NamedPointer(Names(), "string.gmatch");
   if (gmatch == nullptr) Malformed(r, "string.gmatch is not available");
@@ -1473,7 +1552,29 @@ void ReadContent(Reader* r, RObj* o) {
       break;
     case kCcl: {
       CClosure* c = static_cast<CClosure*>(o->p);
+      const IterFns& it = Iters();
+      const void* f = reinterpret_cast<const void*>(c->f);
+      if (f == it.gmatch) {
+        // Subject, pattern, then the state, which must be a string.gmatch state of its own.
+        if (c->nupvalues != 3) Malformed(r, "bad string.gmatch iterator");
+        ReadValue(r, &c->upvalue[0], false);
+        ReadValue(r, &c->upvalue[1], false);
+        if (!ttisstring(&c->upvalue[0]) || !ttisstring(&c->upvalue[1]) || GetU8(r) != kTRef) {
+          Malformed(r, "bad string.gmatch iterator");
+        }
+        RObj* gm = GetObj(r, kGmatch, false);
+        if (gm->a != 0) Malformed(r, "a string.gmatch state shared by two iterators");
+        gm->a = static_cast<uint32_t>(o - r->objs) + 1;
+        setuvalue(r->L, &c->upvalue[2], static_cast<Udata*>(gm->p));
+        break;
+      }
       for (int i = 0; i < c->nupvalues; i++) ReadValue(r, &c->upvalue[i], false);
+      if (f == it.wrap && (c->nupvalues < 1 || !ttisthread(&c->upvalue[0]))) Malformed(r, "bad coroutine.wrap iterator");
+      if (f == it.readline &&
+          (c->nupvalues < 3 || !ttisfulluserdata(&c->upvalue[0]) || uvalue(&c->upvalue[0])->len != sizeof(luaL_Stream) ||
+           !ttisinteger(&c->upvalue[1]) || ivalue(&c->upvalue[1]) < 0 || ivalue(&c->upvalue[1]) > c->nupvalues - 3)) {
+        Malformed(r, "bad io.lines iterator");
+      }
       break;
     }
     case kUdata: {
@@ -1634,7 +1735,7 @@ Napi::Value SerializeLuaState(Napi::Env env, lua_State* L, int aux_ref, uint16_t
     for (int i = 0; i < 8; i++) o[20 + i] = static_cast<uint8_t>(sum >> (8 * i));
     return buf;
   } catch (const std::bad_alloc&) {
-    throw MakeError(env, "LuaMemoryError", "not enough memory to snapshot the Lua state (memoryLimit reached)");
+    return env.Undefined();  // the caller reports the memory error
   }
 }
 

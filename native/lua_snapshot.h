@@ -30,7 +30,8 @@ constexpr size_t kLuaSnapshotHeaderSize = 28;
 
 // The complete blob (header + payload) as a Buffer. Throws SnapshotError (status 500) naming the
 // first value v2 cannot capture (userdata that is not a standard stream, C functions unknown to
-// the stdlib, light userdata), LuaMemoryError when the scratch memory exceeds the memory limit.
+// the stdlib, light userdata). Returns undefined when the scratch memory (taken from the state's
+// allocator, so under its memory limit) could not be allocated.
 // `L` is the main thread of an idle state. Stack: unchanged (nothing is pushed).
 Napi::Value SerializeLuaState(Napi::Env env, lua_State* L, int aux_ref, uint16_t libs, const uint64_t rng[4],
                               const std::vector<std::string>& host_paths);

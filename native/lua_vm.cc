@@ -1119,7 +1119,9 @@ Napi::Value LuaVM::Globals(const Napi::CallbackInfo& info) {
 Napi::Value LuaVM::Snapshot(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckUsable(env, true);
-  return SerializeLuaState(env, L_, aux_ref_, libs_, rng_, host_paths_);
+  Napi::Value blob = SerializeLuaState(env, L_, aux_ref_, libs_, rng_, host_paths_);
+  if (blob.IsUndefined()) throw MakeError(env, "LuaMemoryError", OutOfMemory("to snapshot the state", alloc_));
+  return blob;
 }
 
 Napi::Value LuaVM::Restore(const Napi::CallbackInfo& info) {

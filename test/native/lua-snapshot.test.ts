@@ -189,6 +189,14 @@ describe('Lua snapshot v2: coroutines', () => {
     ]);
   });
 
+  it('keeps a coroutine stopped by the instruction limit (its error value is the limit sentinel)', () => {
+    const vm = new LuaVM({ instructionLimit: 50_000 });
+    vm.load('co = coroutine.create(function() while true do end end)', 'm');
+    expect(thrown(() => vm.load('coroutine.resume(co)', 'm')).constructor.name).toBe('LimitError');
+    const r = roundtrip(vm);
+    expect(same(vm, r, 'return coroutine.status(co), coroutine.resume(co)')).toEqual(['dead', false, 'cannot resume dead coroutine']);
+  });
+
   it('keeps an open upvalue shared by a suspended frame and a closure outside', () => {
     const vm = new LuaVM();
     vm.load(`
@@ -287,7 +295,8 @@ type Op =
   | { op: 'new' }
   | { op: 'set'; t: number; k: Key; v: Val }
   | { op: 'del'; t: number; k: Key }
-  | { op: 'closure'; t: number; k: Key };
+  | { op: 'closure'; t: number; k: Key }
+  | { op: 'co'; t: number };
 type Key = { kind: 'int' | 'float' | 'str' | 'bool' | 'tab' | 'fn'; n: number };
 type Val = { kind: 'int' | 'str' | 'tab' | 'float'; n: number };
 
@@ -301,6 +310,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 6, arbitrary: fc.record({ op: fc.constant('set' as const), t: fc.nat(20), k: keyArb, v: valArb }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('del' as const), t: fc.nat(20), k: keyArb }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('closure' as const), t: fc.nat(20), k: keyArb }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('co' as const), t: fc.nat(20) }) },
 );
 
 function luaKey(k: Key): string {
@@ -324,13 +334,19 @@ function luaVal(v: Val): string {
 }
 
 function program(ops: Op[]): string {
-  const lines = ['T = {}; for i = 1, 8 do T[i] = {} end', 'F = {}; for i = 1, 4 do local c = i; F[i] = function(x) c = c + (x or 1); return c end end'];
+  const lines = [
+    'T = {}; for i = 1, 8 do T[i] = {} end',
+    'F = {}; for i = 1, 4 do local c = i; F[i] = function(x) c = c + (x or 1); return c end end',
+    // Coroutines suspended in the middle of a traversal of one of the tables.
+    'CO = {}; function walker(t) return coroutine.create(function() for k, v in next, t do coroutine.yield(type(k), type(v)) end; return "end" end) end',
+  ];
   for (const o of ops) {
     const t = (n: number) => `T[${(n % 8) + 1}]`;
     if (o.op === 'new') lines.push('T[#T + 1] = {}');
     else if (o.op === 'set') lines.push(`${t(o.t)}[${luaKey(o.k)}] = ${luaVal(o.v)}`);
     else if (o.op === 'del') lines.push(`${t(o.t)}[${luaKey(o.k)}] = nil`);
-    else lines.push(`do local cap = ${t(o.t)}; ${t(o.t)}[${luaKey(o.k)}] = function() return cap end end`);
+    else if (o.op === 'closure') lines.push(`do local cap = ${t(o.t)}; ${t(o.t)}[${luaKey(o.k)}] = function() return cap end end`);
+    else lines.push(`do local co = walker(${t(o.t)}); CO[#CO + 1] = co; coroutine.resume(co) end`);
   }
   return lines.join('\n');
 }
@@ -345,6 +361,7 @@ describe('Lua snapshot v2: property tests', () => {
         vm.load(DUMP, 'dump');
         r.load(DUMP, 'dump');
         same(vm, r, 'return __dump(T), __dump(F), F[1](2), F[3](), #T');
+        same(vm, r, 'local o = {} for i, co in ipairs(CO) do for j = 1, 3 do o[#o + 1] = table.concat({tostring(coroutine.resume(co))}, ",") end end return table.concat(o, " ")');
         same(vm, r, 'for i = 1, 5 do T[1][{}] = i; T[2]["z" .. i] = i end; return __dump(T[1]), __dump(T[2])');
         vm.dispose();
         r.dispose();
@@ -471,6 +488,22 @@ describe('Lua snapshot v2: bad input', () => {
     const bytes = Uint8Array.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 5, 3, 1, 0, 1]);
     const wasm = new WasmInstance(WasmModule.compile(bytes, { cache: false })).snapshot();
     expect(thrown(() => LuaVM.restore(wasm)).message).toBe('not a Lua snapshot (this is a WASM snapshot)');
+  });
+
+  it('reports memory: restoring or snapshotting past memoryLimit is LuaMemoryError and the VM stays usable', () => {
+    const vm = new LuaVM({ memoryLimit: 1_100_000 });
+    vm.load('t = {}; for i = 1, 10000 do t[i] = {i} end', 'm');
+    const e = thrown(() => vm.snapshot());
+    expect(e.constructor.name).toBe('LuaMemoryError');
+    expect(e.message).toBe('not enough memory to snapshot the state (memoryLimit of 1100000 bytes reached)');
+    expect(vm.load('t[10001] = 1; return #t', 'm')).toEqual([10001]);
+    const big = new LuaVM();
+    big.load('t = {}; for i = 1, 10000 do t[i] = {i} end', 'm');
+    const snap = big.snapshot();
+    const m = thrown(() => LuaVM.restore(snap, { memoryLimit: 200_000 }));
+    expect(m.constructor.name).toBe('LuaMemoryError');
+    expect(m.message).toBe('not enough memory to restore the snapshot (memoryLimit of 200000 bytes reached)');
+    expect(LuaVM.restore(snap, { memoryLimit: 4_000_000 }).load('return #t, t[7][1]', 'm')).toEqual([10000, 7]);
   });
 
   it('never crashes on crafted blobs with a valid checksum: SnapshotError or a usable VM, other VMs unaffected', () => {
