@@ -1412,8 +1412,16 @@ void ReadThread(Reader* r, RObj* o) {
       ci->u.c.old_errfunc = static_cast<ptrdiff_t>(Get(r, 8));
       if (!ttisfunction(ci->func)) Malformed(r, "bad C call frame");
       if ((ci->callstatus & CIST_YPCALL) != 0 &&
-          (!SlotOffsetOk(ci->extra, need) || !SlotOffsetOk(ci->u.c.old_errfunc, need))) {
+          (!SlotOffsetOk(ci->extra, need) || !SlotOffsetOk(ci->u.c.old_errfunc, need) ||
+           ci->extra / static_cast<ptrdiff_t>(sizeof(TValue)) <= static_cast<ptrdiff_t>(func))) {
         Malformed(r, "bad protected call frame");
+      }
+      // The stdlib continuations (pcall's and xpcall's) return the values above their context:
+      // it counts the slots below the called function.
+      if (ci->u.c.k != nullptr &&
+          ((ci->callstatus & CIST_YPCALL) == 0 || ci->u.c.ctx < 0 ||
+           ci->u.c.ctx > ci->extra / static_cast<ptrdiff_t>(sizeof(TValue)) - static_cast<ptrdiff_t>(func) - 1)) {
+        Malformed(r, "bad continuation context");
       }
     }
   }
@@ -1678,6 +1686,22 @@ int LuaRestoreTrampoline(lua_State* L) {
   if (!ttisthread(mainv) || thvalue(mainv) != L || !ttistable(globals) || !ttistable(aux) ||
       hvalue(aux)->sizearray < static_cast<unsigned>(c->aux_size)) {
     Malformed(r, "the registry lacks the main thread, the globals or the VM's own table");
+  }
+
+  // Registry entries that library C code dereferences without checking their type.
+  for (const char* name : {"_IO_input", "_IO_output"}) {
+    const TValue* v = luaH_getshortstr(regt, luaS_new(L, name));
+    if (!ttisnil(v) && !(ttisfulluserdata(v) && uvalue(v)->len == sizeof(luaL_Stream))) {
+      Malformed(r, "the registry's io streams are not streams");
+    }
+  }
+  for (const char* name : {"debug#HOOKKEY", "package#CLIBS"}) {
+    const void* key = NamedPointer(Names(), name);
+    if (key == nullptr) continue;
+    TValue k;
+    setpvalue(&k, const_cast<void*>(key));
+    const TValue* v = luaH_get(regt, &k);
+    if (!ttisnil(v) && !ttistable(v)) Malformed(r, "the registry's library tables are not tables");
   }
 
   // Commit: the restored registry and metatables replace the fresh state's (now garbage).

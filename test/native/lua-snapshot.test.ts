@@ -374,8 +374,10 @@ describe('Lua snapshot v2: property tests', () => {
 // ---- Bad input -----------------------------------------------------------------------------------
 
 /**
- * The byte ranges of bytecode inside a v2 snapshot (docs/lua-vm.md, byte layout), found by walking
- * the format: Lua 5.3 does not verify bytecode, so crafted code is outside what restore checks.
+ * The byte ranges of bytecode and of Lua frames' saved pcs inside a v2 snapshot (docs/lua-vm.md,
+ * byte layout), found by walking the format: Lua 5.3 does not verify bytecode, and a saved pc
+ * moved to another instruction of the same function is crafted code too (outside what restore
+ * checks, see Trust).
  */
 function codeRanges(s: Buffer): Array<[number, number]> {
   let pos = 28;
@@ -427,7 +429,11 @@ function codeRanges(s: Buffer): Array<[number, number]> {
       for (let j = 1; j < nci; j++) {
         pos += 10;
         const status = u16();
-        pos += 8 + (status & 2 ? 8 : 20);
+        pos += 8;
+        if (status & 2) {
+          ranges.push([pos + 4, pos + 8]); // a Lua frame's saved pc: which instruction runs next
+          pos += 8;
+        } else pos += 20;
       }
     } else if (k === 9) {
       pos += 15;
@@ -460,6 +466,25 @@ describe('Lua snapshot v2: bad input', () => {
   const small = (() => {
     const vm = new LuaVM();
     vm.load('t = {1, 2, x = "y", [{}] = 3}; co = coroutine.create(function() coroutine.yield(1) end); coroutine.resume(co); function f() return t end', 'm');
+    return vm.snapshot();
+  })();
+  // Every kind of object: iterators, coroutines inside xpcall and pcall, a host function, streams.
+  const rich = (() => {
+    const vm = new LuaVM({ libs: ['io'] });
+    vm.setGlobalFunction('h.f', (x: unknown) => x);
+    vm.load(`
+      words = string.gmatch("a b c", "%a"); words()
+      co = coroutine.create(function()
+        local x = 1; g = function() return x end
+        xpcall(function() coroutine.yield(1) end, function(m) return m end)
+        pcall(coroutine.yield, 2)
+      end)
+      coroutine.resume(co)
+      w = coroutine.wrap(function() coroutine.yield(1) end); w()
+      t = setmetatable({1, 2.5, "s", [{}] = h.f}, {__index = string}); out = io.stdout
+      dead = coroutine.create(function() error("x") end); coroutine.resume(dead)
+      function f() return t end
+    `, 'm');
     return vm.snapshot();
   })();
 
@@ -511,14 +536,14 @@ describe('Lua snapshot v2: bad input', () => {
     bystander.load('x = 41', 'm');
     const outcomes = new Map<string, number>();
     const tally = (k: string) => outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
-    const code = codeRanges(small);
+    const code = codeRanges(rich);
     expect(code.length).toBeGreaterThan(0);
-    for (let at = 28; at < small.length; at++) {
+    for (let at = 28; at < rich.length; at++) {
       if (code.some(([a, b]) => at >= a && at < b)) continue;
-      for (const value of [0, 0xff, small[at] ^ 1, small[at] + 1]) {
+      for (const value of [0, 0xff, rich[at] ^ 1]) {
         let vm: LuaVM | undefined;
         try {
-          vm = LuaVM.restore(crafted(small, at, value & 0xff));
+          vm = LuaVM.restore(crafted(rich, at, value & 0xff));
         } catch (e) {
           expect(e).toBeInstanceOf(SnapshotError);
           expect((e as Error).message).toMatch(/^(malformed snapshot: |unsupported flags|word size)/);
@@ -528,7 +553,11 @@ describe('Lua snapshot v2: bad input', () => {
         tally('restored');
         // A restored VM runs or fails with typed errors, without crashing.
         try {
-          vm.load('local n = 0; for k, v in pairs(t or {}) do n = n + 1 end; if co then coroutine.resume(co) end; return f and f()', 'probe');
+          vm.load(
+            'for k, v in pairs(t or {}) do end; if co then coroutine.resume(co); coroutine.resume(co); coroutine.resume(co) end;' +
+              ' if w then pcall(w); pcall(w) end; if words then words(); words() end; return g and g(), f and f()',
+            'probe',
+          );
         } catch (e) {
           expect(e).toHaveProperty('code');
         }
