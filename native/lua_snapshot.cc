@@ -161,6 +161,10 @@ void BuildNames(CNames& c) {
     lua_close(T);
     return;
   }
+  // Registry entries the libraries create on first use: lauxlib's LUABOX metatable (its __gc frees
+  // the buffer of a long string being built, e.g. by string.rep or table.concat).
+  if (luaL_loadstring(T, "return string.rep('x', 1 << 16)") == LUA_OK) lua_pcall(T, 0, 0, 0);
+  lua_settop(T, 0);
   std::vector<const void*> seen;
   lua_getfield(T, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   int loaded = lua_gettop(T);
@@ -250,11 +254,64 @@ struct LAlloc {
 
 template <class K, class V>
 using LMap = std::unordered_map<K, V, std::hash<K>, std::equal_to<K>, LAlloc<std::pair<const K, V>>>;
+
+// Object pointer -> id, open addressing (the serializer's hot path: one lookup per reference).
+class IdMap {
+ public:
+  explicit IdMap(LAlloc<uint8_t> a) : slots_(LAlloc<Slot>(a)) { slots_.resize(1024); }
+  // The id of `p`, or kNone after inserting it with `id`.
+  uint32_t FindOrInsert(const void* p, uint32_t id) {
+    if ((count_ + 1) * 2 > slots_.size()) Grow();
+    size_t mask = slots_.size() - 1;
+    for (size_t i = Hash(p) & mask;; i = (i + 1) & mask) {
+      if (slots_[i].p == p) return slots_[i].id;
+      if (slots_[i].p == nullptr) {
+        slots_[i] = {p, id};
+        count_++;
+        return 0xffffffffu;
+      }
+    }
+  }
+  uint32_t Find(const void* p) const {
+    size_t mask = slots_.size() - 1;
+    for (size_t i = Hash(p) & mask;; i = (i + 1) & mask) {
+      if (slots_[i].p == p) return slots_[i].id;
+      if (slots_[i].p == nullptr) return 0xffffffffu;
+    }
+  }
+
+ private:
+  struct Slot {
+    const void* p = nullptr;
+    uint32_t id = 0;
+  };
+  static size_t Hash(const void* p) {
+    uint64_t x = reinterpret_cast<uintptr_t>(p);
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return static_cast<size_t>(x);
+  }
+  void Grow() {
+    std::vector<Slot, LAlloc<Slot>> old(slots_.get_allocator());
+    old.swap(slots_);
+    slots_.resize(old.size() * 2);
+    count_ = 0;
+    for (const Slot& s : old) {
+      if (s.p != nullptr) FindOrInsert(s.p, s.id);
+    }
+  }
+  std::vector<Slot, LAlloc<Slot>> slots_;
+  size_t count_ = 0;
+};
 using Bytes = std::vector<uint8_t, LAlloc<uint8_t>>;
 
 void PutU8(Bytes& o, uint8_t v) { o.push_back(v); }
 void PutN(Bytes& o, uint64_t v, int n) {
-  for (int i = 0; i < n; i++) o.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  size_t at = o.size();
+  o.resize(at + static_cast<size_t>(n));
+  uint8_t* d = o.data() + at;
+  for (int i = 0; i < n; i++) d[i] = static_cast<uint8_t>(v >> (8 * i));
 }
 void PutU16(Bytes& o, uint16_t v) { PutN(o, v, 2); }
 void PutU32(Bytes& o, uint32_t v) { PutN(o, v, 4); }
@@ -323,7 +380,7 @@ class Serializer {
         names_(Names()),
         gmatch_aux_(NamedPointer(names_, "string.gmatch#iter")),
         objs_(a),
-        ids_(0, std::hash<const void*>(), std::equal_to<const void*>(), a),
+        ids_(a),
         open_(0, std::hash<const void*>(), std::equal_to<const void*>(), a),
         names_used_(a),
         name_local_(0, std::hash<uint32_t>(), std::equal_to<uint32_t>(), a),
@@ -349,6 +406,7 @@ class Serializer {
 
   // Objects: shells, contents, roots.
   void Write() {
+    out_.reserve(objs_.size() * 24 + 64);
     PutU32(out_, static_cast<uint32_t>(objs_.size()));
     for (size_t i = 0; i < objs_.size(); i++) Shell(objs_[i]);
     for (size_t i = 0; i < objs_.size(); i++) Content(objs_[i]);
@@ -370,17 +428,15 @@ class Serializer {
 
  private:
   uint32_t Ref(const void* p, uint8_t kind, uint32_t parent, uint8_t edge, const TValue* key, int64_t index) {
-    auto it = ids_.find(p);
-    if (it != ids_.end()) return it->second;
     uint32_t id = static_cast<uint32_t>(objs_.size());
-    ids_.emplace(p, id);
+    uint32_t found = ids_.FindOrInsert(p, id);
+    if (found != kNone) return found;
     objs_.push_back({p, key, index, parent, kind, edge});
     return id;
   }
 
   uint32_t IdOf(const void* p) const {
-    auto it = ids_.find(p);
-    return it != ids_.end() ? it->second : kNone;
+    return ids_.Find(p);
   }
 
   // Index of a named pointer in this snapshot's name table (added on first use), or kNone.
@@ -422,7 +478,7 @@ class Serializer {
       case LUA_TCCL: {
         const CClosure* c = clCvalue(v);
         if (c->f == LuaHostTrampoline) {
-          if (ids_.count(c) == 0) {
+          if (ids_.Find(c) == kNone) {
             if (c->nupvalues < 1 || !ttisinteger(&c->upvalue[0]) || ivalue(&c->upvalue[0]) < 0 ||
                 static_cast<uint64_t>(ivalue(&c->upvalue[0])) >= host_paths_.size()) {
               Fail("a host function with a bad slot", parent, edge, key, index);
@@ -920,7 +976,7 @@ class Serializer {
   const CNames& names_;
   const void* gmatch_aux_;
   std::vector<Obj, LAlloc<Obj>> objs_;
-  LMap<const void*, uint32_t> ids_;
+  IdMap ids_;
   LMap<const void*, std::pair<lua_State*, uint32_t>> open_;
   std::vector<uint32_t, LAlloc<uint32_t>> names_used_;
   LMap<uint32_t, uint32_t> name_local_;
@@ -1392,10 +1448,11 @@ void ReadThread(Reader* r, RObj* o) {
     ci->nresults = static_cast<short>(Get(r, 2));
     ci->callstatus = static_cast<unsigned short>(Get(r, 2));
     ci->extra = static_cast<ptrdiff_t>(Get(r, 8));
-    // The caller's frame must have room for the results (luaD_poscall writes `nresults` slots).
+    // The stack must have room for the results (luaD_poscall writes `nresults` slots from func;
+    // a metamethod's results land above its caller's top, inside its own frame).
     int nres = ci->nresults;
     if (func >= top || citop > need || citop <= func || nres < LUA_MULTRET ||
-        th->stack + func + (nres > 0 ? nres : 0) > ci->previous->top) {
+        func + static_cast<uint32_t>(nres > 0 ? nres : 0) > need) {
       Malformed(r, "bad call frame");
     }
     ci->func = th->stack + func;

@@ -46,6 +46,7 @@ end
 /** Snapshot, restore, snapshot: the bytes must be identical. Returns the restored VM. */
 function roundtrip(vm: LuaVM): LuaVM {
   const s1 = vm.snapshot();
+  expect(Buffer.compare(vm.snapshot(), s1)).toBe(0); // taking a snapshot changes nothing
   const r = LuaVM.restore(s1);
   const s2 = r.snapshot();
   expect(s2.length).toBe(s1.length);
@@ -92,6 +93,21 @@ describe('Lua snapshot v2: tables are restored slot by slot', () => {
     // Layout identical: later inserts land in the same slots, so the order still agrees.
     same(vm, r, "for i = 1, 30 do t[{}] = i; t['n' .. i] = i end; t[7] = nil; t[100] = 1; return __dump(t)");
     same(vm, r, 'local n = 0; for k in pairs(t) do n = n + 1 end; return n, #t');
+  });
+
+  it('is address-independent: two VMs running the same program give the same bytes', () => {
+    // Different heaps: c allocates and frees strings first (strings take no serial; a chunk or a
+    // table would, and then the serials, part of the bytes, would differ).
+    const a = new LuaVM();
+    a.load(BUILD, 'build');
+    const c = new LuaVM();
+    for (let i = 1; i < 300; i++) c.call('string.rep', ['x', i * 20]); // below LUAL_BUFFERSIZE: no LUABOX
+    c.call('collectgarbage', []);
+    c.load(BUILD, 'build');
+    expect(Buffer.compare(a.snapshot(), c.snapshot())).toBe(0);
+    expect(a.load('local o = {} for k, v in pairs(t) do o[#o + 1] = tostring(v) end return table.concat(o, " ")', 'o')).toEqual(
+      c.load('local o = {} for k, v in pairs(t) do o[#o + 1] = tostring(v) end return table.concat(o, " ")', 'o'),
+    );
   });
 
   it('restores keys removed during traversal so that next() can go on from them', () => {
@@ -189,6 +205,26 @@ describe('Lua snapshot v2: coroutines', () => {
     ]);
   });
 
+  it('resumes coroutines suspended inside metamethods and generic-for iterators', () => {
+    const vm = new LuaVM();
+    vm.load(`
+      lazy = setmetatable({}, {__index = function(t, k) return coroutine.yield('need ' .. k) end,
+                               __concat = function(a, b) return coroutine.yield('concat') end})
+      co = coroutine.create(function()
+        local v = lazy.foo
+        local w = lazy .. 'x'
+        local sum = 0
+        for i in function(_, i) i = (i or 0) + 1; if i <= 3 then coroutine.yield('iter ' .. i); return i end end do sum = sum + i end
+        return v .. '/' .. w .. '/' .. sum
+      end)
+      first = select(2, coroutine.resume(co))
+    `, 'm');
+    expect(vm.load('return first', 'm')).toEqual(['need foo']);
+    const r = roundtrip(vm);
+    const code = 'local o = {} for i = 1, 5 do local ok, v = coroutine.resume(co, "got" .. i) o[#o + 1] = tostring(v) end return table.concat(o, " ")';
+    expect(same(vm, r, code)).toEqual(['concat iter 1 iter 2 iter 3 got1/got2/6']);
+  });
+
   it('keeps a coroutine stopped by the instruction limit (its error value is the limit sentinel)', () => {
     const vm = new LuaVM({ instructionLimit: 50_000 });
     vm.load('co = coroutine.create(function() while true do end end)', 'm');
@@ -265,6 +301,13 @@ describe('Lua snapshot v2: functions, metatables, library state', () => {
     vm.load('local g; g = function() return g end; K = { f = function() return g end }', 'b');
     const r = roundtrip(vm);
     expect(same(vm, r, 'return J.encode(5), K.f() == K.f(), K.f()() == K.f()')).toEqual([5, true, true]);
+  });
+
+  it('restores a VM that built long strings (lauxlib keeps a LUABOX metatable in the registry)', () => {
+    const vm = new LuaVM();
+    vm.load('big = string.rep("ab", 50000); joined = table.concat({big, big})', 'm');
+    const r = roundtrip(vm);
+    expect(same(vm, r, 'return #big, #joined, #string.rep("z", 70000), type(debug)')).toEqual([100000, 200000, 70000, 'nil']);
   });
 
   it('keeps the standard streams and the io library', () => {
