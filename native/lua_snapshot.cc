@@ -1682,7 +1682,10 @@ int LuaRestoreTrampoline(lua_State* L) {
   r->len = c->pre->stream_len;
   // The collector is stopped while the graph is built (the new objects are anchored nowhere), and
   // a failed allocation must not run an emergency collection: it raises a memory error instead.
-  lua_gc(L, LUA_GCCOLLECT, 0);  // from a clean pause: no object is black while the graph is built
+  // From a clean pause: no object is black while the graph is built. (The fresh state's own
+  // libraries become garbage at the commit below; they cannot be dropped before: the io streams'
+  // finalizers need the registry's FILE* metatable.)
+  lua_gc(L, LUA_GCCOLLECT, 0);
   lua_gc(L, LUA_GCSTOP, 0);
   const lua_Number* version = g->version;
   g->version = nullptr;
@@ -1761,9 +1764,26 @@ int LuaRestoreTrampoline(lua_State* L) {
     if (!ttisnil(v) && !ttistable(v)) Malformed(r, "the registry's library tables are not tables");
   }
 
-  // Commit: the restored registry and metatables replace the fresh state's (now garbage).
+  // Commit: the restored registry and metatables replace the fresh state's (now garbage). The
+  // fresh state's objects with finalizers (its io streams, the C library table) lose their
+  // metatables: io's __gc checks its argument against the registry's FILE* metatable, which is no
+  // longer theirs, and would raise from whatever allocation collects them.
+  for (GCObject* f = g->finobj; f != nullptr; f = f->next) {
+    if (f->tt == LUA_TUSERDATA) gco2u(f)->metatable = nullptr;
+    if (f->tt == LUA_TTABLE) gco2t(f)->metatable = nullptr;
+  }
   sethvalue(L, &g->l_registry, regt);
   for (int i = 0; i < LUA_NUMTAGS; i++) g->mt[i] = mts[i];
+  // Restored objects whose metatable has __gc are registered for finalization, as setmetatable
+  // does (order of registration: by id).
+  for (uint32_t i = 0; i < r->nobj; i++) {
+    RObj& o = r->objs[i];
+    if (o.kind == kTable && static_cast<Table*>(o.p)->metatable != nullptr) {
+      luaC_checkfinalizer(L, obj2gco(static_cast<Table*>(o.p)), static_cast<Table*>(o.p)->metatable);
+    } else if (o.kind == kUdata && static_cast<Udata*>(o.p)->metatable != nullptr) {
+      luaC_checkfinalizer(L, obj2gco(static_cast<Udata*>(o.p)), static_cast<Udata*>(o.p)->metatable);
+    }
+  }
   g->hbserial = c->pre->serial;
   g->version = version;
   lua_gc(L, LUA_GCRESTART, 0);
