@@ -245,6 +245,8 @@ describe('Lua snapshot v2: coroutines', () => {
       coroutine.resume(co)
     `, 'm');
     const r = roundtrip(vm);
+    r.load('collectgarbage(); collectgarbage()', 'gc'); // the open upvalue survives collections
+    vm.load('collectgarbage(); collectgarbage()', 'gc');
     // Writing through the closure is seen by the frame, and the frame's writes by the closure.
     expect(same(vm, r, 'setx(5); local _, a = coroutine.resume(co); local b = getx(); setx(7); local _, c = coroutine.resume(co); return a, b, c, getx()')).toEqual([50, 50, 70, 70]);
   });
@@ -408,6 +410,9 @@ describe('Lua snapshot v2: property tests', () => {
         same(vm, r, 'return __dump(T), __dump(F), F[1](2), F[3](), #T');
         same(vm, r, 'local o = {} for i, co in ipairs(CO) do for j = 1, 3 do o[#o + 1] = table.concat({tostring(coroutine.resume(co))}, ",") end end return table.concat(o, " ")');
         same(vm, r, 'for i = 1, 5 do T[1][{}] = i; T[2]["z" .. i] = i end; return __dump(T[1]), __dump(T[2])');
+        // Collections over the restored graph (open upvalues, suspended coroutines, caches).
+        r.load('collectgarbage(); collectgarbage("step", 1); local g = {} for i = 1, 2000 do g[i] = {i} end; collectgarbage()', 'gc');
+        expect(r.load('return __dump(T), __dump(F)', 'check')).toEqual(vm.load('return __dump(T), __dump(F)', 'check'));
         vm.dispose();
         r.dispose();
       }),
