@@ -127,3 +127,32 @@ console.log(`|${header.map(() => '---').join('|')}|`);
 for (const r of rows) console.log(`| ${r.join(' | ')} |`);
 console.log('\n"vs" columns: how many times faster hb-runtimes is (time of the other / time of hb-runtimes).');
 engine.global.close();
+
+// ---- Snapshots (format v2): time and size, medians ----
+const fs = require('node:fs');
+const path = require('node:path');
+const states = [];
+const big = new LuaVM();
+big.load('t = {}; for i = 1, 10000 do t["key" .. i] = {i, i * 0.5} end', 'entries');
+states.push(['10,000 table entries', big]);
+const aosPath = process.env.HB_SHARED_FIXTURES
+  ? path.join(process.env.HB_SHARED_FIXTURES, 'hyper-aos.lua')
+  : path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'shared', 'fixtures', 'hyper-aos.lua');
+if (fs.existsSync(aosPath)) {
+  const aos = new LuaVM({ libs: ['package', 'debug'] });
+  aos.load(fs.readFileSync(aosPath, 'utf8'), 'hyper-aos.lua'); // prints its banner (Lua's print writes to stdout)
+  states.push(['hyper-aos loaded', aos]);
+} else {
+  console.log(`\n(${aosPath} not found: hyper-aos snapshot benchmark skipped)`);
+}
+console.log(`\n### LuaVM snapshots, format v2 (medians of ${ROUNDS} rounds)\n`);
+console.log('| state | memory | snapshot size | snapshot | restore |');
+console.log('|---|---|---|---|---|');
+for (const [label, state] of states) {
+  const snap = state.snapshot();
+  const tSnap = medianMs(() => state.snapshot());
+  const tRestore = medianMs(() => LuaVM.restore(snap).dispose());
+  if (Buffer.compare(LuaVM.restore(snap).snapshot(), snap) !== 0) throw new Error(`${label}: snapshot not canonical`);
+  const kb = (n) => `${(n / 1024).toFixed(0)} KiB`;
+  console.log(`| ${label} | ${kb(state.memoryUsed)} | ${kb(snap.length)} | ${tSnap.toFixed(2)} ms | ${tRestore.toFixed(2)} ms |`);
+}

@@ -1,10 +1,17 @@
-// Lua snapshot format v1 (see docs/lua-vm.md for the byte layout).
+// Lua snapshot format v2 (see docs/lua-vm.md for the byte layout).
 //
-// A snapshot records what differs from a freshly opened state with the same libraries: the
-// "permanent" tables (_G and the stdlib tables, by fixed index) as diffs against copies taken
-// when the state was opened, and every value reachable from those diffs. Stdlib functions are
-// written by name (permanent table + key), Lua functions as lua_dump bytecode plus upvalues.
-// Serializing reads the state with non-raising calls only; restoring runs in a protected call.
+// A snapshot is the whole object graph reachable from the registry and the per-type metatables,
+// written through Lua's internal structures: tables slot by slot (array part, node array with
+// each node's key, value and `next` link, `lastfree`), so a restored table iterates in the same
+// order; closures with shared upvalues (open upvalues of suspended coroutines stay attached to
+// their stack slot), prototypes shared between closures, C closures and light C functions by
+// stable name, suspended coroutines with their stack and CallInfo chain. Objects are numbered in
+// the order of a deterministic breadth-first walk, so the bytes are canonical.
+//
+// Serializing reads the state without calling Lua at all (no allocation in the state, no GC
+// step); its scratch memory comes from the state's allocator. Restoring builds every object of a
+// fresh state inside a protected call (C-style code, nothing with a destructor), with the
+// collector stopped, then swaps in the restored registry.
 #pragma once
 
 #include <napi.h>
@@ -18,28 +25,27 @@ struct lua_State;
 
 namespace hbr {
 
-constexpr uint32_t kLuaSnapshotVersion = 1;
+constexpr uint32_t kLuaSnapshotVersion = 2;
 constexpr size_t kLuaSnapshotHeaderSize = 28;
 
-// The permanent tables, by index (a name is a raw path from _G).
-constexpr int kNumPermTables = 13;
-extern const char* const kPermTableNames[kNumPermTables];
-
-// Fills aux[kAuxPermTables] and aux[kAuxPermBases]. `aux` is an absolute index.
-// Stack: [] -> []. May raise: call inside a protected call.
-void CapturePermanents(lua_State* L, int aux);
-
-// The complete blob (header + payload). Throws SnapshotError (status 500) naming the first value
-// v1 cannot capture (coroutines, userdata, C functions outside the stdlib). Stack: unchanged.
-std::vector<uint8_t> SerializeLuaState(Napi::Env env, lua_State* L, int aux_ref, uint16_t libs, const uint64_t rng[4],
-                                       const std::vector<std::string>& host_paths);
+// The complete blob (header + payload) as a Buffer. Throws SnapshotError (status 500) naming the
+// first value v2 cannot capture (userdata that is not a standard stream, C functions unknown to
+// the stdlib, light userdata). Returns undefined when the scratch memory (taken from the state's
+// allocator, so under its memory limit) could not be allocated.
+// `L` is the main thread of an idle state. Stack: unchanged (nothing is pushed).
+Napi::Value SerializeLuaState(Napi::Env env, lua_State* L, int aux_ref, uint16_t libs, const uint64_t rng[4],
+                              const std::vector<std::string>& host_paths);
 
 // The payload fields read before any state is created.
 struct LuaSnapshotPrefix {
   uint16_t libs = 0;
   uint64_t rng[4] = {0, 0, 0, 0};
+  uint32_t aux_ref = 0;
+  uint32_t serial = 0;  // the state's next object serial
   std::vector<std::string> host_paths;
-  const uint8_t* stream = nullptr;  // the value stream (points into the caller's bytes)
+  std::vector<const void*> cfuncs;  // the snapshot's C function names, resolved
+  std::vector<uint8_t> ckinds;      // what each one is (kind checked where it is used)
+  const uint8_t* stream = nullptr;  // the object stream (points into the caller's bytes)
   size_t stream_len = 0;
 };
 
@@ -47,24 +53,27 @@ struct LuaSnapshotPrefix {
 // Throws SnapshotError (status 400) with what was wrong.
 LuaSnapshotPrefix ReadLuaSnapshot(Napi::Env env, const uint8_t* data, size_t len);
 
-// Input of RestoreTrampoline. Plain data: it is read inside a protected call.
+// Input of LuaRestoreTrampoline. Plain data: it is read inside a protected call.
 struct LuaRestoreCtx {
-  const uint8_t* p;
-  size_t len;
-  size_t pos;
+  const LuaSnapshotPrefix* pre;
   const int* host_slots;  // host path index -> slot of the restored VM
-  uint32_t nhost;
-  int aux_ref;
-  int objs;   // stack index of the id -> object table (set by the trampoline)
-  int upvs;   // stack index of the upvalue id -> (closure, n) table
-  int bases;  // stack index of aux[kAuxPermBases]
-  uint32_t next_id;
-  uint32_t next_upid;
-  int depth;
+  int aux_size;           // the restored aux table needs at least this many array slots
 };
 
-// lua_CFunction; argument 1: light userdata LuaRestoreCtx*. Applies the value stream to the
-// freshly opened state. Raises "malformed snapshot: ..." on bad input. Stack: [ctx] -> [ctx].
+// lua_CFunction; argument 1: light userdata LuaRestoreCtx*. Builds the snapshot's objects in the
+// (freshly opened) state and makes the restored registry and metatables the state's own. Raises
+// "malformed snapshot: ..." on bad input; the caller then discards the state.
 int LuaRestoreTrampoline(lua_State* L);
+
+// A pointer the snapshot refers to by name (the VM's own C functions, hooks, sentinels).
+struct LuaNamedPointer {
+  const char* name;
+  const void* ptr;
+  uint8_t kind;  // LuaPointerKind
+};
+enum LuaPointerKind : uint8_t { kPtrCFunction = 1, kPtrKFunction = 2, kPtrHook = 3, kPtrLightUserdata = 4 };
+
+// The VM's own named pointers (defined in lua_vm.cc).
+const LuaNamedPointer* LuaVmPointers(size_t* n);
 
 }  // namespace hbr

@@ -161,6 +161,10 @@ __thread hb_meter* hb_meter_current = nullptr;
 // Called by HB_TICK (C library code, always where a Lua error may be raised) when a grant is spent.
 extern "C" void hb_meter_settle(lua_State* L) {
   hbr::LuaVM* vm = hbr::VmOf(L);
+  if (vm == nullptr) {  // a state without a VM (the snapshot code's template state): no budget
+    hb_meter_of(L)->credit = hb_meter_of(L)->grant;
+    return;
+  }
   if (hbr::Charge(vm, 0)) return;
   // Nothing raises outside calls (opening the libraries, restoring, between calls) nor inside our
   // message handler (the error it handles ends the call anyway).
@@ -458,7 +462,6 @@ int OpenTrampoline(lua_State* L) {
     lua_pop(L, 1);
   }
 
-  CapturePermanents(L, aux);
   lua_settop(L, 1);
   return 0;
 }
@@ -593,6 +596,18 @@ int SetGlobalTrampoline(lua_State* L) {
     lua_remove(L, -2);
     seg = dot + 1;
   }
+  // Already bound to this slot (a restored VM, or the same path registered again): the JS side
+  // was replaced through the slot, and the Lua side stays as it is. Creating another closure would
+  // change the state's object graph and serials, so a restored VM would not continue exactly as
+  // the original.
+  lua_pushvalue(L, -1);
+  lua_rawget(L, -3);
+  if (lua_tocfunction(L, -1) == LuaHostTrampoline && lua_getupvalue(L, -1, 1) != nullptr &&
+      lua_tointeger(L, -1) == c->slot) {
+    lua_settop(L, 1);
+    return 0;
+  }
+  lua_settop(L, 3);
   lua_pushinteger(L, c->slot);
   lua_pushcclosure(L, LuaHostTrampoline, 1);
   lua_rawset(L, -3);
@@ -649,6 +664,28 @@ std::string JsErrorMessage(napi_env env, napi_value exc) {
 }
 
 }  // namespace
+
+// Snapshots name these pointers (a C function in a snapshot is written as its name).
+const LuaNamedPointer* LuaVmPointers(size_t* n) {
+  static const LuaNamedPointer kPointers[] = {
+      {"hb.host", reinterpret_cast<const void*>(&LuaHostTrampoline), kPtrCFunction},
+      {"hb.load", reinterpret_cast<const void*>(&SafeLoad), kPtrCFunction},
+      {"hb.xpcall", reinterpret_cast<const void*>(&GuardedXpcall), kPtrCFunction},
+      {"hb.xpcall#k", reinterpret_cast<const void*>(&FinishPcall), kPtrKFunction},
+      {"hb.xpcall#handler", reinterpret_cast<const void*>(&GuardedHandler), kPtrCFunction},
+      {"hb.setmetatable", reinterpret_cast<const void*>(&SafeSetmetatable), kPtrCFunction},
+      {"hb.collectgarbage", reinterpret_cast<const void*>(&SafeCollectgarbage), kPtrCFunction},
+      {"hb.load#reader", reinterpret_cast<const void*>(&ChargedReader), kPtrCFunction},
+      {"hb.math.random", reinterpret_cast<const void*>(&MathRandom), kPtrCFunction},
+      {"hb.math.randomseed", reinterpret_cast<const void*>(&MathRandomseed), kPtrCFunction},
+      {"hb.searcher", reinterpret_cast<const void*>(&SearcherLuaText), kPtrCFunction},
+      {"hb.msghandler", reinterpret_cast<const void*>(&MsgHandler), kPtrCFunction},
+      {"hb.counthook", reinterpret_cast<const void*>(&CountHook), kPtrHook},
+      {"hb.limit", static_cast<const void*>(&kLimitSentinel), kPtrLightUserdata},
+  };
+  *n = sizeof(kPointers) / sizeof(kPointers[0]);
+  return kPointers;
+}
 
 int LuaHostTrampoline(lua_State* L) {
   int n = VmOf(L)->InvokeHost(L);
@@ -1260,8 +1297,9 @@ Napi::Value LuaVM::Globals(const Napi::CallbackInfo& info) {
 Napi::Value LuaVM::Snapshot(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckUsable(env, true);
-  std::vector<uint8_t> blob = SerializeLuaState(env, L_, aux_ref_, libs_, rng_, host_paths_);
-  return Napi::Buffer<uint8_t>::Copy(env, blob.data(), blob.size());
+  Napi::Value blob = SerializeLuaState(env, L_, aux_ref_, libs_, rng_, host_paths_);
+  if (blob.IsUndefined()) throw MakeError(env, "LuaMemoryError", OutOfMemory("to snapshot the state", alloc_));
+  return blob;
 }
 
 Napi::Value LuaVM::Restore(const Napi::CallbackInfo& info) {
@@ -1293,13 +1331,11 @@ Napi::Value LuaVM::Restore(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "LuaVM.restore(): the constructor did not produce a LuaVM");
   }
   LuaVM* vm = Unwrap(obj);
-  std::copy(pre.rng, pre.rng + 4, vm->rng_);
   std::vector<int> slots;
   for (const std::string& p : pre.host_paths) slots.push_back(vm->SlotForPath(p));
-  LuaRestoreCtx ctx{pre.stream, pre.stream_len, 0, slots.data(), static_cast<uint32_t>(slots.size()), vm->aux_ref_,
-                    0, 0, 0, 0, 0, 0};
+  LuaRestoreCtx ctx{&pre, slots.data(), kAuxSize};
   lua_State* L = vm->L_;
-  int st = lua_checkstack(L, 4) ? vm->Protected(L, LuaRestoreTrampoline, &ctx) : LUA_ERRMEM;
+  int st = lua_checkstack(L, 8) ? vm->Protected(L, LuaRestoreTrampoline, &ctx) : LUA_ERRMEM;
   if (st != LUA_OK) {
     std::string msg = LuaString(L, -1);
     bool mem = st == LUA_ERRMEM || vm->alloc_.refused;
@@ -1309,6 +1345,8 @@ Napi::Value LuaVM::Restore(const Napi::CallbackInfo& info) {
     }
     throw MakeError(env, "SnapshotError", msg);
   }
+  vm->aux_ref_ = static_cast<int>(pre.aux_ref);
+  std::copy(pre.rng, pre.rng + 4, vm->rng_);
   return obj;
 }
 

@@ -44,12 +44,13 @@ constexpr uint16_t kSafeLibs = kLibBase | kLibCoroutine | kLibTable | kLibString
 constexpr uint16_t kAllLibs = 0x3ff;
 
 // Slots of the per-state auxiliary table (an array in the registry, every slot pre-filled with
-// `false` so that storing into it never allocates and so never raises).
+// `false` so that storing into it never allocates and so never raises). Snapshots write every
+// slot but kAuxLoad as `false` (they are caches and per-call bookkeeping).
 enum AuxSlot : int {
   kAuxTrace = 1,    // traceback recorded by our message handler, until the error is converted
   kAuxHostErr,      // anchors the message string of the last JS exception from a host function
-  kAuxPermTables,   // array: the permanent tables (see lua_snapshot.h), `false` when absent
-  kAuxPermBases,    // array: shallow copies of those tables taken when the state was opened
+  kAuxPermTables,   // unused (snapshot format v1 kept the permanent tables here)
+  kAuxPermBases,    // unused (format v1: copies of the permanent tables)
   kAuxLoad,         // the stdlib `load` behind the text-only wrapper
   kAuxCache0,       // interned names of recently called globals (kCallCacheSize slots)
 };

@@ -15,6 +15,12 @@
 // string.rep, table.concat/sort/move/insert/remove/unpack, utf8, string comparison and
 // concatenation), and lgc.c runs __gc finalizers under the budget. Every patch is a string
 // replacement that fails loudly when its anchor text is not found exactly as often as expected.
+//
+// Snapshots (format v2, native/lua_snapshot.cc): every table, closure, userdata
+// and thread carries a serial number given at creation from a per-state counter, and table keys
+// that are such objects hash by that serial instead of by their address (light C functions and
+// light userdata as keys all hash to one slot), so a table's layout, and so its `pairs` order, is the same in every
+// process and can be written and read back exactly (serialPatches below).
 // `node scripts/fetch-lua.js --sources` prints the list of C files to compile, one per line.
 const fs = require('node:fs');
 const path = require('node:path');
@@ -30,7 +36,7 @@ const SOURCES = [
   'lauxlib', 'lbaselib', 'lbitlib', 'lcorolib', 'ldblib', 'liolib', 'lmathlib', 'loslib', 'lstrlib', 'ltablib',
   'lutf8lib', 'loadlib', 'linit',
 ].map((f) => `${f}.c`);
-const RECIPE_VERSION = 3; // bump when the way the cache entry is made changes
+const RECIPE_VERSION = 4; // bump when the way the cache entry is made changes
 
 function seededLstate(src) {
   const line = 'g->seed = makeseed(L);';
@@ -279,6 +285,24 @@ function deterministicSortPivot(src) {
     '#if !defined(l_randomizePivot)');
 }
 
+// lgc.c: a removed key keeps its node, with a nil value, until the table is resized; a collection
+// that traverses the table marks such a key dead when nothing else references it, and a dead key
+// no longer matches when the same string is stored again, which then takes another node. So the
+// layout of a table, and its `pairs` order, depended on when collections happened to run, and a
+// restored VM (whose collector starts afresh) could diverge from the original. Removed string keys
+// are kept alive instead (strings are never weak, and the node is reused for the same key, or
+// freed by the next resize); other removed keys still die with their objects, which nothing can
+// store again.
+function keptStaleKeys(src) {
+  src = patch(src, 'lgc.c',
+    '    setdeadvalue(wgkey(n));  /* unused and unmarked key; remove it */\n}\n',
+    '    setdeadvalue(wgkey(n));  /* unused and unmarked key; remove it */\n}\n\n' +
+    '/* hb-runtimes: an empty node keeps its string key (see scripts/fetch-lua.js, keptStaleKeys) */\n' +
+    'static void hb_emptyentry (global_State *g, Node *n) {\n' +
+    '  if (ttisstring(gkey(n))) {\n    markvalue(g, gkey(n));\n  } else {\n    removeentry(n);\n  }\n}\n');
+  return patch(src, 'lgc.c', '      removeentry(n);  /* remove it */\n', '      hb_emptyentry(g, n);  /* remove it */\n', 3);
+}
+
 const METERED = [
   ['lstrlib.c', meteredLstrlib],
   ['ltablib.c', meteredLtablib],
@@ -302,6 +326,61 @@ function applyLimitPatches(dir) {
   }
 }
 
+// Serial numbers (for snapshots): a `hbserial` field in Table, closures, Udata and lua_State, a
+// counter in global_State, assigned in luaC_newobj (strings and protos take none), and
+// ltable.c's mainposition hashing such keys by serial. Without it, tables with table/function
+// keys have an address-dependent layout, so `pairs` order differs between processes and a restored
+// table could not be rebuilt slot by slot. `files` maps a file name to its text; returns the
+// patched texts.
+function serialPatches(files) {
+  const out = { ...files };
+  out['lobject.h'] = patch(out['lobject.h'], 'lobject.h',
+    '  lu_byte ttuv_;  /* user value\'s tag */\n',
+    '  lu_byte ttuv_;  /* user value\'s tag */\n  unsigned int hbserial;  /* hb-runtimes: creation serial (key hash) */\n');
+  out['lobject.h'] = patch(out['lobject.h'], 'lobject.h',
+    '\tCommonHeader; lu_byte nupvalues; GCObject *gclist',
+    '\tCommonHeader; lu_byte nupvalues; unsigned int hbserial; GCObject *gclist');
+  out['lobject.h'] = patch(out['lobject.h'], 'lobject.h',
+    '  unsigned int sizearray;  /* size of \'array\' array */\n',
+    '  unsigned int sizearray;  /* size of \'array\' array */\n  unsigned int hbserial;  /* hb-runtimes: creation serial (key hash) */\n');
+  out['lstate.h'] = patch(out['lstate.h'], 'lstate.h',
+    '  unsigned short nci;  /* number of items in \'ci\' list */\n',
+    '  unsigned short nci;  /* number of items in \'ci\' list */\n  unsigned int hbserial;  /* hb-runtimes: creation serial (key hash) */\n');
+  out['lstate.h'] = patch(out['lstate.h'], 'lstate.h',
+    '  unsigned int seed;  /* randomized seed for hashes */\n',
+    '  unsigned int seed;  /* randomized seed for hashes */\n  unsigned int hbserial;  /* hb-runtimes: next object serial */\n');
+  out['hb-lstate.c'] = patch(out['hb-lstate.c'], 'hb-lstate.c', '  L->next = NULL;\n',
+    '  L->next = NULL;\n  L->hbserial = 0; g->hbserial = 1;  /* hb-runtimes: the main thread is serial 0 */\n');
+  out['hb-lstate.c'] = patch(out['hb-lstate.c'], 'hb-lstate.c', '  L1->tt = LUA_TTHREAD;\n',
+    '  L1->tt = LUA_TTHREAD;\n  L1->hbserial = g->hbserial++;  /* hb-runtimes: creation serial */\n');
+  out['lgc.c'] = patch(out['lgc.c'], 'lgc.c', '  g->allgc = o;\n  return o;\n',
+    '  g->allgc = o;\n' +
+    '  switch (tt) {  /* hb-runtimes: creation serials, see lobject.h */\n' +
+    '    case LUA_TTABLE: gco2t(o)->hbserial = g->hbserial++; break;\n' +
+    '    case LUA_TLCL: gco2lcl(o)->hbserial = g->hbserial++; break;\n' +
+    '    case LUA_TCCL: gco2ccl(o)->hbserial = g->hbserial++; break;\n' +
+    '    case LUA_TUSERDATA: gco2u(o)->hbserial = g->hbserial++; break;\n' +
+    '    case LUA_TTHREAD: gco2th(o)->hbserial = g->hbserial++; break;\n' +
+    '    default: break;\n  }\n  return o;\n');
+  out['ltable.c'] = patch(out['ltable.c'], 'ltable.c',
+    '    case LUA_TLIGHTUSERDATA:\n      return hashpointer(t, pvalue(key));\n    case LUA_TLCF:\n      return hashpointer(t, fvalue(key));\n    default:\n      lua_assert(!ttisdeadkey(key));\n      return hashpointer(t, gcvalue(key));\n',
+    '    case LUA_TLIGHTUSERDATA:  /* hb-runtimes: not by address (ASLR); all in one chain */\n      return hashmod(t, 0);\n' +
+    '    case LUA_TLCF:  /* hb-runtimes: not by address (ASLR); all in one chain */\n      return hashmod(t, 0);\n' +
+    '    default:  /* hb-runtimes: by creation serial, not by address */\n      lua_assert(!ttisdeadkey(key));\n' +
+    '      return hashmod(t, hb_keyserial(gcvalue(key)));\n');
+  out['ltable.c'] = patch(out['ltable.c'], 'ltable.c', 'static Node *mainposition (const Table *t, const TValue *key) {\n',
+    '/* hb-runtimes: the creation serial of a collectable key (strings hash by content). */\n' +
+    'static unsigned int hb_keyserial (GCObject *o) {\n  switch (o->tt) {\n' +
+    '    case LUA_TTABLE: return gco2t(o)->hbserial;\n    case LUA_TLCL: return gco2lcl(o)->hbserial;\n' +
+    '    case LUA_TCCL: return gco2ccl(o)->hbserial;\n    case LUA_TUSERDATA: return gco2u(o)->hbserial;\n' +
+    '    case LUA_TTHREAD: return gco2th(o)->hbserial;\n    default: return 0;\n  }\n}\n\n' +
+    'static Node *mainposition (const Table *t, const TValue *key) {\n');
+  // The snapshot reader checks that every key of a restored table is on its main position's chain.
+  out['ltable.c'] = `${out['ltable.c']}\n/* hb-runtimes: for the snapshot reader's table checks. */\n` +
+    'Node *hb_mainposition (const Table *t, const TValue *key) { return mainposition(t, key); }\n';
+  return out;
+}
+
 async function fetchLua() {
   // The key covers this script too: two branches that both bump RECIPE_VERSION to the same number
   // with different patches must not share a cache entry.
@@ -321,6 +400,11 @@ async function fetchLua() {
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.cpSync(src, tmp, { recursive: true });
   fs.writeFileSync(path.join(tmp, 'hb-lstate.c'), seededLstate(fs.readFileSync(path.join(src, 'lstate.c'), 'utf8')));
+  const serialFiles = ['lobject.h', 'lstate.h', 'hb-lstate.c', 'lgc.c', 'ltable.c'];
+  const patched = serialPatches(Object.fromEntries(serialFiles.map((f) => [f, fs.readFileSync(path.join(tmp, f), 'utf8')])));
+  for (const f of serialFiles) fs.writeFileSync(path.join(tmp, f), patched[f]);
+  const lgc = path.join(tmp, 'lgc.c');
+  fs.writeFileSync(lgc, keptStaleKeys(fs.readFileSync(lgc, 'utf8')));
   applyLimitPatches(tmp);
   const ltablib = path.join(tmp, 'ltablib.c');
   fs.writeFileSync(ltablib, deterministicSortPivot(fs.readFileSync(ltablib, 'utf8')));

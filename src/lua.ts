@@ -158,7 +158,7 @@ export class LuaVM {
     return this.#h.memoryUsed();
   }
 
-  /** A snapshot (format v1, see docs/lua-vm.md) of the globals; not allowed during a call. */
+  /** A snapshot (format v2, see docs/lua-vm.md) of the whole state; not allowed during a call. */
   snapshot(): Buffer {
     return this.#h.snapshot();
   }
