@@ -66,6 +66,8 @@ int Utf8Class(const char* s, size_t len) {
 
 bool IsUtf8(const char* s, size_t len) { return Utf8Class(s, len) != 0; }
 
+int Utf8Kind(const char* s, size_t len) { return Utf8Class(s, len); }
+
 napi_value BytesToJs(napi_env env, const char* s, size_t len) {
   napi_value out;
   switch (Utf8Class(s, len)) {

@@ -92,6 +92,9 @@ napi_value LuaToJs(napi_env env, lua_State* L, int idx);
 // True if [s, s+len) is well-formed UTF-8 (no overlongs, surrogates or code points > U+10FFFF).
 bool IsUtf8(const char* s, size_t len);
 
+// 0: not UTF-8 (as IsUtf8); 1: ASCII; 2: well-formed UTF-8 with multi-byte sequences.
+int Utf8Kind(const char* s, size_t len);
+
 // The JS form of a byte string: a string when it is UTF-8, else a Buffer with the same bytes.
 napi_value BytesToJs(napi_env env, const char* s, size_t len);
 

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "errors.h"
+#include "lua_packed.h"
 #include "lua_snapshot.h"
 
 extern "C" {
@@ -363,6 +364,7 @@ struct CallCtx {
   const LuaArena* args;
   uint32_t nargs;
   int cache_slot;  // >= 0: remember the interned name in this cache slot
+  PackedReader* packed = nullptr;  // set: the arguments are this packed stream, not `args`
 };
 
 // Stack: [] -> [callable]. Looks `name` ("f" or "a.b.f") up in _G with raw reads.
@@ -410,8 +412,12 @@ int CallTrampoline(lua_State* L) {
   lua_settop(L, 0);
   PushCallable(L, c);
   luaL_checkstack(L, static_cast<int>(c->nargs) + 4, "too many arguments");
-  size_t pos = 0;
-  for (uint32_t i = 0; i < c->nargs; i++) PushNode(L, *c->args, &pos);
+  if (c->packed != nullptr) {
+    for (uint32_t i = 0; i < c->nargs; i++) PushPacked(L, c->packed);
+  } else {
+    size_t pos = 0;
+    for (uint32_t i = 0; i < c->nargs; i++) PushNode(L, *c->args, &pos);
+  }
   lua_call(L, static_cast<int>(c->nargs), LUA_MULTRET);
   return lua_gettop(L);
 }
@@ -622,6 +628,7 @@ void LuaVM::Init(Napi::Env env, Napi::Object exports, Addon* addon) {
                   {
                       InstanceMethod<&LuaVM::Load>("load"),
                       InstanceMethod<&LuaVM::Call>("call"),
+                      InstanceMethod<&LuaVM::CallPacked>("callPacked"),
                       InstanceMethod<&LuaVM::SetGlobalFunction>("setGlobalFunction"),
                       InstanceMethod<&LuaVM::Globals>("globals"),
                       InstanceMethod<&LuaVM::Snapshot>("snapshot"),
@@ -811,7 +818,7 @@ Napi::Error LuaVM::ErrorFromStatus(Napi::Env env, lua_State* L, int status) {
   return MakeError(env, "LuaRuntimeError", message, {{"trace", trace}, {"body", body}, {"cause", cause}});
 }
 
-Napi::Value LuaVM::Finish(Napi::Env env, lua_State* L, int base, int status) {
+Napi::Value LuaVM::Finish(Napi::Env env, lua_State* L, int base, int status, napi_value packed_into) {
   if (interrupted_) return env.Undefined();  // nothing can be thrown into a stopping environment
   if (budget_.exhausted) {
     Napi::Value trace = TakeTrace(env, L);
@@ -820,6 +827,7 @@ Napi::Value LuaVM::Finish(Napi::Env env, lua_State* L, int base, int status) {
   }
   if (status != LUA_OK) throw ErrorFromStatus(env, L, status);
   int n = lua_gettop(L) - (base + 1);
+  if (AnyTable(L, base + 2, n)) return Napi::Value(env, PackedResults(env, L, base + 2, n, packed_into));
   napi_value arr;
   if (napi_create_array_with_length(env, static_cast<size_t>(n), &arr) != napi_ok) throw Napi::Error::New(env);
   for (int i = 0; i < n; i++) {
@@ -875,7 +883,13 @@ Napi::Value LuaVM::Load(const Napi::CallbackInfo& info) {
   return Finish(env, L, base, st);
 }
 
-Napi::Value LuaVM::Call(const Napi::CallbackInfo& info) {
+Napi::Value LuaVM::Call(const Napi::CallbackInfo& info) { return DoCall(info, false); }
+
+// callPacked(fn, buf, len, nargs): the arguments are the packed stream buf[0, len) of nargs values;
+// packed results are written back into buf when they fit (see Finish).
+Napi::Value LuaVM::CallPacked(const Napi::CallbackInfo& info) { return DoCall(info, true); }
+
+Napi::Value LuaVM::DoCall(const Napi::CallbackInfo& info, bool packed) {
   Napi::Env env = info.Env();
   CheckUsable(env);
   if (info.Length() == 0) throw InvalidArg(env, "LuaVM#call(fn, ...args): fn must be a string");
@@ -893,11 +907,21 @@ Napi::Value LuaVM::Call(const Napi::CallbackInfo& info) {
     len = big.size();
   }
   uint32_t nargs = static_cast<uint32_t>(info.Length() - 1);
+  PackedReader reader{nullptr, nullptr};
+  napi_value io = nullptr;
+  if (packed) {
+    io = info[1];
+    reader = ReadPackedArgs(env, info[1], info[2], info[3], &nargs);
+  }
 
   Frame frame(this, active_, true);
   LuaArena& a = frame.arena();
-  ArenaBuilder builder(env, a, "LuaVM#call()");
-  for (uint32_t i = 0; i < nargs; i++) builder.Add(info[i + 1], "args", i);
+  if (packed) {
+    a.needs_protection = true;
+  } else {
+    ArenaBuilder builder(env, a, "LuaVM#call()");
+    for (uint32_t i = 0; i < nargs; i++) builder.Add(info[i + 1], "args", i);
+  }
 
   lua_State* L = active_;
   int base = frame.base();
@@ -927,7 +951,7 @@ Napi::Value LuaVM::Call(const Napi::CallbackInfo& info) {
     }
     lua_pop(L, 1);
   }
-  CallCtx ctx{name, len, &a, nargs, -1};
+  CallCtx ctx{name, len, &a, nargs, -1, packed ? &reader : nullptr};
   if (plain && slot < 0) {
     ctx.cache_slot = cache_next_;
     cache_next_ = (cache_next_ + 1) % kCallCacheSize;
@@ -936,7 +960,7 @@ Napi::Value LuaVM::Call(const Napi::CallbackInfo& info) {
   lua_pushcfunction(L, CallTrampoline);
   lua_pushlightuserdata(L, &ctx);
   st = lua_pcall(L, 1, LUA_MULTRET, base + 1);
-  return Finish(env, L, base, st);
+  return Finish(env, L, base, st, io);
 }
 
 // ---- Host functions ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
  * docs/lua-vm.md.
  */
 import { badArg } from './errors';
+import { acquireWriter, decodeBuffer, decodeValues } from './lua-packed';
 import { native, type NativeLuaVM, type NativeLuaVMOptions } from './native';
 
 /** Library names accepted by `libs`. */
@@ -91,6 +92,13 @@ function nativeOptions(opts: LuaVMOptions | undefined): NativeLuaVMOptions {
   return out;
 }
 
+/** Results of the native side: an array, or packed in a Buffer when a table is among them. */
+function results(r: unknown[] | Buffer): LuaValue[] {
+  return (isArray(r) ? r : decodeBuffer(r)) as LuaValue[];
+}
+
+const isArray = Array.isArray;
+
 // Set while LuaVM.restore() wraps a handle that the native side already created.
 let adopting: NativeLuaVM | undefined;
 
@@ -117,7 +125,7 @@ export class LuaVM {
       throw badArg('LuaVM#load(code, name): code must be a string or a Uint8Array');
     }
     if (typeof name !== 'string' || name.length === 0) throw badArg('LuaVM#load(code, name): name must be a non-empty string');
-    return this.#h.load(code, name) as LuaValue[];
+    return results(this.#h.load(code, name));
   }
 
   /**
@@ -128,8 +136,32 @@ export class LuaVM {
    */
   call(fn: string, args: readonly unknown[] = []): LuaValue[] {
     if (typeof fn !== 'string' || fn.length === 0) throw badArg('LuaVM#call(fn, args): fn must be a non-empty string');
-    if (!Array.isArray(args)) throw badArg('LuaVM#call(fn, args): args must be an array');
-    return this.#h.call(fn, ...args) as LuaValue[];
+    if (!isArray(args)) throw badArg('LuaVM#call(fn, args): args must be an array');
+    const n = args.length;
+    let i = 0;
+    while (i < n && (typeof args[i] !== 'object' || args[i] === null)) i++;
+    // Scalars only: native call arguments, no buffer.
+    if (i === n) return results(this.#h.call(fn, ...args));
+    // Objects, arrays, bytes: one packed buffer each way (docs/lua-vm.md, "Marshalling").
+    const w = acquireWriter();
+    let len: number;
+    try {
+      len = w.encode(args, 'LuaVM#call()', 'args');
+    } finally {
+      w.release();
+    }
+    // The native side has read the arguments before any JS runs again (a host function may reuse
+    // the writer); packed results come back in `buf` itself when they fit.
+    const { buf, dv } = w;
+    const r = this.#h.callPacked(fn, buf, len, n);
+    if (isArray(r)) return r as LuaValue[];
+    if (typeof r !== 'number') return decodeBuffer(r) as LuaValue[];
+    w.busy = true; // decoding runs no user code, unless Object.prototype has setters: be safe
+    try {
+      return decodeValues(buf, dv, r) as LuaValue[];
+    } finally {
+      w.busy = false;
+    }
   }
 
   /**
