@@ -344,6 +344,19 @@ PackedReader ReadPackedArgs(napi_env env, napi_value buf, napi_value len, napi_v
   return PackedReader{p, p + static_cast<size_t>(l)};
 }
 
+PackedReader ReadPackedValue(napi_env env, napi_value v) {
+  bool is_ta = false;
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_uint8_array) {
+    throw InvalidArg(Napi::Env(env), "host function result: the packed host entry must return a Uint8Array");
+  }
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  return PackedReader{p, p + length};
+}
+
 napi_value PackedResults(napi_env env, lua_State* L, int idx, int n, napi_value into) {
   // Reused between calls (no JS runs while it is filled; nested calls have finished by then).
   thread_local std::vector<uint8_t> scratch;

@@ -60,6 +60,10 @@ size_t PackLuaValues(napi_env env, lua_State* L, int idx, int n, std::vector<uin
 // must stay unmodified until the arguments are pushed) and the value count. AoError 400 if bad.
 PackedReader ReadPackedArgs(napi_env env, napi_value buf, napi_value len, napi_value nargs, uint32_t* n);
 
+// A cursor over the packed value a JS host entry returned (a Uint8Array, read before any JS runs
+// again). Throws AoError 400 if it is not one.
+PackedReader ReadPackedValue(napi_env env, napi_value v);
+
 // The `n` results from `idx` up, packed (PackLuaValues): written into the Uint8Array `into` when
 // given and large enough (returns the byte count, a number), else a new Buffer of exactly them.
 napi_value PackedResults(napi_env env, lua_State* L, int idx, int n, napi_value into);

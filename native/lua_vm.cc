@@ -426,12 +426,15 @@ struct PushCtx {
   const LuaArena* arena;  // null: push the string s[0..len)
   const char* s;
   size_t len;
+  PackedReader* packed = nullptr;  // set: push the next value of this packed stream
 };
 
 // Stack: [ctx] -> [value].
 int PushTrampoline(lua_State* L) {
   PushCtx* c = static_cast<PushCtx*>(lua_touserdata(L, 1));
-  if (c->arena != nullptr) {
+  if (c->packed != nullptr) {
+    PushPacked(L, c->packed);
+  } else if (c->arena != nullptr) {
     size_t pos = 0;
     PushNode(L, *c->arena, &pos);
   } else {
@@ -630,6 +633,7 @@ void LuaVM::Init(Napi::Env env, Napi::Object exports, Addon* addon) {
                       InstanceMethod<&LuaVM::Call>("call"),
                       InstanceMethod<&LuaVM::CallPacked>("callPacked"),
                       InstanceMethod<&LuaVM::SetGlobalFunction>("setGlobalFunction"),
+                      InstanceMethod<&LuaVM::SetPackedHost>("setPackedHost"),
                       InstanceMethod<&LuaVM::Globals>("globals"),
                       InstanceMethod<&LuaVM::Snapshot>("snapshot"),
                       InstanceMethod<&LuaVM::MemoryUsed>("memoryUsed"),
@@ -978,6 +982,20 @@ int LuaVM::SlotForPath(const std::string& path) {
   return static_cast<int>(host_paths_.size() - 1);
 }
 
+// setPackedHost(entry): the JS function that runs host functions called with a table argument.
+Napi::Value LuaVM::SetPackedHost(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckUsable(env);
+  if (!info[0].IsFunction()) throw InvalidArg(env, "LuaVM#setPackedHost(entry): entry must be a function");
+  holder_.Value().Set("packedHost", info[0]);
+  return env.Undefined();
+}
+
+Napi::Value LuaVM::PackedHostEntry() {
+  Napi::Object h = holder_.IsEmpty() ? Napi::Object() : holder_.Value();
+  return h.IsEmpty() ? Env().Undefined() : h.Get("packedHost");
+}
+
 Napi::Value LuaVM::SetGlobalFunction(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckUsable(env);
@@ -1052,13 +1070,25 @@ int LuaVM::InvokeHost(lua_State* L) noexcept {
       big.resize(static_cast<size_t>(nargs));
       argv = big.data();
     }
-    for (int i = 0; i < nargs; i++) argv[i] = LuaToJs(env, L, i + 1);
+    // With a table among the arguments, the JS entry (setPackedHost) gets them packed and calls
+    // fn: packedHost(fn, buffer) returns the result packed in a Uint8Array.
+    napi_value callee = fn;
+    size_t argc = static_cast<size_t>(nargs);
+    Napi::Value entry = AnyTable(L, 1, nargs) ? PackedHostEntry() : env.Undefined();
+    if (entry.IsFunction()) {
+      callee = entry;
+      argc = 2;
+      argv[0] = fn;
+      argv[1] = PackedResults(env, L, 1, nargs, nullptr);
+    } else {
+      for (int i = 0; i < nargs; i++) argv[i] = LuaToJs(env, L, i + 1);
+    }
     lua_settop(L, 0);
 
     Frame frame(this, L, false);
     napi_value undefined, result;
     napi_get_undefined(env, &undefined);
-    napi_status st = napi_call_function(env, undefined, fn, static_cast<size_t>(nargs), argv, &result);
+    napi_status st = napi_call_function(env, undefined, callee, argc, argv, &result);
     if (st != napi_ok) {
       napi_value exc = nullptr;
       bool pending = false;
@@ -1066,6 +1096,11 @@ int LuaVM::InvokeHost(lua_State* L) noexcept {
       if (pending) napi_get_and_clear_last_exception(env, &exc);
       if (exc == nullptr || JsUnavailable(env)) return interrupt();
       return fail(JsErrorMessage(env, exc), exc);
+    }
+    if (callee != fn) {
+      PackedReader reader = ReadPackedValue(env, result);
+      PushCtx ctx{nullptr, nullptr, 0, &reader};
+      return ProtectedPush(L, &ctx) == LUA_OK ? 1 : -1;
     }
     LuaArena& a = frame.arena();
     ArenaBuilder(env, a, "host function result").Add(result, "", 0);

@@ -99,6 +99,8 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
   Napi::Value CallPacked(const Napi::CallbackInfo& info);
   Napi::Value DoCall(const Napi::CallbackInfo& info, bool packed);
   Napi::Value SetGlobalFunction(const Napi::CallbackInfo& info);
+  Napi::Value SetPackedHost(const Napi::CallbackInfo& info);
+  Napi::Value PackedHostEntry();  // the function given to setPackedHost, or undefined
   Napi::Value Globals(const Napi::CallbackInfo& info);
   Napi::Value Snapshot(const Napi::CallbackInfo& info);
   Napi::Value MemoryUsed(const Napi::CallbackInfo& info);

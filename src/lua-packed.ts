@@ -266,6 +266,21 @@ export function acquireWriter(): Writer {
 
 export type { Writer };
 
+/**
+ * Runs a host function called from Lua with a table among its arguments (registered on each VM
+ * with `setPackedHost`): `args` holds them packed (u32 count, values); the result comes back packed
+ * (one value), in a view of the shared writer's buffer that the native side reads at once.
+ */
+export function packedHost(fn: (...args: unknown[]) => unknown, args: Buffer): Uint8Array {
+  const result = fn(...decodeBuffer(args));
+  const w = acquireWriter();
+  try {
+    return w.buf.subarray(0, w.encodeOne(result, 'host function result'));
+  } finally {
+    w.release();
+  }
+}
+
 /** Decodes results (u32 count, then the values) from `buf[0, len)`; runs no user code. */
 export function decodeValues(buf: Buffer, dv: DataView, len: number): unknown[] {
   return new Reader(buf, dv, len).values();

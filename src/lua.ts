@@ -6,7 +6,7 @@
  * docs/lua-vm.md.
  */
 import { badArg } from './errors';
-import { acquireWriter, decodeBuffer, decodeValues } from './lua-packed';
+import { acquireWriter, decodeBuffer, decodeValues, packedHost } from './lua-packed';
 import { native, type NativeLuaVM, type NativeLuaVMOptions } from './native';
 
 /** Library names accepted by `libs`. */
@@ -110,9 +110,10 @@ export class LuaVM {
     if (adopting !== undefined) {
       this.#h = adopting;
       adopting = undefined;
-      return;
+    } else {
+      this.#h = new native.LuaVM(nativeOptions(opts));
     }
-    this.#h = new native.LuaVM(nativeOptions(opts));
+    this.#h.setPackedHost(packedHost);
   }
 
   /**

@@ -113,6 +113,11 @@ export interface NativeLuaVM {
   callPacked(fn: string, buf: Uint8Array, len: number, nargs: number): unknown[] | number | Buffer;
   /** Binds `path` (`f` or `a.b.f`, intermediate tables created) to a JS function. */
   setGlobalFunction(path: string, fn: (...args: never[]) => unknown): void;
+  /**
+   * The JS function that runs host functions called with a table among their arguments:
+   * `entry(fn, packedArgs)` returns the result packed (see `lua-packed.ts`).
+   */
+  setPackedHost(entry: (fn: (...args: unknown[]) => unknown, args: Buffer) => Uint8Array): void;
   /** Sorted string keys of the globals table. */
   globals(): string[];
   /** A v1 snapshot blob (see docs/lua-vm.md). */

@@ -382,3 +382,71 @@ describe('packed marshalling: Lua -> JS', () => {
     expect(t).toStrictEqual([2n ** 63n - 1n, -(2n ** 63n), 2n ** 53n, 2 ** 53, NaN, -0, Infinity, 2 ** 31, -(2 ** 31)]);
   });
 });
+
+describe('packed marshalling: host functions', () => {
+  it('passes random table arguments to host functions and takes their results back, as documented', () => {
+    const v = echoVM();
+    let received: unknown;
+    v.setGlobalFunction('hostId', (x: unknown) => (received = x));
+    v.load('function viaHost(x) return hostId(x) end', 'via');
+    fc.assert(
+      fc.property(jsValue, (x) => {
+        const once = echoed(x);
+        expect(v.call('viaHost', [[x]])).toStrictEqual([echoed([once])]);
+        expect(received).toStrictEqual(echoed([x]));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('gives every argument, nil ones included, and one result', () => {
+    const v = new LuaVM();
+    const seen: unknown[][] = [];
+    v.setGlobalFunction('ao.resolve', (...args: unknown[]) => {
+      seen.push(args);
+      return { status: 200, body: { echo: args[1] }, list: [1, 2] };
+    });
+    v.load('function go() local r = ao.resolve(nil, {path = "x", n = {1, 2}}, nil) return r.status, r.body.echo.path, #r.list, r end', 'go');
+    expect(v.call('go', [])).toEqual([200, 'x', 2, { status: 200, body: { echo: { path: 'x', n: [1, 2] } }, list: [1, 2] }]);
+    expect(seen).toEqual([[null, { path: 'x', n: [1, 2] }, null]]);
+  });
+
+  it('turns a result with no Lua form into a Lua error naming the place, with or without table arguments', () => {
+    const v = new LuaVM();
+    v.setGlobalFunction('bad', () => ({ ok: 1, f: () => 1 }));
+    v.load('function try(...) local ok, e = pcall(bad, ...) return ok, e end', 'try');
+    const msg = 'host function result: a function has no Lua form (register host functions with setGlobalFunction) (at .f)';
+    expect(v.call('try', [{ table: true }])).toEqual([false, msg]);
+    expect(v.call('try', [1])).toEqual([false, msg]);
+    const e = thrown(() => v.load('bad({})', 'm'));
+    expect(e).toBeInstanceOf(LuaRuntimeError);
+    expect(e.message).toBe(msg);
+    expect(e.cause).toBeInstanceOf(AoError);
+    expect(e.cause).toMatchObject({ status: 400, code: 'ERR_INVALID_ARG', message: msg });
+  });
+
+  it('keeps a JS exception as the cause, and Lua values without a JS form fail the call', () => {
+    const v = new LuaVM();
+    const boom = new Error('boom');
+    v.setGlobalFunction('thrower', () => {
+      throw boom;
+    });
+    v.setGlobalFunction('id', (x: unknown) => x);
+    const e = thrown(() => v.load('thrower({1, 2})', 'm'));
+    expect(e).toBeInstanceOf(LuaRuntimeError);
+    expect(e.message).toBe('boom');
+    expect(e.cause).toBe(boom);
+    v.load('function cyc() local t = {} t.t = t local ok, err = pcall(id, t) return ok, err end', 'c');
+    expect(v.call('cyc', [])).toEqual([false, 'cannot convert a Lua value to JS: cycle detected (the table contains itself)']);
+  });
+
+  it('lets a host function called with a table call back into the VM with tables', () => {
+    const v = echoVM();
+    v.setGlobalFunction('relay', (t: { items: number[] }) => {
+      const [back] = v.call('echo', [{ items: t.items.map((x) => x * 2), pad: 'p'.repeat(10_000) }]) as [{ items: number[] }];
+      return { doubled: back.items };
+    });
+    v.load('function go(t) local r = relay(t) return r.doubled end', 'go');
+    expect(v.call('go', [{ items: [1, 2, 3] }])).toEqual([[2, 4, 6]]);
+  });
+});
