@@ -831,10 +831,12 @@ Napi::Value LuaVM::Finish(Napi::Env env, lua_State* L, int base, int status, nap
   }
   if (status != LUA_OK) throw ErrorFromStatus(env, L, status);
   int n = lua_gettop(L) - (base + 1);
-  if (AnyTable(L, base + 2, n)) return Napi::Value(env, PackedResults(env, L, base + 2, n, packed_into));
   napi_value arr;
   if (napi_create_array_with_length(env, static_cast<size_t>(n), &arr) != napi_ok) throw Napi::Error::New(env);
   for (int i = 0; i < n; i++) {
+    if (lua_type(L, base + 2 + i) == LUA_TTABLE) {
+      return Napi::Value(env, PackedResults(env, L, base + 2, n, packed_into));  // all of them, packed
+    }
     napi_value v = LuaToJs(env, L, base + 2 + i);
     if (napi_set_element(env, arr, static_cast<uint32_t>(i), v) != napi_ok) throw Napi::Error::New(env);
   }
@@ -887,13 +889,14 @@ Napi::Value LuaVM::Load(const Napi::CallbackInfo& info) {
   return Finish(env, L, base, st);
 }
 
-Napi::Value LuaVM::Call(const Napi::CallbackInfo& info) { return DoCall(info, false); }
+Napi::Value LuaVM::Call(const Napi::CallbackInfo& info) { return DoCall<false>(info); }
 
 // callPacked(fn, buf, len, nargs): the arguments are the packed stream buf[0, len) of nargs values;
 // packed results are written back into buf when they fit (see Finish).
-Napi::Value LuaVM::CallPacked(const Napi::CallbackInfo& info) { return DoCall(info, true); }
+Napi::Value LuaVM::CallPacked(const Napi::CallbackInfo& info) { return DoCall<true>(info); }
 
-Napi::Value LuaVM::DoCall(const Napi::CallbackInfo& info, bool packed) {
+template <bool packed>
+Napi::Value LuaVM::DoCall(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckUsable(env);
   if (info.Length() == 0) throw InvalidArg(env, "LuaVM#call(fn, ...args): fn must be a string");

@@ -97,7 +97,8 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
   Napi::Value Load(const Napi::CallbackInfo& info);
   Napi::Value Call(const Napi::CallbackInfo& info);
   Napi::Value CallPacked(const Napi::CallbackInfo& info);
-  Napi::Value DoCall(const Napi::CallbackInfo& info, bool packed);
+  template <bool packed>
+  Napi::Value DoCall(const Napi::CallbackInfo& info);
   Napi::Value SetGlobalFunction(const Napi::CallbackInfo& info);
   Napi::Value SetPackedHost(const Napi::CallbackInfo& info);
   Napi::Value PackedHostEntry();  // the function given to setPackedHost, or undefined

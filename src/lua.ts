@@ -99,6 +99,29 @@ function results(r: unknown[] | Buffer): LuaValue[] {
 
 const isArray = Array.isArray;
 
+/** `h.call(fn, ...args)` with the arguments packed into the shared writer's buffer. */
+function callPacked(h: NativeLuaVM, fn: string, args: readonly unknown[]): LuaValue[] {
+  const w = acquireWriter();
+  let len: number;
+  try {
+    len = w.encode(args, 'LuaVM#call()', 'args');
+  } finally {
+    w.release();
+  }
+  // The native side has read the arguments before any JS runs again (a host function may reuse
+  // the writer); packed results come back in `buf` itself when they fit.
+  const { buf, dv } = w;
+  const r = h.callPacked(fn, buf, len, args.length);
+  if (isArray(r)) return r as LuaValue[];
+  if (typeof r !== 'number') return decodeBuffer(r) as LuaValue[];
+  w.busy = true; // decoding runs no user code, unless Object.prototype has setters: be safe
+  try {
+    return decodeValues(buf, dv, r) as LuaValue[];
+  } finally {
+    w.busy = false;
+  }
+}
+
 // Set while LuaVM.restore() wraps a handle that the native side already created.
 let adopting: NativeLuaVM | undefined;
 
@@ -138,31 +161,14 @@ export class LuaVM {
   call(fn: string, args: readonly unknown[] = []): LuaValue[] {
     if (typeof fn !== 'string' || fn.length === 0) throw badArg('LuaVM#call(fn, args): fn must be a non-empty string');
     if (!isArray(args)) throw badArg('LuaVM#call(fn, args): args must be an array');
-    const n = args.length;
-    let i = 0;
-    while (i < n && (typeof args[i] !== 'object' || args[i] === null)) i++;
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i];
+      // Objects, arrays, bytes: one packed buffer each way (docs/lua-vm.md, "Marshalling").
+      if (typeof a === 'object' && a !== null) return callPacked(this.#h, fn, args);
+    }
     // Scalars only: native call arguments, no buffer.
-    if (i === n) return results(this.#h.call(fn, ...args));
-    // Objects, arrays, bytes: one packed buffer each way (docs/lua-vm.md, "Marshalling").
-    const w = acquireWriter();
-    let len: number;
-    try {
-      len = w.encode(args, 'LuaVM#call()', 'args');
-    } finally {
-      w.release();
-    }
-    // The native side has read the arguments before any JS runs again (a host function may reuse
-    // the writer); packed results come back in `buf` itself when they fit.
-    const { buf, dv } = w;
-    const r = this.#h.callPacked(fn, buf, len, n);
-    if (isArray(r)) return r as LuaValue[];
-    if (typeof r !== 'number') return decodeBuffer(r) as LuaValue[];
-    w.busy = true; // decoding runs no user code, unless Object.prototype has setters: be safe
-    try {
-      return decodeValues(buf, dv, r) as LuaValue[];
-    } finally {
-      w.busy = false;
-    }
+    const r = this.#h.call(fn, ...args);
+    return (isArray(r) ? r : decodeBuffer(r)) as LuaValue[];
   }
 
   /**
