@@ -119,6 +119,23 @@ describe('packed marshalling: JS -> Lua -> JS', () => {
     expect(v.call('echo', [bare, foreign, { buf: Buffer.from([0xff]) }])).toStrictEqual([{ a: 1 }, { b: [1, 2], c: { d: 'x' } }, { buf: Buffer.from([0xff]) }]);
   });
 
+  it('copies own enumerable string keys only: no inherited, non-enumerable or symbol keys', () => {
+    const v = echoVM();
+    const base = Object.create(null) as Record<string, unknown>;
+    base.inherited = 2;
+    const o = Object.create(base) as Record<string | symbol, unknown>;
+    o.own = 3;
+    o[Symbol('s')] = 4;
+    Object.defineProperty(o, 'hidden', { value: 5, enumerable: false });
+    const proto = Object.prototype as Record<string, unknown>;
+    proto.polluted = 1;
+    try {
+      expect(v.call('echo', [o, { a: 1 }])).toStrictEqual([{ own: 3 }, { a: 1 }]);
+    } finally {
+      delete proto.polluted;
+    }
+  });
+
   it('reads getters once, and a getter may call back into the same VM with a table', () => {
     const v = echoVM();
     let reads = 0;
