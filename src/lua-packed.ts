@@ -205,7 +205,9 @@ class Writer {
 
   private string(s: string): void {
     const n = s.length;
-    if (this.pos + 5 + n * 3 > this.buf.length) this.grow(5 + n * 3);
+    // Room for the worst case (3 bytes per UTF-16 unit); long strings are measured instead.
+    const room = n <= 4096 ? 5 + n * 3 : 5 + Buffer.byteLength(s, 'utf8');
+    if (this.pos + room > this.buf.length) this.grow(room);
     const b = this.buf;
     const start = this.pos + 5;
     let len = 0;
@@ -230,6 +232,7 @@ class Writer {
       if (types.isUint8Array(v) || types.isUint8ClampedArray(v)) {
         const u = v as Uint8Array;
         const n = u.length;
+        if (n > 0xffffffff) this.fail('a Uint8Array of 4 GiB or more has no Lua form here', depth);
         if (this.pos + 5 + n > this.buf.length) this.grow(5 + n);
         this.buf[this.pos] = BYTES;
         this.dv.setUint32(this.pos + 1, n, true);
