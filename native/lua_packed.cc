@@ -241,18 +241,20 @@ class Packer {
       int top = lua_gettop(L_);
       count++;
       Value(top, depth + 1);  // the value first, as LuaToJs converts it before the key
-      if (seq) {
-        if (lua_type(L_, top - 1) == LUA_TNUMBER && lua_isinteger(L_, top - 1)) {
-          lua_Integer k = lua_tointeger(L_, top - 1);
+      int kt = lua_type(L_, top - 1);
+      if (kt == LUA_TNUMBER && lua_isinteger(L_, top - 1)) {
+        lua_Integer k = lua_tointeger(L_, top - 1);
+        if (seq) {
           if (k < 1) seq = false;
           if (k > maxk) maxk = k;
           if (k != static_cast<lua_Integer>(count) || k > INT32_MAX) inorder = false;  // keys written as kPkInt32
-        } else {
-          seq = false;
+          if (seq && inorder) key_marks_.push_back(len_);
         }
+        Integer(k);
+      } else {
+        seq = false;
+        Key(top - 1, kt);
       }
-      if (seq && inorder) key_marks_.push_back(len_);
-      Key(top - 1);
       lua_pop(L_, 1);
     }
     if (count >= 0xffffffffu) Fail("a table with 2^32 entries or more");
@@ -285,8 +287,8 @@ class Packer {
 
   // The key at `kidx`, only read (never converted in place). The JS side turns a number or
   // boolean key into its string form (`String(k)`), as LuaToJs does.
-  void Key(int kidx) {
-    switch (lua_type(L_, kidx)) {
+  void Key(int kidx, int type) {
+    switch (type) {
       case LUA_TSTRING: {
         size_t len;
         const char* s = lua_tolstring(L_, kidx, &len);
@@ -300,7 +302,7 @@ class Packer {
         Value(kidx, 0);
         return;
       default:
-        Fail(std::string("a table key of type ") + lua_typename(L_, lua_type(L_, kidx)) + " has no JS form");
+        Fail(std::string("a table key of type ") + lua_typename(L_, type) + " has no JS form");
     }
   }
 
