@@ -985,18 +985,23 @@ int LuaVM::SlotForPath(const std::string& path) {
   return static_cast<int>(host_paths_.size() - 1);
 }
 
-// setPackedHost(entry): the JS function that runs host functions called with a table argument.
+// setPackedHost(entry, pack): the JS functions that run host functions called with a table
+// argument (entry(fn, packedArgs)) and pack an object or array a host function returned (pack(v)).
+// Both return the packed value in a Uint8Array.
 Napi::Value LuaVM::SetPackedHost(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckUsable(env);
-  if (!info[0].IsFunction()) throw InvalidArg(env, "LuaVM#setPackedHost(entry): entry must be a function");
+  if (!info[0].IsFunction() || !info[1].IsFunction()) {
+    throw InvalidArg(env, "LuaVM#setPackedHost(entry, pack): entry and pack must be functions");
+  }
   holder_.Value().Set("packedHost", info[0]);
+  holder_.Value().Set("packValue", info[1]);
   return env.Undefined();
 }
 
-Napi::Value LuaVM::PackedHostEntry() {
+Napi::Value LuaVM::PackedHostEntry(const char* which) {
   Napi::Object h = holder_.IsEmpty() ? Napi::Object() : holder_.Value();
-  return h.IsEmpty() ? Env().Undefined() : h.Get("packedHost");
+  return h.IsEmpty() ? Env().Undefined() : h.Get(which);
 }
 
 Napi::Value LuaVM::SetGlobalFunction(const Napi::CallbackInfo& info) {
@@ -1077,7 +1082,7 @@ int LuaVM::InvokeHost(lua_State* L) noexcept {
     // fn: packedHost(fn, buffer) returns the result packed in a Uint8Array.
     napi_value callee = fn;
     size_t argc = static_cast<size_t>(nargs);
-    Napi::Value entry = AnyTable(L, 1, nargs) ? PackedHostEntry() : env.Undefined();
+    Napi::Value entry = AnyTable(L, 1, nargs) ? PackedHostEntry("packedHost") : env.Undefined();
     if (entry.IsFunction()) {
       callee = entry;
       argc = 2;
@@ -1099,6 +1104,25 @@ int LuaVM::InvokeHost(lua_State* L) noexcept {
       if (pending) napi_get_and_clear_last_exception(env, &exc);
       if (exc == nullptr || JsUnavailable(env)) return interrupt();
       return fail(JsErrorMessage(env, exc), exc);
+    }
+    napi_valuetype rt = napi_undefined;
+    bool bytes = false;
+    if (callee == fn && napi_typeof(env, result, &rt) == napi_ok && rt == napi_object &&
+        napi_is_typedarray(env, result, &bytes) == napi_ok && !bytes) {
+      // An object or array result: packed by JS (one call) instead of one N-API call per property.
+      Napi::Value pack = PackedHostEntry("packValue");
+      if (pack.IsFunction()) {
+        callee = pack;
+        st = napi_call_function(env, undefined, pack, 1, &result, &result);
+        if (st != napi_ok) {
+          napi_value exc = nullptr;
+          bool pending = false;
+          napi_is_exception_pending(env, &pending);
+          if (pending) napi_get_and_clear_last_exception(env, &exc);
+          if (exc == nullptr || JsUnavailable(env)) return interrupt();
+          return fail(JsErrorMessage(env, exc), exc);
+        }
+      }
     }
     if (callee != fn) {
       PackedReader reader = ReadPackedValue(env, result);

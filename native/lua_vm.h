@@ -101,7 +101,7 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
   Napi::Value DoCall(const Napi::CallbackInfo& info);
   Napi::Value SetGlobalFunction(const Napi::CallbackInfo& info);
   Napi::Value SetPackedHost(const Napi::CallbackInfo& info);
-  Napi::Value PackedHostEntry();  // the function given to setPackedHost, or undefined
+  Napi::Value PackedHostEntry(const char* which);  // "packedHost" or "packValue" (setPackedHost), or undefined
   Napi::Value Globals(const Napi::CallbackInfo& info);
   Napi::Value Snapshot(const Napi::CallbackInfo& info);
   Napi::Value MemoryUsed(const Napi::CallbackInfo& info);

@@ -303,7 +303,11 @@ export type { Writer };
  * (one value), in a view of the shared writer's buffer that the native side reads at once.
  */
 export function packedHost(fn: (...args: unknown[]) => unknown, args: Buffer): Uint8Array {
-  const result = fn(...decodeBuffer(args));
+  return packValue(fn(...decodeBuffer(args)));
+}
+
+/** Packs one value a host function returned (an object or array, when its arguments were scalars). */
+export function packValue(result: unknown): Uint8Array {
   const w = acquireWriter();
   try {
     return w.buf.subarray(0, w.encodeOne(result, 'host function result'));

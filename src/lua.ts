@@ -6,7 +6,7 @@
  * docs/lua-vm.md.
  */
 import { badArg } from './errors';
-import { acquireWriter, decodeBuffer, decodeValues, packedHost } from './lua-packed';
+import { acquireWriter, decodeBuffer, decodeValues, packedHost, packValue } from './lua-packed';
 import { native, type NativeLuaVM, type NativeLuaVMOptions } from './native';
 
 /** Library names accepted by `libs`. */
@@ -136,7 +136,7 @@ export class LuaVM {
     } else {
       this.#h = new native.LuaVM(nativeOptions(opts));
     }
-    this.#h.setPackedHost(packedHost);
+    this.#h.setPackedHost(packedHost, packValue);
   }
 
   /**

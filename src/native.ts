@@ -114,10 +114,11 @@ export interface NativeLuaVM {
   /** Binds `path` (`f` or `a.b.f`, intermediate tables created) to a JS function. */
   setGlobalFunction(path: string, fn: (...args: never[]) => unknown): void;
   /**
-   * The JS function that runs host functions called with a table among their arguments:
-   * `entry(fn, packedArgs)` returns the result packed (see `lua-packed.ts`).
+   * The JS functions that run host functions called with a table among their arguments
+   * (`entry(fn, packedArgs)`) and pack an object or array result of the others (`pack(value)`);
+   * both return the result packed (see `lua-packed.ts`).
    */
-  setPackedHost(entry: (fn: (...args: unknown[]) => unknown, args: Buffer) => Uint8Array): void;
+  setPackedHost(entry: (fn: (...args: unknown[]) => unknown, args: Buffer) => Uint8Array, pack: (value: unknown) => Uint8Array): void;
   /** Sorted string keys of the globals table. */
   globals(): string[];
   /** A v1 snapshot blob (see docs/lua-vm.md). */

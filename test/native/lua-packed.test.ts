@@ -416,6 +416,20 @@ describe('packed marshalling: host functions', () => {
     );
   });
 
+  it('takes random results of host functions called with scalar arguments, as documented', () => {
+    const v = new LuaVM();
+    let next: unknown;
+    v.setGlobalFunction('give', () => next);
+    v.load('function take(n) return give(n) end', 'take');
+    fc.assert(
+      fc.property(jsValue, (x) => {
+        next = x;
+        expect(v.call('take', [1])).toStrictEqual([echoed(x)]);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('gives every argument, nil ones included, and one result', () => {
     const v = new LuaVM();
     const seen: unknown[][] = [];
