@@ -273,6 +273,21 @@ describe('packed marshalling: errors', () => {
       expect(e).toBeInstanceOf(LuaRuntimeError);
       expect(e.message).toBe('malformed packed value');
     }
+    // Random streams (mostly valid tags and small lengths): a value or a typed error, never a crash.
+    const byte = fc.oneof(fc.integer({ min: 0, max: 15 }), fc.integer({ min: 0, max: 255 }), fc.constant(0), fc.constant(1));
+    fc.assert(
+      fc.property(fc.array(byte, { maxLength: 40 }), fc.integer({ min: 0, max: 3 }), (bytes, nargs) => {
+        if (nargs > bytes.length) return;
+        try {
+          const r = h.callPacked('echo', Uint8Array.from(bytes), bytes.length, nargs);
+          expect(Array.isArray(r) || typeof r === 'number' || Buffer.isBuffer(r)).toBe(true);
+        } catch (e) {
+          if (e instanceof LuaRuntimeError) expect(e.message).toBe('malformed packed value');
+          else expect(e).toMatchObject({ status: 500, code: 'ERR_LUA_CONVERT' }); // e.g. a key that is not UTF-8
+        }
+      }),
+      { numRuns: 3000 },
+    );
     let deep: number[] = [0];
     for (let i = 0; i < 300; i++) deep = [10, 1, 0, 0, 0, ...deep];
     expect(run(deep, 1).message).toBe('malformed packed value');
