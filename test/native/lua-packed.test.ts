@@ -486,6 +486,14 @@ describe('packed marshalling: host functions', () => {
     expect(v.call('cyc', [])).toEqual([false, 'cannot convert a Lua value to JS: cycle detected (the table contains itself)']);
   });
 
+  it('works the same in a restored VM', () => {
+    const v = new LuaVM();
+    v.load('function go(t) return host.sum(t), t end', 'go');
+    const again = LuaVM.restore(v.snapshot());
+    again.setGlobalFunction('host.sum', (t: { xs: number[] }) => ({ total: t.xs.reduce((a, b) => a + b, 0) }));
+    expect(again.call('go', [{ xs: [1, 2, 3] }])).toEqual([{ total: 6 }, { xs: [1, 2, 3] }]);
+  });
+
   it('lets a host function called with a table call back into the VM with tables', () => {
     const v = echoVM();
     v.setGlobalFunction('relay', (t: { items: number[] }) => {
