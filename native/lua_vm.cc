@@ -834,10 +834,9 @@ Napi::Value LuaVM::Finish(Napi::Env env, lua_State* L, int base, int status, nap
   napi_value arr;
   if (napi_create_array_with_length(env, static_cast<size_t>(n), &arr) != napi_ok) throw Napi::Error::New(env);
   for (int i = 0; i < n; i++) {
-    if (lua_type(L, base + 2 + i) == LUA_TTABLE) {
-      return Napi::Value(env, PackedResults(env, L, base + 2, n, packed_into));  // all of them, packed
-    }
-    napi_value v = LuaToJs(env, L, base + 2 + i);
+    int t = lua_type(L, base + 2 + i);
+    if (t == LUA_TTABLE) return Napi::Value(env, PackedResults(env, L, base + 2, n, packed_into));  // all, packed
+    napi_value v = LuaToJs(env, L, base + 2 + i, t);
     if (napi_set_element(env, arr, static_cast<uint32_t>(i), v) != napi_ok) throw Napi::Error::New(env);
   }
   return Napi::Value(env, arr);
@@ -1082,14 +1081,18 @@ int LuaVM::InvokeHost(lua_State* L) noexcept {
     // fn: packedHost(fn, buffer) returns the result packed in a Uint8Array.
     napi_value callee = fn;
     size_t argc = static_cast<size_t>(nargs);
-    Napi::Value entry = AnyTable(L, 1, nargs) ? PackedHostEntry("packedHost") : env.Undefined();
-    if (entry.IsFunction()) {
-      callee = entry;
-      argc = 2;
-      argv[0] = fn;
-      argv[1] = PackedResults(env, L, 1, nargs, nullptr);
-    } else {
-      for (int i = 0; i < nargs; i++) argv[i] = LuaToJs(env, L, i + 1);
+    int i = 0;
+    for (int t; i < nargs && (t = lua_type(L, i + 1)) != LUA_TTABLE; i++) argv[i] = LuaToJs(env, L, i + 1, t);
+    if (i < nargs) {
+      Napi::Value entry = PackedHostEntry("packedHost");
+      if (entry.IsFunction()) {
+        callee = entry;
+        argc = 2;
+        argv[0] = fn;
+        argv[1] = PackedResults(env, L, 1, nargs, nullptr);
+      } else {
+        for (; i < nargs; i++) argv[i] = LuaToJs(env, L, i + 1);
+      }
     }
     lua_settop(L, 0);
 
@@ -1106,9 +1109,9 @@ int LuaVM::InvokeHost(lua_State* L) noexcept {
       return fail(JsErrorMessage(env, exc), exc);
     }
     napi_valuetype rt = napi_undefined;
+    if (napi_typeof(env, result, &rt) != napi_ok) throw Napi::Error::New(env);
     bool bytes = false;
-    if (callee == fn && napi_typeof(env, result, &rt) == napi_ok && rt == napi_object &&
-        napi_is_typedarray(env, result, &bytes) == napi_ok && !bytes) {
+    if (callee == fn && rt == napi_object && napi_is_typedarray(env, result, &bytes) == napi_ok && !bytes) {
       // An object or array result: packed by JS (one call) instead of one N-API call per property.
       Napi::Value pack = PackedHostEntry("packValue");
       if (pack.IsFunction()) {
@@ -1130,7 +1133,7 @@ int LuaVM::InvokeHost(lua_State* L) noexcept {
       return ProtectedPush(L, &ctx) == LUA_OK ? 1 : -1;
     }
     LuaArena& a = frame.arena();
-    ArenaBuilder(env, a, "host function result").Add(result, "", 0);
+    ArenaBuilder(env, a, "host function result").AddTyped(result, rt, "", 0);
     if (!a.needs_protection) {
       PushScalar(L, a.nodes[0]);
       return 1;
