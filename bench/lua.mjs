@@ -25,7 +25,16 @@ const PROGRAM = `
     end
     return c
   end
+  function echo(m) return m end
 `;
+const ROUND_TRIPS = 10_000;
+/** A nested message of 100 keys: 10 groups of 10 entries (numbers, strings, lists), as in lua-workloads.mjs. */
+const MESSAGE = Object.fromEntries(
+  Array.from({ length: 10 }, (_, g) => [
+    `group-${g}`,
+    Object.fromEntries(Array.from({ length: 10 }, (_, k) => [`key-${k}`, k % 3 === 0 ? k * g : k % 3 === 1 ? `value-${g}-${k}` : [g, k, 'x']])),
+  ]),
+);
 
 /** Median of `rounds` timings of `fn()`, in milliseconds (after one warm-up run). */
 function medianMs(fn, rounds = ROUNDS) {
@@ -51,10 +60,15 @@ const ours = {
   },
   host: () => vm.call('callHost', [CALLS]),
   strings: () => vm.call('strings', [STR_N]),
+  trip: () => {
+    let r;
+    for (let i = 0; i < ROUND_TRIPS; i++) r = vm.call('echo', [MESSAGE])[0];
+    return r;
+  },
 };
 
 // ---- fengari (the C API, transliterated to JS) ----
-const { lua, lauxlib, lualib, to_luastring } = fengari;
+const { lua, lauxlib, lualib, to_luastring, to_jsstring } = fengari;
 const L = lauxlib.luaL_newstate();
 lualib.luaL_openlibs(L);
 if (lauxlib.luaL_dostring(L, to_luastring(PROGRAM)) !== lua.LUA_OK) throw new Error('fengari: program failed');
@@ -73,6 +87,56 @@ function fengariCall(name, a, b) {
   lua.lua_pop(L, 1);
   return r;
 }
+// Values marshalled through fengari's C API, as an embedder would (from lua-workloads.mjs).
+function fpush(v) {
+  if (typeof v === 'number') Number.isInteger(v) ? lua.lua_pushinteger(L, v) : lua.lua_pushnumber(L, v);
+  else if (typeof v === 'string') lua.lua_pushstring(L, to_luastring(v));
+  else if (Array.isArray(v)) {
+    lua.lua_createtable(L, v.length, 0);
+    v.forEach((x, i) => {
+      fpush(x);
+      lua.lua_rawseti(L, -2, i + 1);
+    });
+  } else {
+    lua.lua_createtable(L, 0, 8);
+    for (const k of Object.keys(v)) {
+      fpush(v[k]);
+      lua.lua_setfield(L, -2, to_luastring(k));
+    }
+  }
+}
+function fread(i) {
+  const t = lua.lua_type(L, i);
+  if (t === lua.LUA_TNUMBER) return lua.lua_tonumber(L, i);
+  if (t === lua.LUA_TSTRING) return to_jsstring(lua.lua_tostring(L, i));
+  if (t !== lua.LUA_TTABLE) return null;
+  const n = lua.lua_rawlen(L, i);
+  if (n > 0) {
+    const out = [];
+    for (let k = 1; k <= n; k++) {
+      lua.lua_rawgeti(L, i, k);
+      out.push(fread(lua.lua_gettop(L)));
+      lua.lua_pop(L, 1);
+    }
+    return out;
+  }
+  const out = {};
+  lua.lua_pushnil(L);
+  while (lua.lua_next(L, i) !== 0) {
+    out[to_jsstring(lua.lua_tostring(L, -2))] = fread(lua.lua_gettop(L));
+    lua.lua_pop(L, 1);
+  }
+  return out;
+}
+const ECHO = to_luastring('echo');
+function fengariEcho(m) {
+  lua.lua_getglobal(L, ECHO);
+  fpush(m);
+  lua.lua_call(L, 1, 1);
+  const r = fread(lua.lua_gettop(L));
+  lua.lua_pop(L, 1);
+  return r;
+}
 const theirsFengari = {
   fib: () => fengariCall(FIB, FIB_N),
   calls: () => {
@@ -80,6 +144,11 @@ const theirsFengari = {
   },
   host: () => fengariCall(CALL_HOST, CALLS),
   strings: () => fengariCall(STRINGS, STR_N),
+  trip: () => {
+    let r;
+    for (let i = 0; i < ROUND_TRIPS; i++) r = fengariEcho(MESSAGE);
+    return r;
+  },
 };
 
 // ---- wasmoon ----
@@ -90,6 +159,7 @@ const wFib = engine.global.get('fib');
 const wAdd = engine.global.get('add');
 const wCallHost = engine.global.get('callHost');
 const wStrings = engine.global.get('strings');
+const wEcho = engine.global.get('echo');
 const theirsWasmoon = {
   fib: () => wFib(FIB_N),
   calls: () => {
@@ -97,6 +167,11 @@ const theirsWasmoon = {
   },
   host: () => wCallHost(CALLS),
   strings: () => wStrings(STR_N),
+  trip: () => {
+    let r;
+    for (let i = 0; i < ROUND_TRIPS; i++) r = wEcho(MESSAGE);
+    return r;
+  },
 };
 
 // Same answers everywhere before timing anything.
@@ -104,6 +179,10 @@ const fib27 = 196418;
 for (const [name, impl] of [['hb-runtimes', ours], ['fengari', theirsFengari], ['wasmoon', theirsWasmoon]]) {
   const got = Number(name === 'hb-runtimes' ? impl.fib()[0] : impl.fib());
   if (got !== fib27) throw new Error(`${name}: fib(${FIB_N}) = ${got}`);
+  const back = impl.trip();
+  if (JSON.stringify(back['group-3']['key-4']) !== JSON.stringify(MESSAGE['group-3']['key-4'])) {
+    throw new Error(`${name}: round trip gave ${JSON.stringify(back).slice(0, 200)}`);
+  }
 }
 
 const rows = [];
@@ -113,10 +192,12 @@ for (const [key, label, unit] of [
   ['calls', `${CALLS / 1000}k JS→Lua calls of add(a, b)`, 'calls/s'],
   ['host', `${CALLS / 1000}k Lua→JS host function calls`, 'calls/s'],
   ['strings', `${STR_N / 1000}k rounds of string.rep + gsub + find`, 'ms'],
+  ['trip', `${ROUND_TRIPS / 1000}k round trips of a nested 100-key message`, 'µs'],
 ]) {
   const ms = [ours, theirsFengari, theirsWasmoon].map((impl) => medianMs(impl[key], key === 'calls' || key === 'host' ? ROUNDS : 5));
   results[key] = ms;
-  const show = (t) => (unit === 'ms' ? `${t.toFixed(1)} ms` : `${((CALLS / t) * 1000 / 1e6).toFixed(2)}M/s`);
+  const show = (t) =>
+    unit === 'ms' ? `${t.toFixed(1)} ms` : unit === 'µs' ? `${((t * 1000) / ROUND_TRIPS).toFixed(1)} µs each` : `${((CALLS / t) * 1000 / 1e6).toFixed(2)}M/s`;
   rows.push([label, show(ms[0]), show(ms[1]), show(ms[2]), `${(ms[1] / ms[0]).toFixed(1)}×`, `${(ms[2] / ms[0]).toFixed(1)}×`]);
 }
 

@@ -66,6 +66,8 @@ int Utf8Class(const char* s, size_t len) {
 
 bool IsUtf8(const char* s, size_t len) { return Utf8Class(s, len) != 0; }
 
+int Utf8Kind(const char* s, size_t len) { return Utf8Class(s, len); }
+
 napi_value BytesToJs(napi_env env, const char* s, size_t len) {
   napi_value out;
   switch (Utf8Class(s, len)) {
@@ -88,7 +90,21 @@ napi_value BytesToJs(napi_env env, const char* s, size_t len) {
 void ArenaBuilder::Add(napi_value v, const char* label, uint32_t index) {
   label_ = label;
   label_index_ = index;
-  AddValue(v, 0);
+  napi_valuetype t;
+  Ok(env_, napi_typeof(env_, v, &t));
+  AddValue(v, t, 0);
+}
+
+void ArenaBuilder::AddTyped(napi_value v, napi_valuetype t, const char* label, uint32_t index) {
+  label_ = label;
+  label_index_ = index;
+  AddValue(v, t, 0);
+}
+
+void ArenaBuilder::AddValue(napi_value v, int depth) {
+  napi_valuetype t;
+  Ok(env_, napi_typeof(env_, v, &t));
+  AddValue(v, t, depth);
 }
 
 void ArenaBuilder::AddString(const char* s, size_t len) {
@@ -123,9 +139,7 @@ void ArenaBuilder::Fail(const std::string& why) {
   throw InvalidArg(Napi::Env(env_), std::string(what_) + ": " + why + (where.empty() ? "" : " (at " + where + ")"));
 }
 
-void ArenaBuilder::AddValue(napi_value v, int depth) {
-  napi_valuetype t;
-  Ok(env_, napi_typeof(env_, v, &t));
+void ArenaBuilder::AddValue(napi_value v, napi_valuetype t, int depth) {
   LuaNode n{};
   switch (t) {
     case napi_undefined:
@@ -328,9 +342,12 @@ class ToJs {
   ToJs(napi_env env, lua_State* L) : env_(env), L_(L) {}
 
   // Stack: unchanged.
-  napi_value Convert(int idx, int depth) {
+  napi_value Convert(int idx, int depth) { return Convert(idx, lua_type(L_, idx), depth); }
+
+  // Convert, for a value whose Lua type the caller already has.
+  napi_value Convert(int idx, int type, int depth) {
     napi_value out;
-    switch (lua_type(L_, idx)) {
+    switch (type) {
       case LUA_TBOOLEAN:
         Ok(env_, napi_get_boolean(env_, lua_toboolean(L_, idx) != 0, &out));
         return out;
@@ -482,5 +499,7 @@ class ToJs {
 }  // namespace
 
 napi_value LuaToJs(napi_env env, lua_State* L, int idx) { return ToJs(env, L).Convert(idx, 0); }
+
+napi_value LuaToJs(napi_env env, lua_State* L, int idx, int type) { return ToJs(env, L).Convert(idx, type, 0); }
 
 }  // namespace hbr

@@ -57,9 +57,12 @@ class ArenaBuilder {
   ArenaBuilder(napi_env env, LuaArena& arena, const char* what) : env_(env), a_(arena), what_(what) {}
   // Appends one value; `label` and `index` name it in error messages ("args[1]").
   void Add(napi_value v, const char* label, uint32_t index);
+  // Add, for a value whose type the caller already has.
+  void AddTyped(napi_value v, napi_valuetype t, const char* label, uint32_t index);
 
  private:
   void AddValue(napi_value v, int depth);
+  void AddValue(napi_value v, napi_valuetype t, int depth);
   void AddString(const char* s, size_t len);
   [[noreturn]] void Fail(const std::string& why);
   std::string Path() const;
@@ -88,9 +91,14 @@ void PushScalar(lua_State* L, const LuaNode& n);
 // (ERR_LUA_CONVERT) for cycles, nesting deeper than kMaxValueDepth, and table keys with no JS
 // form. Stack: unchanged.
 napi_value LuaToJs(napi_env env, lua_State* L, int idx);
+// LuaToJs, for a value whose Lua type (`lua_type(L, idx)`) the caller already has.
+napi_value LuaToJs(napi_env env, lua_State* L, int idx, int type);
 
 // True if [s, s+len) is well-formed UTF-8 (no overlongs, surrogates or code points > U+10FFFF).
 bool IsUtf8(const char* s, size_t len);
+
+// 0: not UTF-8 (as IsUtf8); 1: ASCII; 2: well-formed UTF-8 with multi-byte sequences.
+int Utf8Kind(const char* s, size_t len);
 
 // The JS form of a byte string: a string when it is UTF-8, else a Buffer with the same bytes.
 napi_value BytesToJs(napi_env env, const char* s, size_t len);

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "errors.h"
+#include "lua_packed.h"
 #include "lua_snapshot.h"
 
 extern "C" {
@@ -486,6 +487,7 @@ struct CallCtx {
   const LuaArena* args;
   uint32_t nargs;
   int cache_slot;  // >= 0: remember the interned name in this cache slot
+  PackedReader* packed = nullptr;  // set: the arguments are this packed stream, not `args`
 };
 
 // Stack: [] -> [callable]. Looks `name` ("f" or "a.b.f") up in _G with raw reads.
@@ -533,8 +535,12 @@ int CallTrampoline(lua_State* L) {
   lua_settop(L, 0);
   PushCallable(L, c);
   luaL_checkstack(L, static_cast<int>(c->nargs) + 4, "too many arguments");
-  size_t pos = 0;
-  for (uint32_t i = 0; i < c->nargs; i++) PushNode(L, *c->args, &pos);
+  if (c->packed != nullptr) {
+    for (uint32_t i = 0; i < c->nargs; i++) PushPacked(L, c->packed);
+  } else {
+    size_t pos = 0;
+    for (uint32_t i = 0; i < c->nargs; i++) PushNode(L, *c->args, &pos);
+  }
   lua_call(L, static_cast<int>(c->nargs), LUA_MULTRET);
   return lua_gettop(L);
 }
@@ -543,12 +549,15 @@ struct PushCtx {
   const LuaArena* arena;  // null: push the string s[0..len)
   const char* s;
   size_t len;
+  PackedReader* packed = nullptr;  // set: push the next value of this packed stream
 };
 
 // Stack: [ctx] -> [value].
 int PushTrampoline(lua_State* L) {
   PushCtx* c = static_cast<PushCtx*>(lua_touserdata(L, 1));
-  if (c->arena != nullptr) {
+  if (c->packed != nullptr) {
+    PushPacked(L, c->packed);
+  } else if (c->arena != nullptr) {
     size_t pos = 0;
     PushNode(L, *c->arena, &pos);
   } else {
@@ -808,7 +817,9 @@ void LuaVM::Init(Napi::Env env, Napi::Object exports, Addon* addon) {
                   {
                       InstanceMethod<&LuaVM::Load>("load"),
                       InstanceMethod<&LuaVM::Call>("call"),
+                      InstanceMethod<&LuaVM::CallPacked>("callPacked"),
                       InstanceMethod<&LuaVM::SetGlobalFunction>("setGlobalFunction"),
+                      InstanceMethod<&LuaVM::SetPackedHost>("setPackedHost"),
                       InstanceMethod<&LuaVM::Globals>("globals"),
                       InstanceMethod<&LuaVM::Snapshot>("snapshot"),
                       InstanceMethod<&LuaVM::MemoryUsed>("memoryUsed"),
@@ -1005,7 +1016,7 @@ Napi::Error LuaVM::ErrorFromStatus(Napi::Env env, lua_State* L, int status) {
   return MakeError(env, "LuaRuntimeError", message, {{"trace", trace}, {"body", body}, {"cause", cause}});
 }
 
-Napi::Value LuaVM::Finish(Napi::Env env, lua_State* L, int base, int status) {
+Napi::Value LuaVM::Finish(Napi::Env env, lua_State* L, int base, int status, napi_value packed_into) {
   budget_.in_handler = false;  // in case the message handler itself failed
   if (interrupted_) return env.Undefined();  // nothing can be thrown into a stopping environment
   if (budget_.exhausted) {
@@ -1018,7 +1029,9 @@ Napi::Value LuaVM::Finish(Napi::Env env, lua_State* L, int base, int status) {
   napi_value arr;
   if (napi_create_array_with_length(env, static_cast<size_t>(n), &arr) != napi_ok) throw Napi::Error::New(env);
   for (int i = 0; i < n; i++) {
-    napi_value v = LuaToJs(env, L, base + 2 + i);
+    int t = lua_type(L, base + 2 + i);
+    if (t == LUA_TTABLE) return Napi::Value(env, PackedResults(env, L, base + 2, n, packed_into));  // all, packed
+    napi_value v = LuaToJs(env, L, base + 2 + i, t);
     if (napi_set_element(env, arr, static_cast<uint32_t>(i), v) != napi_ok) throw Napi::Error::New(env);
   }
   return Napi::Value(env, arr);
@@ -1070,7 +1083,14 @@ Napi::Value LuaVM::Load(const Napi::CallbackInfo& info) {
   return Finish(env, L, base, st);
 }
 
-Napi::Value LuaVM::Call(const Napi::CallbackInfo& info) {
+Napi::Value LuaVM::Call(const Napi::CallbackInfo& info) { return DoCall<false>(info); }
+
+// callPacked(fn, buf, len, nargs): the arguments are the packed stream buf[0, len) of nargs values;
+// packed results are written back into buf when they fit (see Finish).
+Napi::Value LuaVM::CallPacked(const Napi::CallbackInfo& info) { return DoCall<true>(info); }
+
+template <bool packed>
+Napi::Value LuaVM::DoCall(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckUsable(env);
   if (info.Length() == 0) throw InvalidArg(env, "LuaVM#call(fn, ...args): fn must be a string");
@@ -1088,11 +1108,21 @@ Napi::Value LuaVM::Call(const Napi::CallbackInfo& info) {
     len = big.size();
   }
   uint32_t nargs = static_cast<uint32_t>(info.Length() - 1);
+  PackedReader reader{nullptr, nullptr};
+  napi_value io = nullptr;
+  if (packed) {
+    io = info[1];
+    reader = ReadPackedArgs(env, info[1], info[2], info[3], &nargs);
+  }
 
   Frame frame(this, active_, true);
   LuaArena& a = frame.arena();
-  ArenaBuilder builder(env, a, "LuaVM#call()");
-  for (uint32_t i = 0; i < nargs; i++) builder.Add(info[i + 1], "args", i);
+  if (packed) {
+    a.needs_protection = true;
+  } else {
+    ArenaBuilder builder(env, a, "LuaVM#call()");
+    for (uint32_t i = 0; i < nargs; i++) builder.Add(info[i + 1], "args", i);
+  }
 
   lua_State* L = active_;
   int base = frame.base();
@@ -1122,7 +1152,7 @@ Napi::Value LuaVM::Call(const Napi::CallbackInfo& info) {
     }
     lua_pop(L, 1);
   }
-  CallCtx ctx{name, len, &a, nargs, -1};
+  CallCtx ctx{name, len, &a, nargs, -1, packed ? &reader : nullptr};
   if (plain && slot < 0) {
     ctx.cache_slot = cache_next_;
     cache_next_ = (cache_next_ + 1) % kCallCacheSize;
@@ -1131,7 +1161,7 @@ Napi::Value LuaVM::Call(const Napi::CallbackInfo& info) {
   lua_pushcfunction(L, CallTrampoline);
   lua_pushlightuserdata(L, &ctx);
   st = lua_pcall(L, 1, LUA_MULTRET, base + 1);
-  return Finish(env, L, base, st);
+  return Finish(env, L, base, st, io);
 }
 
 // ---- Host functions ------------------------------------------------------------------------------------
@@ -1147,6 +1177,25 @@ int LuaVM::SlotForPath(const std::string& path) {
   }
   host_paths_.push_back(path);
   return static_cast<int>(host_paths_.size() - 1);
+}
+
+// setPackedHost(entry, pack): the JS functions that run host functions called with a table
+// argument (entry(fn, packedArgs)) and pack an object or array a host function returned (pack(v)).
+// Both return the packed value in a Uint8Array.
+Napi::Value LuaVM::SetPackedHost(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckUsable(env);
+  if (!info[0].IsFunction() || !info[1].IsFunction()) {
+    throw InvalidArg(env, "LuaVM#setPackedHost(entry, pack): entry and pack must be functions");
+  }
+  holder_.Value().Set("packedHost", info[0]);
+  holder_.Value().Set("packValue", info[1]);
+  return env.Undefined();
+}
+
+Napi::Value LuaVM::PackedHostEntry(const char* which) {
+  Napi::Object h = holder_.IsEmpty() ? Napi::Object() : holder_.Value();
+  return h.IsEmpty() ? Env().Undefined() : h.Get(which);
 }
 
 Napi::Value LuaVM::SetGlobalFunction(const Napi::CallbackInfo& info) {
@@ -1225,13 +1274,29 @@ int LuaVM::InvokeHost(lua_State* L) noexcept {
       big.resize(static_cast<size_t>(nargs));
       argv = big.data();
     }
-    for (int i = 0; i < nargs; i++) argv[i] = LuaToJs(env, L, i + 1);
+    // With a table among the arguments, the JS entry (setPackedHost) gets them packed and calls
+    // fn: packedHost(fn, buffer) returns the result packed in a Uint8Array.
+    napi_value callee = fn;
+    size_t argc = static_cast<size_t>(nargs);
+    int i = 0;
+    for (int t; i < nargs && (t = lua_type(L, i + 1)) != LUA_TTABLE; i++) argv[i] = LuaToJs(env, L, i + 1, t);
+    if (i < nargs) {
+      Napi::Value entry = PackedHostEntry("packedHost");
+      if (entry.IsFunction()) {
+        callee = entry;
+        argc = 2;
+        argv[0] = fn;
+        argv[1] = PackedResults(env, L, 1, nargs, nullptr);
+      } else {
+        for (; i < nargs; i++) argv[i] = LuaToJs(env, L, i + 1);
+      }
+    }
     lua_settop(L, 0);
 
     Frame frame(this, L, false);
     napi_value undefined, result;
     napi_get_undefined(env, &undefined);
-    napi_status st = napi_call_function(env, undefined, fn, static_cast<size_t>(nargs), argv, &result);
+    napi_status st = napi_call_function(env, undefined, callee, argc, argv, &result);
     if (st != napi_ok) {
       napi_value exc = nullptr;
       bool pending = false;
@@ -1240,8 +1305,32 @@ int LuaVM::InvokeHost(lua_State* L) noexcept {
       if (exc == nullptr || JsUnavailable(env)) return interrupt();
       return fail(JsErrorMessage(env, exc), exc);
     }
+    napi_valuetype rt = napi_undefined;
+    if (napi_typeof(env, result, &rt) != napi_ok) throw Napi::Error::New(env);
+    bool bytes = false;
+    if (callee == fn && rt == napi_object && napi_is_typedarray(env, result, &bytes) == napi_ok && !bytes) {
+      // An object or array result: packed by JS (one call) instead of one N-API call per property.
+      Napi::Value pack = PackedHostEntry("packValue");
+      if (pack.IsFunction()) {
+        callee = pack;
+        st = napi_call_function(env, undefined, pack, 1, &result, &result);
+        if (st != napi_ok) {
+          napi_value exc = nullptr;
+          bool pending = false;
+          napi_is_exception_pending(env, &pending);
+          if (pending) napi_get_and_clear_last_exception(env, &exc);
+          if (exc == nullptr || JsUnavailable(env)) return interrupt();
+          return fail(JsErrorMessage(env, exc), exc);
+        }
+      }
+    }
+    if (callee != fn) {
+      PackedReader reader = ReadPackedValue(env, result);
+      PushCtx ctx{nullptr, nullptr, 0, &reader};
+      return ProtectedPush(L, &ctx) == LUA_OK ? 1 : -1;
+    }
     LuaArena& a = frame.arena();
-    ArenaBuilder(env, a, "host function result").Add(result, "", 0);
+    ArenaBuilder(env, a, "host function result").AddTyped(result, rt, "", 0);
     if (!a.needs_protection) {
       PushScalar(L, a.nodes[0]);
       return 1;

@@ -20,6 +20,7 @@
 
 #include "addon.h"
 #include "lua_marshal.h"
+#include "lua_packed.h"
 
 extern "C" {
 #include "hb-meter.h"  // the step meter (written by scripts/fetch-lua.js; includes lua.h)
@@ -104,7 +105,12 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
 
   Napi::Value Load(const Napi::CallbackInfo& info);
   Napi::Value Call(const Napi::CallbackInfo& info);
+  Napi::Value CallPacked(const Napi::CallbackInfo& info);
+  template <bool packed>
+  Napi::Value DoCall(const Napi::CallbackInfo& info);
   Napi::Value SetGlobalFunction(const Napi::CallbackInfo& info);
+  Napi::Value SetPackedHost(const Napi::CallbackInfo& info);
+  Napi::Value PackedHostEntry(const char* which);  // "packedHost" or "packValue" (setPackedHost), or undefined
   Napi::Value Globals(const Napi::CallbackInfo& info);
   Napi::Value Snapshot(const Napi::CallbackInfo& info);
   Napi::Value MemoryUsed(const Napi::CallbackInfo& info);
@@ -116,7 +122,8 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
   void CheckUsable(Napi::Env env, bool idle = false);
   // Converts the outcome of a protected call whose message handler sits at `base + 1`.
   // Stack: [.. base, handler, results... | error] (unchanged; the Frame restores it).
-  Napi::Value Finish(Napi::Env env, lua_State* L, int base, int status);
+  // Results with a table come back packed (PackedResults, written into `packed_into` if given).
+  Napi::Value Finish(Napi::Env env, lua_State* L, int base, int status, napi_value packed_into = nullptr);
   Napi::Error ErrorFromStatus(Napi::Env env, lua_State* L, int status);
   // Runs `fn(L)` with `ud` under lua_pcall (no handler). Stack: unchanged on return.
   int Protected(lua_State* L, int (*fn)(lua_State*), void* ud);

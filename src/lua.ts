@@ -6,6 +6,7 @@
  * docs/lua-vm.md.
  */
 import { badArg } from './errors';
+import { acquireWriter, decodeBuffer, decodeValues, packedHost, packValue } from './lua-packed';
 import { native, type NativeLuaVM, type NativeLuaVMOptions } from './native';
 
 /** Library names accepted by `libs`. */
@@ -95,6 +96,36 @@ function nativeOptions(opts: LuaVMOptions | undefined): NativeLuaVMOptions {
   return out;
 }
 
+/** Results of the native side: an array, or packed in a Buffer when a table is among them. */
+function results(r: unknown[] | Buffer): LuaValue[] {
+  return (isArray(r) ? r : decodeBuffer(r)) as LuaValue[];
+}
+
+const isArray = Array.isArray;
+
+/** `h.call(fn, ...args)` with the arguments packed into the shared writer's buffer. */
+function callPacked(h: NativeLuaVM, fn: string, args: readonly unknown[]): LuaValue[] {
+  const w = acquireWriter();
+  let len: number;
+  try {
+    len = w.encode(args, 'LuaVM#call()', 'args');
+  } finally {
+    w.release();
+  }
+  // The native side has read the arguments before any JS runs again (a host function may reuse
+  // the writer); packed results come back in `buf` itself when they fit.
+  const { buf, dv } = w;
+  const r = h.callPacked(fn, buf, len, args.length);
+  if (isArray(r)) return r as LuaValue[];
+  if (typeof r !== 'number') return decodeBuffer(r) as LuaValue[];
+  w.busy = true; // decoding runs no user code, unless Object.prototype has setters: be safe
+  try {
+    return decodeValues(buf, dv, r) as LuaValue[];
+  } finally {
+    w.busy = false;
+  }
+}
+
 // Set while LuaVM.restore() wraps a handle that the native side already created.
 let adopting: NativeLuaVM | undefined;
 
@@ -106,9 +137,10 @@ export class LuaVM {
     if (adopting !== undefined) {
       this.#h = adopting;
       adopting = undefined;
-      return;
+    } else {
+      this.#h = new native.LuaVM(nativeOptions(opts));
     }
-    this.#h = new native.LuaVM(nativeOptions(opts));
+    this.#h.setPackedHost(packedHost, packValue);
   }
 
   /**
@@ -121,7 +153,7 @@ export class LuaVM {
       throw badArg('LuaVM#load(code, name): code must be a string or a Uint8Array');
     }
     if (typeof name !== 'string' || name.length === 0) throw badArg('LuaVM#load(code, name): name must be a non-empty string');
-    return this.#h.load(code, name) as LuaValue[];
+    return results(this.#h.load(code, name));
   }
 
   /**
@@ -132,8 +164,15 @@ export class LuaVM {
    */
   call(fn: string, args: readonly unknown[] = []): LuaValue[] {
     if (typeof fn !== 'string' || fn.length === 0) throw badArg('LuaVM#call(fn, args): fn must be a non-empty string');
-    if (!Array.isArray(args)) throw badArg('LuaVM#call(fn, args): args must be an array');
-    return this.#h.call(fn, ...args) as LuaValue[];
+    if (!isArray(args)) throw badArg('LuaVM#call(fn, args): args must be an array');
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i];
+      // Objects, arrays, bytes: one packed buffer each way (docs/lua-vm.md, "Marshalling").
+      if (typeof a === 'object' && a !== null) return callPacked(this.#h, fn, args);
+    }
+    // Scalars only: native call arguments, no buffer.
+    const r = this.#h.call(fn, ...args);
+    return (isArray(r) ? r : decodeBuffer(r)) as LuaValue[];
   }
 
   /**

@@ -99,11 +99,26 @@ export interface NativeLuaVMOptions {
 /** One Lua 5.3 state (`lua_State`). Values cross as described in docs/lua-vm.md. */
 export interface NativeLuaVM {
   /** Compiles `code` (text only) as chunk `name` and runs it; returns its results. */
-  load(code: string | Uint8Array, name: string): unknown[];
-  /** Calls the global function `fn` (or dotted path `a.b.f`, raw lookups) with the arguments; returns all results. */
-  call(fn: string, ...args: unknown[]): unknown[];
+  load(code: string | Uint8Array, name: string): unknown[] | Buffer;
+  /**
+   * Calls the global function `fn` (or dotted path `a.b.f`, raw lookups) with the arguments; returns all
+   * results, or (when one is a table) the results packed in a Buffer (see `lua-packed.ts`).
+   */
+  call(fn: string, ...args: unknown[]): unknown[] | Buffer;
+  /**
+   * `call` with `nargs` arguments packed in `buf[0, len)`. Returns the results as an array (no table
+   * among them), the byte length of the packed results written back into `buf`, or a Buffer of
+   * packed results when they do not fit.
+   */
+  callPacked(fn: string, buf: Uint8Array, len: number, nargs: number): unknown[] | number | Buffer;
   /** Binds `path` (`f` or `a.b.f`, intermediate tables created) to a JS function. */
   setGlobalFunction(path: string, fn: (...args: never[]) => unknown): void;
+  /**
+   * The JS functions that run host functions called with a table among their arguments
+   * (`entry(fn, packedArgs)`) and pack an object or array result of the others (`pack(value)`);
+   * both return the result packed (see `lua-packed.ts`).
+   */
+  setPackedHost(entry: (fn: (...args: unknown[]) => unknown, args: Buffer) => Uint8Array, pack: (value: unknown) => Uint8Array): void;
   /** Sorted string keys of the globals table. */
   globals(): string[];
   /** A v1 snapshot blob (see docs/lua-vm.md). */
