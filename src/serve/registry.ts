@@ -118,6 +118,8 @@ export class ServedProcess {
   computed = -1;
   snapshotSlot = -1;
   mismatches = 0;
+  /** Set when the store failed under this process: it computes nothing more. */
+  fault?: Error;
   private engine?: Engine;
   private pumping?: Promise<void>;
   private waiters: Array<{ slot: number; resolve: () => void }> = [];
@@ -202,6 +204,13 @@ export class ServedProcess {
     this.pumping = (async () => {
       try {
         while (this.computed + 1 < this.durable) await this.exclusively(() => this.computeNext());
+      } catch (e) {
+        // Only the store can fail here (engines turn compute failures into Error results):
+        // stop computing this process, and say why on every later wait.
+        this.fault = e as Error;
+        process.stderr.write(`hb-runtimes serve: process ${this.id} stopped: ${this.fault.message}\n`);
+        for (const w of this.waiters.splice(0)) w.resolve();
+        return;
       } finally {
         this.pumping = undefined;
       }
@@ -245,7 +254,14 @@ export class ServedProcess {
   /** Resolves once `slot` is computed. */
   whenComputed(slot: number): Promise<void> {
     if (this.computed >= slot) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push({ slot, resolve }));
+    if (this.fault) return Promise.reject(this.faultError());
+    return new Promise<void>((resolve) => this.waiters.push({ slot, resolve })).then(() => {
+      if (this.computed < slot && this.fault) throw this.faultError();
+    });
+  }
+
+  private faultError(): AoError {
+    return new AoError(`process ${this.id} stopped computing: ${this.fault?.message}`, { status: 500, code: 'ERR_STORE' });
   }
 
   async resultOf(slot: number): Promise<LegacyResult> {
