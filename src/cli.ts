@@ -151,7 +151,8 @@ export async function main(argv: string[]): Promise<void> {
     .option('--snapshot-interval <slots>', 'slots between persisted snapshots', '64')
     .option('--body-limit <bytes>', 'largest request body (413 above)', String(16 * 1024 * 1024))
     .option('--request-timeout <ms>', 'time a client has to send a whole request (408 after)', '30000')
-    .action(async (o: { port: string; host: string; store: string; wallet?: string; snapshotInterval: string; bodyLimit: string; requestTimeout: string }) => {
+    .option('--delegate <url...>', 'compute every process on these CUs (routed by process ID) instead of locally')
+    .action(async (o: { port: string; host: string; store: string; wallet?: string; snapshotInterval: string; bodyLimit: string; requestTimeout: string; delegate?: string[] }) => {
       // fastify and arbundles load only for this command.
       const { startServer } = require('./serve/app') as typeof import('./serve/app');
       const server = await startServer({
@@ -162,6 +163,7 @@ export async function main(argv: string[]): Promise<void> {
         snapshotInterval: Number(o.snapshotInterval),
         bodyLimit: Number(o.bodyLimit),
         requestTimeout: Number(o.requestTimeout),
+        delegate: o.delegate,
       });
       process.stdout.write(`hb-runtimes serve: listening on ${server.url} (address ${server.signer.address}, store ${o.store})\n`);
       const stop = () => {

@@ -24,6 +24,7 @@ import { AoError } from '../errors';
 import { legacyResult, type LegacyMessage, type LegacyResult } from './engine';
 import { answerGraphql } from './gateway';
 import { legacyOf, moduleKind, moduleTagsFor, ProcessRegistry, resultHash, resultsBundleIds, type ServedProcess } from './registry';
+import { remoteEngineFactory } from './remote';
 import { ItemSigner, loadOrCreateWallet, tagValue, verifyItem, type Jwk } from './signing';
 
 export const COMMIT_NOT_FOUND = 'Requested message to commit to not in results bundle.';
@@ -45,6 +46,8 @@ export interface ServeOptions {
   snapshotInterval?: number;
   /** Longest wait for a result before answering 503. Default 60 s. */
   resultTimeout?: number;
+  /** Base URLs of CUs to delegate every process's computation to (routed by process ID). */
+  delegate?: string[];
   /** Log requests (fastify's logger). */
   logger?: boolean;
 }
@@ -103,7 +106,11 @@ function dryRunMessage(body: unknown, pid: string): LegacyMessage {
 export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
   const jwk = opts.jwk ?? loadOrCreateWallet(opts.wallet, opts.store);
   const signer = new ItemSigner(jwk);
-  const registry = new ProcessRegistry({ dir: opts.store, snapshotInterval: opts.snapshotInterval });
+  const registry = new ProcessRegistry({
+    dir: opts.store,
+    snapshotInterval: opts.snapshotInterval,
+    ...(opts.delegate && opts.delegate.length > 0 ? { engineFactory: remoteEngineFactory(opts.delegate) } : {}),
+  });
   await registry.open();
   const resultTimeout = opts.resultTimeout ?? 60_000;
   const app = Fastify({
@@ -149,7 +156,7 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
     const item = await verifyItem(rawBody(req));
     const type = tagValue(item.tags, 'Type');
     if (type === 'Module') {
-      registry.addModule(item.id, item.owner, item.tags, item.data);
+      registry.addModule(item.id, item.owner, item.tags, item.data, item.raw);
       return reply.status(200).send({ id: item.id, message: 'Module stored' });
     }
     if (type === 'Process') {
@@ -160,7 +167,7 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
       const p = registry.get(item.target);
       const known = p.slotOf(item.id);
       if (known !== undefined) return reply.status(200).send({ id: item.id, message: 'Already scheduled', slot: known });
-      const a = await p.assign(legacyOf(item));
+      const a = await p.assign(legacyOf(item), undefined, item.raw);
       return reply.status(200).send({ id: item.id, message: 'Processing DataItem', slot: a.slot, timestamp: a.timestamp });
     }
     throw fail(400, `unsupported data item Type '${type ?? ''}' (expected Module, Process or Message)`);
@@ -216,6 +223,7 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
     const slot = Number(key);
     const pid = processIdOf(req);
     let message: LegacyMessage;
+    let raw: Buffer | undefined;
     if (Buffer.isBuffer(req.body)) {
       const item = await verifyItem(req.body);
       if (slot === 0 && item.id === pid && !registry.processes.has(pid)) {
@@ -223,6 +231,7 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
         return resultOrCommitment(registry.get(pid), 0, req);
       }
       message = legacyOf(item);
+      raw = item.raw;
     } else {
       message = dryRunMessage(req.body, pid);
     }
@@ -231,7 +240,7 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
       const held = p.assignments[slot].message.Id;
       if (held !== message.Id) throw fail(409, `slot ${slot} of process ${pid} holds message ${held}, not ${message.Id}`, 'ERR_CONFLICT');
     } else {
-      await p.assign(message, slot);
+      await p.assign(message, slot, raw);
     }
     return resultOrCommitment(p, slot, req);
   });

@@ -50,6 +50,8 @@ export interface Assignment {
   timestamp: number;
   'block-height': number;
   message: LegacyMessage;
+  /** The signed ANS-104 item (base64url) when the message came as one: what delegation forwards. */
+  raw?: string;
 }
 
 export type EngineKind = 'wasm' | 'lua';
@@ -63,6 +65,8 @@ export interface ProcessDefinition {
   moduleBytes: Uint8Array;
   owner: string;
   tags: Tag[];
+  /** The module's signed item, when it was registered as one (delegation forwards it). */
+  moduleItem?: Uint8Array;
 }
 
 export interface Engine {
@@ -87,7 +91,7 @@ export function legacyResult(r: Partial<LegacyResult>): LegacyResult {
   return out;
 }
 
-function failure(e: unknown): LegacyResult {
+export function failure(e: unknown): LegacyResult {
   return legacyResult({ Error: (e as Error)?.message ?? String(e) });
 }
 

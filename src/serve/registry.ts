@@ -32,6 +32,8 @@ export interface ModuleRecord {
   tags: Tag[];
   kind: EngineKind;
   bytes: Uint8Array;
+  /** The signed item it was registered with, if any. */
+  item?: Uint8Array;
 }
 
 interface ProcessFile {
@@ -131,6 +133,7 @@ export class ServedProcess {
     readonly def: ProcessDefinition,
     readonly dir: string,
     private readonly snapshotInterval: number,
+    private readonly engineFactory: EngineFactory = createEngine,
   ) {
     this.log = new Wal(path.join(dir, 'log.wal'), true);
     this.resultsLog = new Wal(path.join(dir, 'results.wal'), false);
@@ -155,7 +158,7 @@ export class ServedProcess {
   }
 
   /** Schedules a message at the next slot; resolves once its assignment is durable. */
-  async assign(message: LegacyMessage, at?: number): Promise<Assignment> {
+  async assign(message: LegacyMessage, at?: number, raw?: Uint8Array): Promise<Assignment> {
     const slot = this.nextSlot;
     if (at !== undefined && at !== slot) throw conflict(`slot ${at} cannot be assigned: the next slot of process ${this.id} is ${slot}`);
     const prev = this.assignments[slot - 1];
@@ -164,6 +167,7 @@ export class ServedProcess {
       timestamp: Math.max(Date.now(), prev?.timestamp ?? 0),
       'block-height': slot,
       message,
+      ...(raw ? { raw: Buffer.from(raw).toString('base64url') } : {}),
     };
     this.place(a);
     await this.log.append(Buffer.from(JSON.stringify(a)));
@@ -192,7 +196,7 @@ export class ServedProcess {
       const covered = slot < this.durable && Array.from({ length: slot + 1 }, (_, i) => this.results[i]).every((r) => r !== undefined);
       if (covered) snap = { slot, bytes: b.subarray(4) };
     }
-    this.engine = await createEngine(this.def, snap?.bytes);
+    this.engine = await this.engineFactory(this.def, snap?.bytes);
     this.computed = snap?.slot ?? -1;
     this.snapshotSlot = this.computed;
     void this.pump();
@@ -293,9 +297,13 @@ export class ServedProcess {
   }
 }
 
+/** Makes the engine of a process (default: local WASM or Lua; serve's delegation replaces it). */
+export type EngineFactory = (def: ProcessDefinition, snapshot?: Uint8Array) => Promise<Engine>;
+
 export interface RegistryOptions {
   dir: string;
   snapshotInterval?: number;
+  engineFactory?: EngineFactory;
 }
 
 /** Every module and process of one server. */
@@ -304,9 +312,11 @@ export class ProcessRegistry {
   readonly processes = new Map<string, ServedProcess>();
   readonly dir: string;
   private readonly snapshotInterval: number;
+  private readonly engineFactory?: EngineFactory;
 
   constructor(opts: RegistryOptions) {
     this.dir = path.resolve(opts.dir);
+    this.engineFactory = opts.engineFactory;
     this.snapshotInterval = opts.snapshotInterval ?? DEFAULT_SNAPSHOT_INTERVAL;
     if (!Number.isSafeInteger(this.snapshotInterval) || this.snapshotInterval < 1) throw badRequest('snapshotInterval must be a positive integer');
   }
@@ -323,7 +333,9 @@ export class ProcessRegistry {
     for (const f of fs.readdirSync(mdir)) {
       if (!f.endsWith('.json') || f.startsWith('.')) continue;
       const meta = JSON.parse(fs.readFileSync(path.join(mdir, f), 'utf8')) as Omit<ModuleRecord, 'bytes'>;
-      this.modules.set(meta.id, { ...meta, bytes: fs.readFileSync(path.join(mdir, `${meta.id}.bin`)) });
+      const itemFile = path.join(mdir, `${meta.id}.item`);
+      const item = fs.existsSync(itemFile) ? fs.readFileSync(itemFile) : undefined;
+      this.modules.set(meta.id, { ...meta, bytes: fs.readFileSync(path.join(mdir, `${meta.id}.bin`)), ...(item ? { item } : {}) });
     }
     for (const id of fs.readdirSync(path.join(this.dir, 'processes'))) {
       const dir = this.processDir(id);
@@ -339,21 +351,22 @@ export class ProcessRegistry {
   private instantiate(pf: ProcessFile): ServedProcess {
     const mod = this.modules.get(pf.module);
     if (!mod) throw notFound(`module ${pf.module} of process ${pf.id} is not in the store`);
-    const def: ProcessDefinition = { id: pf.id, kind: mod.kind, module: mod.id, moduleBytes: mod.bytes, owner: pf.owner, tags: pf.tags };
-    const p = new ServedProcess(def, this.processDir(pf.id), this.snapshotInterval);
+    const def: ProcessDefinition = { id: pf.id, kind: mod.kind, module: mod.id, moduleBytes: mod.bytes, owner: pf.owner, tags: pf.tags, ...(mod.item ? { moduleItem: mod.item } : {}) };
+    const p = new ServedProcess(def, this.processDir(pf.id), this.snapshotInterval, this.engineFactory);
     this.processes.set(pf.id, p);
     return p;
   }
 
   /** Stores a module (durably) under `id`. */
-  addModule(id: string, owner: string, tags: Tag[], bytes: Uint8Array): ModuleRecord {
+  addModule(id: string, owner: string, tags: Tag[], bytes: Uint8Array, item?: Uint8Array): ModuleRecord {
     const existing = this.modules.get(id);
     if (existing) return existing;
     const kind = moduleKind(tags);
     if (!kind) throw badRequest(`module ${id}: Module-Format '${tagValue(tags, 'Module-Format') ?? ''}' is neither a WASM AOS image nor Lua`);
     const mdir = path.join(this.dir, 'modules');
     writeFileAtomic(path.join(mdir, `${id}.bin`), bytes);
-    const rec: ModuleRecord = { id, owner, tags, kind, bytes };
+    if (item) writeFileAtomic(path.join(mdir, `${id}.item`), item);
+    const rec: ModuleRecord = { id, owner, tags, kind, bytes, ...(item ? { item } : {}) };
     writeFileAtomic(path.join(mdir, `${id}.json`), JSON.stringify({ id, owner, tags, kind }));
     this.modules.set(id, rec);
     return rec;
@@ -366,7 +379,7 @@ export class ProcessRegistry {
     const moduleId = tagValue(item.tags, 'Module');
     if (!moduleId) throw badRequest("the process has no 'Module' tag");
     if (!this.modules.has(moduleId)) throw notFound(`module ${moduleId} is not known to this server (upload it first)`);
-    const spawn: Assignment = { slot: 0, timestamp: Date.now(), 'block-height': 0, message: legacyOf(item) };
+    const spawn: Assignment = { slot: 0, timestamp: Date.now(), 'block-height': 0, message: legacyOf(item), raw: item.raw.toString('base64url') };
     const pf: ProcessFile = { id: item.id, owner: item.owner, module: moduleId, tags: item.tags, spawn };
     const p = this.instantiate(pf);
     p.load(spawn);

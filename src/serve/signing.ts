@@ -7,11 +7,19 @@
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ArweaveSigner, createData, DataItem } from '@dha-team/arbundles';
+import type { ArweaveSigner, DataItem } from '@dha-team/arbundles';
 import { AoError } from '../errors';
 import { writeFileAtomic } from './store';
 
 /** An Arweave RSA key in JWK form (`kty: RSA`, `n`, `e`, `d`, `p`, `q`, `dp`, `dq`, `qi`). */
+type Arbundles = typeof import('@dha-team/arbundles');
+let arbundlesModule: Arbundles | undefined;
+/** @dha-team/arbundles, loaded on first use (it takes most of a second to load). */
+function arbundles(): Arbundles {
+  arbundlesModule ??= require('@dha-team/arbundles') as Arbundles;
+  return arbundlesModule;
+}
+
 export interface Jwk {
   kty: string;
   n: string;
@@ -79,14 +87,14 @@ export class ItemSigner {
   private readonly signer: ArweaveSigner;
 
   constructor(jwk: Jwk) {
-    this.signer = new ArweaveSigner(jwk as never);
+    this.signer = new (arbundles().ArweaveSigner)(jwk as never);
     this.publicKey = jwk.n;
     this.address = addressOf(jwk.n);
   }
 
   /** A signed ANS-104 item; resolves with its raw bytes and ID. */
   async sign(data: string | Uint8Array, tags: Tag[], target?: string): Promise<{ id: string; raw: Buffer }> {
-    const item = createData(typeof data === 'string' ? data : Buffer.from(data), this.signer, { tags, ...(target ? { target } : {}) });
+    const item = arbundles().createData(typeof data === 'string' ? data : Buffer.from(data), this.signer, { tags, ...(target ? { target } : {}) });
     await item.sign(this.signer);
     return { id: item.id, raw: item.getRaw() };
   }
@@ -105,7 +113,7 @@ export async function verifyItem(raw: Uint8Array): Promise<SignedItem> {
   const buf = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
   let item: DataItem;
   try {
-    item = new DataItem(buf);
+    item = new (arbundles().DataItem)(buf);
     // The accessors throw on a malformed header: read them all before verifying.
     void item.tags;
     void item.rawData;
@@ -116,7 +124,7 @@ export async function verifyItem(raw: Uint8Array): Promise<SignedItem> {
   if (item.rawSignature.every((b) => b === 0)) throw unauthorized('the data item is not signed');
   let ok = false;
   try {
-    ok = await quietly(() => DataItem.verify(buf));
+    ok = await quietly(() => arbundles().DataItem.verify(buf));
   } catch {
     ok = false;
   }
