@@ -18,6 +18,7 @@
  * of the result (see cu@1.0). Errors are JSON: `{error, code, status}`.
  */
 
+import * as http from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { sha256Id } from '../ao/cache';
 import { AoError } from '../errors';
@@ -113,11 +114,31 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
   });
   await registry.open();
   const resultTimeout = opts.resultTimeout ?? 60_000;
+  const requestTimeout = opts.requestTimeout ?? 30_000;
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: opts.bodyLimit ?? 16 * 1024 * 1024,
-    requestTimeout: opts.requestTimeout ?? 30_000,
-    connectionTimeout: opts.requestTimeout ?? 30_000,
+    requestTimeout,
+    // Node checks request deadlines every `connectionsCheckingInterval` ms (30 s by default):
+    // check often enough that a slow client gets its 408 (fastify's JSON answer) on time.
+    // Errors before a request exists (a client too slow, a malformed request line): the same
+    // JSON error shape as every other answer, then the connection is closed.
+    clientErrorHandler: (err: Error & { code?: string }, socket) => {
+      const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      const status = timeout ? 408 : 400;
+      const body = JSON.stringify({
+        error: timeout ? `the request was not received within ${requestTimeout} ms` : `malformed HTTP request: ${err.message}`,
+        code: err.code ?? 'ERR_BAD_REQUEST',
+        status,
+      });
+      if (socket.writable) {
+        socket.end(`HTTP/1.1 ${status} ${timeout ? 'Request Timeout' : 'Bad Request'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      } else {
+        socket.destroy();
+      }
+    },
+    serverFactory: (handler) =>
+      http.createServer({ requestTimeout, headersTimeout: requestTimeout, connectionsCheckingInterval: Math.max(50, Math.min(1000, requestTimeout / 4)) }, handler),
   });
   let publicUrl = '';
 
