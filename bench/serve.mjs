@@ -1,0 +1,142 @@
+// `hb-runtimes serve` over HTTP on loopback (autocannon as the client, bounded in count and
+// time): AOS Eval messages (signed ANS-104 items, acknowledged after an fsync) with 1, 10 and 100
+// concurrent clients: acknowledgement latency p50/p99, acks/s, and end-to-end messages/s (until
+// the last one is computed); Eval dry runs (computed per request) with 1, 10 and 100 clients;
+// memory per idle process. The server runs in a child process. Needs ../shared/fixtures.
+// BENCH_SERVE_N (default 150) sets the messages per level.
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createRequire } from 'node:module';
+import { fmt, table } from './util.mjs';
+
+const require = createRequire(import.meta.url);
+const autocannon = require('autocannon');
+const { ArweaveSigner, createData } = require('@dha-team/arbundles');
+const { generateJwk } = require('../lib/serve/signing.js');
+
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const FIX = path.resolve(ROOT, '..', 'shared', 'fixtures');
+if (!fs.existsSync(path.join(FIX, 'aos-2-pure-xs.wasm'))) {
+  console.log(`skipped: ${FIX} not found`);
+  process.exit(0);
+}
+const N = Number(process.env.BENCH_SERVE_N ?? 150);
+const LEVELS = [1, 10, 100];
+const DRY_RUNS = 300;
+
+const store = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-bench-serve-'));
+const walletFile = path.join(store, 'client.json');
+fs.writeFileSync(walletFile, JSON.stringify(generateJwk()));
+const jwk = JSON.parse(fs.readFileSync(walletFile, 'utf8'));
+const signer = new ArweaveSigner(jwk);
+const owner = require('../lib/serve/signing.js').addressOf(jwk.n);
+
+const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'hb-runtimes.js'), 'serve', '--port', '0', '--store', path.join(store, 'server')], {
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+const url = await new Promise((resolve, reject) => {
+  let out = '';
+  child.stdout.on('data', (d) => {
+    out += d;
+    const m = /listening on (\S+)/.exec(out);
+    if (m) resolve(m[1]);
+  });
+  child.once('exit', (c) => reject(new Error(`server exited (${c})`)));
+});
+const rssKb = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))[1]);
+
+async function item(data, tags, target) {
+  const d = createData(data, signer, { tags, ...(target ? { target } : {}) });
+  await d.sign(signer);
+  return { id: d.id, raw: d.getRaw() };
+}
+const post = (p, body, type = 'application/octet-stream') =>
+  fetch(`${url}${p}`, { method: 'POST', headers: { 'content-type': type }, body }).then(async (r) => {
+    if (!r.ok) throw new Error(`${p}: ${r.status} ${await r.text()}`);
+    return r.json();
+  });
+
+const modules = {
+  wasm: (await post('/modules', fs.readFileSync(path.join(FIX, 'aos-2-pure-xs.wasm')), 'application/wasm')).id,
+  lua: (await post('/modules', fs.readFileSync(path.join(FIX, 'hyper-aos.lua')), 'application/lua')).id,
+};
+async function spawnProcess(kind) {
+  const s = await item(' ', [{ name: 'Data-Protocol', value: 'ao' }, { name: 'Type', value: 'Process' }, { name: 'Module', value: modules[kind] }]);
+  await post('/', s.raw);
+  return s.id;
+}
+
+const evalTags = [{ name: 'Data-Protocol', value: 'ao' }, { name: 'Type', value: 'Message' }, { name: 'Action', value: 'Eval' }];
+const ms = (x) => `${x.toFixed(1)} ms`;
+
+async function messages(kind) {
+  const rows = [];
+  for (const c of LEVELS) {
+    const pid = await spawnProcess(kind);
+    const n = Math.max(N, c);
+    const items = [];
+    for (let i = 0; i < n; i++) items.push(await item(`N = (N or 0) + 1; return N`, evalTags, pid));
+    let next = 0;
+    const t0 = performance.now();
+    const r = await autocannon({
+      url: `${url}/`,
+      method: 'POST',
+      connections: c,
+      amount: n,
+      duration: 120,
+      headers: { 'content-type': 'application/octet-stream' },
+      requests: [{ setupRequest: (req) => ({ ...req, body: items[next++ % n].raw }) }],
+    });
+    const acked = (performance.now() - t0) / 1000;
+    // End to end: until the last message's result is computed.
+    const last = items[n - 1].id;
+    const res = await fetch(`${url}/result/${last}?process-id=${pid}`).then((x) => x.json());
+    const total = (performance.now() - t0) / 1000;
+    if (r.non2xx > 0 || r.errors > 0 || res.Output?.data === undefined) throw new Error(`bench failed: ${r.non2xx} non-2xx, ${r.errors} errors`);
+    rows.push([c, n, fmt(r.requests.total / acked), ms(r.latency.p50), ms(r.latency.p99), fmt(n / total)]);
+  }
+  table(`Eval messages (${kind === 'wasm' ? 'aos-2-pure-xs.wasm' : 'hyper-aos.lua'}): signed items POSTed, acknowledged after fsync`, ['clients', 'messages', 'acks/s', 'ack p50', 'ack p99', 'end-to-end msgs/s'], rows);
+}
+
+async function dryRuns(kind) {
+  const pid = await spawnProcess(kind);
+  const rows = [];
+  const body = JSON.stringify({ Id: '1234', Owner: owner, Target: pid, Data: 'return 1 + 1', Tags: evalTags });
+  for (const c of LEVELS) {
+    const t0 = performance.now();
+    const r = await autocannon({ url: `${url}/dry-run?process-id=${pid}`, method: 'POST', connections: c, amount: DRY_RUNS, duration: 120, headers: { 'content-type': 'application/json' }, body });
+    if (r.non2xx > 0 || r.errors > 0) throw new Error(`dry run bench failed: ${r.non2xx} non-2xx, ${r.errors} errors`);
+    rows.push([c, DRY_RUNS, fmt(r.requests.total / ((performance.now() - t0) / 1000)), ms(r.latency.p50), ms(r.latency.p99)]);
+  }
+  table(`Eval dry runs (${kind === 'wasm' ? 'aos-2-pure-xs.wasm' : 'hyper-aos.lua'}): computed on a copy of the state per request`, ['clients', 'requests', 'req/s', 'p50', 'p99'], rows);
+}
+
+async function idleMemory() {
+  const rows = [];
+  for (const kind of ['wasm', 'lua']) {
+    const K = 10;
+    await spawnProcess(kind); // warm: the module compiled once
+    await new Promise((r) => setTimeout(r, 200));
+    const before = rssKb();
+    const pids = [];
+    for (let i = 0; i < K; i++) pids.push(await spawnProcess(kind));
+    // Wait until each has computed its spawn (slot 0).
+    for (const pid of pids) await fetch(`${url}/result/0?process-id=${pid}`).then((x) => x.json());
+    await new Promise((r) => setTimeout(r, 200));
+    rows.push([kind === 'wasm' ? 'aos-2-pure-xs.wasm' : 'hyper-aos.lua', K, `${((rssKb() - before) / K / 1024).toFixed(1)} MiB`]);
+  }
+  table('Memory per idle process (server RSS growth / processes spawned)', ['module', 'processes', 'RSS per process'], rows);
+}
+
+try {
+  await messages('wasm');
+  await messages('lua');
+  await dryRuns('wasm');
+  await dryRuns('lua');
+  await idleMemory();
+} finally {
+  child.kill('SIGTERM');
+  fs.rmSync(store, { recursive: true, force: true });
+}
