@@ -128,10 +128,9 @@ async function dryRuns(kind) {
       headers: { 'content-type': 'application/json' },
       requests: [{ setupRequest: (req) => (span.start(), { ...req, body }), onResponse: span.end }],
     });
-    if (r.non2xx > 0 || r.errors > 0) throw new Error(`dry run bench failed: ${r.non2xx} non-2xx, ${r.errors} errors`);
-    rows.push([c, DRY_RUNS, fmt(r.requests.total / span.seconds()), ms(r.latency.p50), ms(r.latency.p99)]);
+    rows.push([c, DRY_RUNS, fmt(r['2xx'] / span.seconds()), ms(r.latency.p50), ms(r.latency.p99), r.non2xx + r.errors + r.timeouts]);
   }
-  table(`Eval dry runs (${kind === 'wasm' ? 'aos-2-pure-xs.wasm' : 'hyper-aos.lua'}): computed on a copy of the state per request`, ['clients', 'requests', 'req/s', 'p50', 'p99'], rows);
+  table(`Eval dry runs (${kind === 'wasm' ? 'aos-2-pure-xs.wasm' : 'hyper-aos.lua'}): computed on a copy of the state per request`, ['clients', 'requests', 'req/s', 'p50', 'p99', 'failed (timeouts of 60 s, errors)'], rows);
 }
 
 async function idleMemory() {
