@@ -5,7 +5,7 @@
  * | route | role | what |
  * | --- | --- | --- |
  * | `GET /` | all | info: signing `address`, public key, counts |
- * | `POST /` | MU | a signed ANS-104 item: `Type: Module` (registered), `Process` (spawned) or `Message` (scheduled) |
+ * | `POST /` | MU | a signed ANS-104 item: `Type: Module` (registered), `Process` (spawned) or `Message` (scheduled); `?process-id=&assign=<id>`: assign a known message to a process |
  * | `POST /modules` | - | raw module bytes (`Content-Type: application/wasm` or `application/lua`); the ID is their SHA-256 |
  * | `GET /result/:message?process-id=` | CU | the result of a message (by ID, or by slot number) |
  * | `GET /results/:process?from&to&sort&limit` | CU | results, paged by slot cursors |
@@ -172,8 +172,19 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
     return req.body;
   }
 
-  // MU: data-item intake.
+  // MU: data-item intake; with `?process-id=&assign=`, an assignment of a known message.
   app.post('/', async (req, reply) => {
+    const q = req.query as Record<string, unknown>;
+    if (q.assign !== undefined) {
+      if (typeof q.assign !== 'string' || !ID.test(q.assign)) throw fail(400, "'assign' must be a message ID");
+      const p = registry.get(processIdOf(req));
+      const known = p.slotOf(q.assign);
+      if (known !== undefined) return reply.status(200).send({ id: q.assign, message: 'Already scheduled', slot: known });
+      const original = registry.findMessage(q.assign);
+      if (!original) throw fail(404, `message ${q.assign} is not known to this server`);
+      const a = await p.assign(original.message, undefined, original.raw ? Buffer.from(original.raw, 'base64url') : undefined);
+      return reply.status(200).send({ id: q.assign, message: 'Assigned', slot: a.slot, timestamp: a.timestamp });
+    }
     const item = await verifyItem(rawBody(req));
     const type = tagValue(item.tags, 'Type');
     if (type === 'Module') {

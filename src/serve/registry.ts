@@ -122,6 +122,7 @@ export class ServedProcess {
   mismatches = 0;
   /** Set when the store failed under this process: it computes nothing more. */
   fault?: Error;
+  private closing = false;
   private engine?: Engine;
   private pumping?: Promise<void>;
   private waiters: Array<{ slot: number; resolve: () => void }> = [];
@@ -207,7 +208,7 @@ export class ServedProcess {
     if (this.pumping || !this.engine) return this.pumping ?? Promise.resolve();
     this.pumping = (async () => {
       try {
-        while (this.computed + 1 < this.durable) await this.exclusively(() => this.computeNext());
+        while (this.computed + 1 < this.durable && !this.closing && !this.fault) await this.exclusively(() => this.computeNext());
       } catch (e) {
         // Only the store can fail here (engines turn compute failures into Error results):
         // stop computing this process, and say why on every later wait.
@@ -218,7 +219,7 @@ export class ServedProcess {
       } finally {
         this.pumping = undefined;
       }
-      if (this.computed + 1 < this.durable) void this.pump();
+      if (this.computed + 1 < this.durable && !this.closing) void this.pump();
     })();
     return this.pumping;
   }
@@ -236,7 +237,10 @@ export class ServedProcess {
     const known = this.results[slot];
     if (known === undefined) {
       this.results[slot] = result;
-      void this.resultsLog.append(Buffer.from(JSON.stringify({ slot, result })));
+      // Not awaited (results can be recomputed); a failure is fatal for this process.
+      this.resultsLog.append(Buffer.from(JSON.stringify({ slot, result }))).catch((e: Error) => {
+        this.fault ??= e;
+      });
     } else if (JSON.stringify(known) !== JSON.stringify(result)) {
       this.mismatches++;
     }
@@ -291,6 +295,10 @@ export class ServedProcess {
   }
 
   async close(): Promise<void> {
+    // Stop after the slot being computed; what is left is computed again on the next start.
+    this.closing = true;
+    await this.pumping;
+    await this.exclusive;
     await this.log.close();
     await this.resultsLog.close();
     this.engine?.dispose();
@@ -386,6 +394,15 @@ export class ProcessRegistry {
     writeFileAtomic(path.join(this.processDir(item.id), 'process.json'), JSON.stringify(pf));
     await p.start();
     return p;
+  }
+
+  /** A scheduled message by ID, from whichever process holds it. */
+  findMessage(id: string): Assignment | undefined {
+    for (const p of this.processes.values()) {
+      const slot = p.slotOf(id);
+      if (slot !== undefined) return p.assignments[slot];
+    }
+    return undefined;
   }
 
   get(id: string): ServedProcess {

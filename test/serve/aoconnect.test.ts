@@ -150,6 +150,16 @@ describeShared('aoconnect (legacy mode) against hb-runtimes serve', () => {
     expect(dry.Output.data).toBe('42');
     const after = await ao.message({ process: pid, signer: signer(), tags: [{ name: 'Action', value: 'Eval' }], data: 'return X' });
     expect((await ao.result({ process: pid, message: after })).Output.data).toBe('41');
+
+    // assign: the same message delivered to a second process, computed there on its own state.
+    const other = await ao.spawn({ module, scheduler: server.signer.address, signer: signer() });
+    expect(await ao.assign({ process: other, message: ids[1] })).toBe(ids[1]);
+    expect((await ao.result({ process: other, message: ids[1] })).Error).toContain("attempt to get length of a nil value (field 'Messages')"); // X is nil there: the Eval fails
+    expect(await ao.assign({ process: other, message: ids[0] })).toBe(ids[0]);
+    expect((await ao.result({ process: other, message: ids[0] })).Output.data).toBe('');
+    expect(await ao.assign({ process: other, message: ids[4] })).toBe(ids[4]);
+    expect((await ao.result({ process: other, message: ids[4] })).Output.data).toBe('41');
+    await expect(ao.assign({ process: other, message: 'C'.repeat(43) })).rejects.toThrow(`404: {"error":"message ${'C'.repeat(43)} is not known to this server","code":"ERR_NOT_FOUND","status":404}`);
   });
 
   it('answers the gateway queries for a module and a process, and the info route with the signing address', async () => {
