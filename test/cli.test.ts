@@ -21,6 +21,15 @@ describe('hb-runtimes run', () => {
   });
 });
 
+describe('hb-runtimes serve', () => {
+  it('documents itself with --help', () => {
+    const r = cli(['serve', '--help']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('a Compute Unit over HTTP');
+    for (const o of ['--port', '--host', '--store', '--wallet', '--snapshot-interval', '--body-limit', '--request-timeout', '--delegate']) expect(r.stdout).toContain(o);
+  });
+});
+
 describe('hb-runtimes lua', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-cli-lua-'));
   const file = path.join(dir, 'calc.lua');

@@ -183,6 +183,19 @@ describeShared('cu@1.0 against hb-runtimes serve', () => {
     const clash = await resolve({ device: 'cu@1.0', body: msgs[1].raw }, { path: 'push', assignment: { process: spawn.id, slot: 3 }, 'cu-url': cuC.url }).catch((e) => e);
     expect(clash).toMatchObject({ status: 502, code: 'ERR_CU', 'cu-status': 409 });
 
+    // execute with a full assignment: the slot's result, or only the commitment for its message.
+    const more = await item('return X * 2', evalTags, spawn.id);
+    const full = await resolve({ device: 'cu@1.0', body: more.raw, assignment: { process: spawn.id, slot: 5 } }, { path: 'execute', 'cu-url': cuC.url });
+    expect(full.results.data).toBe('82');
+    const committed = await resolve(
+      { device: 'cu@1.0', body: more.raw, assignment: { process: spawn.id, slot: 5 }, 'commit-to': more.id },
+      { path: 'execute', 'cu-url': cuC.url },
+    );
+    expect(committed).toMatchObject({ status: 200, 'commitment-for': more.id, slot: 5 });
+    expect(await cu.verify(committed, cuC.signer.address)).toBe(true);
+    expect(await cu.verify({ ...committed, 'commitment-for': msgs[0].id }, cuC.signer.address)).toBe(false);
+    expect(await cu.verify(Buffer.from('not an item'), cuC.signer.address)).toBe(false);
+
     // A local process@1.0 whose execution device is the remote CU: same results.
     let proc: Message = { device: 'process@1.0', 'execution-device': 'delegated-compute@1.0', id: spawn.id, 'cu-url': cuC.url, 'snapshot-interval': 0 };
     proc = await resolve(proc, 'init');
