@@ -141,19 +141,23 @@ export async function verifyItem(raw: Uint8Array): Promise<SignedItem> {
   };
 }
 
+let quiet = 0;
+let savedWarn: typeof console.warn | undefined;
+
 /**
- * Runs `f` with console.log/console.error silenced: arweave-js prints a banner for every failed
- * RSA verification, which would let any client write to the server's output.
+ * Runs `f` with console.warn silenced: arweave-js warns with a banner for every failed RSA
+ * verification, which would let any client write to the server's output. Overlapping calls
+ * (verification is asynchronous) share one silencing, undone when the last one ends.
  */
 async function quietly<T>(f: () => Promise<T>): Promise<T> {
-  const { log, error } = console;
-  console.log = () => undefined;
-  console.error = () => undefined;
+  if (quiet++ === 0) {
+    savedWarn = console.warn;
+    console.warn = () => undefined;
+  }
   try {
     return await f();
   } finally {
-    console.log = log;
-    console.error = error;
+    if (--quiet === 0) console.warn = savedWarn!;
   }
 }
 

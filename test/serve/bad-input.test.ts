@@ -65,6 +65,19 @@ describe('hb-runtimes serve on bad input', () => {
     const garbage = await send(server.url, Buffer.from('definitely not a data item'));
     expect(garbage.status).toBe(401);
     expect(garbage.body.error).toMatch(/^not an ANS-104 data item: /);
+    // Concurrent failed verifications print nothing (arweave-js warns on each) and leave console.warn as it was.
+    const warn = console.warn;
+    const printed: unknown[] = [];
+    console.warn = (...a: unknown[]) => void printed.push(a);
+    const mine = console.warn;
+    try {
+      const answers = await Promise.all(Array.from({ length: 8 }, () => send(server.url, altered)));
+      expect(answers.map((a) => a.status)).toEqual(Array(8).fill(401));
+      expect(console.warn).toBe(mine);
+      expect(printed).toEqual([]);
+    } finally {
+      console.warn = warn;
+    }
     expect(logSize()).toBe(before);
     expect(server.registry.get(pid).nextSlot).toBe(1);
   });
