@@ -4,9 +4,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ArweaveSigner, createData } from '@dha-team/arbundles';
 import { startServer } from '../../src/serve/app';
+import { addressOf } from '../../src/serve/signing';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
 import { tempStore, testWallet, uploadModule } from '../helpers/serve';
 
@@ -24,6 +25,26 @@ async function post(url: string, raw: Buffer) {
   return res.json();
 }
 const evalTags: Tag[] = [{ name: 'Type', value: 'Message' }, { name: 'Action', value: 'Eval' }];
+
+describe('hb-runtimes serve without a wallet', () => {
+  it('generates one into the store (mode 0600) and signs with it again after a restart', async () => {
+    const store = tempStore();
+    let server = await startServer({ store });
+    const address = server.signer.address;
+    await server.close();
+    const file = path.join(store, 'wallet.json');
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    const jwk = JSON.parse(fs.readFileSync(file, 'utf8'));
+    expect(addressOf(jwk.n)).toBe(address);
+    expect(Buffer.from(jwk.n, 'base64url').length).toBe(512);
+    server = await startServer({ store });
+    try {
+      expect(await fetch(`${server.url}/`).then((r) => r.json())).toMatchObject({ address });
+    } finally {
+      await server.close();
+    }
+  });
+});
 
 describeShared('hb-runtimes serve restarted on the same store', () => {
   it.each([
