@@ -13,6 +13,7 @@
  * | `POST /result/:slot?process-id=` | CU | delegated compute: assign the posted item (or JSON message) at `slot`, answer its result |
  * | `GET /state/:process` | CU | the current state snapshot (bytes; `slot` header) |
  * | `POST /graphql` | gateway | module/process metadata and the Scheduler-Location |
+| `GET /timestamp`, `GET /:process?from&to&limit`, `GET /:message?process-id=` | SU | the schedule (su.ts) |
  *
  * `commit-to=<id>` on either `/result` route answers a commitment signed by the server instead
  * of the result (see cu@1.0). Errors are JSON: `{error, code, status}`.
@@ -26,6 +27,7 @@ import { legacyResult, type LegacyMessage, type LegacyResult } from './engine';
 import { answerGraphql } from './gateway';
 import { legacyOf, moduleKind, moduleTagsFor, ProcessRegistry, resultHash, resultsBundleIds, type ServedProcess } from './registry';
 import { remoteEngineFactory } from './remote';
+import { registerSuRoutes } from './su';
 import { ItemSigner, loadOrCreateWallet, tagValue, verifyItem, type Jwk } from './signing';
 
 export const COMMIT_NOT_FOUND = 'Requested message to commit to not in results bundle.';
@@ -328,6 +330,8 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
     if (answer === undefined) throw fail(400, 'unsupported GraphQL query (only transactions by ids, and Scheduler-Location)');
     return answer;
   });
+
+  registerSuRoutes(app, registry, () => signer.address);
 
   await app.listen({ port: opts.port ?? 0, host: opts.host ?? '127.0.0.1' });
   const addr = app.server.address();
