@@ -170,8 +170,16 @@ export class ServedProcess {
       message,
       ...(raw ? { raw: Buffer.from(raw).toString('base64url') } : {}),
     };
+    if (this.fault) throw this.faultError();
     this.place(a);
-    await this.log.append(Buffer.from(JSON.stringify(a)));
+    try {
+      await this.log.append(Buffer.from(JSON.stringify(a)));
+    } catch (e) {
+      // The slot is taken in memory but not on disk: accept nothing more for this process
+      // (a restart reloads it from what is on disk).
+      this.fault ??= e as Error;
+      throw this.faultError();
+    }
     this.durable = Math.max(this.durable, slot + 1);
     void this.pump();
     return a;

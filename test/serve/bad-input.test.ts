@@ -107,17 +107,34 @@ describe('hb-runtimes serve on bad input', () => {
     expect(server.registry.get(pid).nextSlot).toBe(1);
   });
 
+  it('answers 500 ERR_STORE for a process whose log cannot be written, and keeps serving other processes', async () => {
+    const up = await fetch(`${server.url}/modules`, { method: 'POST', headers: { 'content-type': 'application/lua' }, body: LUA });
+    const module = ((await up.json()) as { id: string }).id;
+    const spawn = await signed(' ', [{ name: 'Type', value: 'Process' }, { name: 'Module', value: module }, { name: 'Name', value: 'doomed' }]);
+    expect((await send(server.url, spawn.raw)).status).toBe(200);
+    // The disk goes away under this process's log.
+    await (server.registry.get(spawn.id) as unknown as { log: { close(): Promise<void> } }).log.close();
+    const m = await signed('x', [{ name: 'Type', value: 'Message' }], spawn.id);
+    const first = await send(server.url, m.raw);
+    expect(first.status).toBe(500);
+    expect(first.body).toMatchObject({ code: 'ERR_STORE', error: expect.stringContaining(`process ${spawn.id} stopped computing: WAL `) });
+    const m2 = await signed('y', [{ name: 'Type', value: 'Message' }], spawn.id);
+    expect((await send(server.url, m2.raw)).status).toBe(500);
+    const fine = await signed('z', [{ name: 'Type', value: 'Message' }], pid);
+    expect((await send(server.url, fine.raw)).status).toBe(200);
+  });
+
   it('times out a client that never finishes its request, and keeps serving others', async () => {
     const port = Number(new URL(server.url).port);
     const slow = rawRequest(port, `POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\nabc`);
     // Meanwhile a well-behaved client is served.
     const ok = await signed('again', [{ name: 'Type', value: 'Message' }], pid);
-    expect(await send(server.url, ok.raw)).toMatchObject({ status: 200, body: { id: ok.id, slot: 1 } });
+    expect(await send(server.url, ok.raw)).toMatchObject({ status: 200, body: { id: ok.id, slot: 2 } });
     const answer = await slow;
     expect(answer).toMatch(/^HTTP\/1\.1 408 /);
     expect(answer.slice(answer.indexOf('\r\n\r\n') + 4)).toBe('{"error":"the request was not received within 1000 ms","code":"ERR_HTTP_REQUEST_TIMEOUT","status":408}');
     const res = await fetch(`${server.url}/result/${ok.id}?process-id=${pid}`).then((x) => x.json());
-    expect(res).toMatchObject({ Output: { data: '2' } });
-    expect(server.registry.get(pid).nextSlot).toBe(2);
+    expect(res).toMatchObject({ Output: { data: '3' } });
+    expect(server.registry.get(pid).nextSlot).toBe(3);
   });
 });
