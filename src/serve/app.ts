@@ -139,8 +139,16 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
         socket.destroy();
       }
     },
-    serverFactory: (handler) =>
-      http.createServer({ requestTimeout, headersTimeout: requestTimeout, connectionsCheckingInterval: Math.max(50, Math.min(1000, requestTimeout / 4)) }, handler),
+    serverFactory: (handler) => {
+      const server = http.createServer(
+        { requestTimeout, headersTimeout: requestTimeout, connectionsCheckingInterval: Math.max(50, Math.min(1000, requestTimeout / 4)) },
+        handler,
+      );
+      // fastify's own default (Node's is 5 s): longer than clients' keep-alive (undici: 4 s), so
+      // a client never reuses a connection the server is closing.
+      server.keepAliveTimeout = 72_000;
+      return server;
+    },
   });
   let publicUrl = '';
 
