@@ -17,7 +17,7 @@ import { sha256Id, messageId } from '../ao/cache';
 import { AoError } from '../errors';
 import { createEngine, type Assignment, type Engine, type EngineKind, type LegacyMessage, type LegacyResult, type ProcessDefinition } from './engine';
 import { tagValue, type SignedItem, type Tag } from './signing';
-import { readWal, Wal, writeFileAtomic, writeFileAtomicAsync } from './store';
+import { ensureDir, readWal, Wal, writeFileAtomic, writeFileAtomicAsync } from './store';
 
 /** Slots between two persisted snapshots when nothing else is configured. */
 export const DEFAULT_SNAPSHOT_INTERVAL = 64;
@@ -344,8 +344,8 @@ export class ProcessRegistry {
   /** Reads every module and process from the store and starts recomputing. */
   async open(): Promise<void> {
     const mdir = path.join(this.dir, 'modules');
-    fs.mkdirSync(mdir, { recursive: true });
-    fs.mkdirSync(path.join(this.dir, 'processes'), { recursive: true });
+    ensureDir(mdir);
+    ensureDir(path.join(this.dir, 'processes'));
     for (const f of fs.readdirSync(mdir)) {
       if (!f.endsWith('.json') || f.startsWith('.')) continue;
       const meta = JSON.parse(fs.readFileSync(path.join(mdir, f), 'utf8')) as Omit<ModuleRecord, 'bytes'>;

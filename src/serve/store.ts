@@ -34,10 +34,18 @@ function fsyncDir(dir: string): void {
   }
 }
 
+/** Creates `dir` (and its parents) with durable directory entries. */
+export function ensureDir(dir: string): void {
+  if (fs.existsSync(dir)) return;
+  ensureDir(path.dirname(dir));
+  fs.mkdirSync(dir);
+  fsyncDir(path.dirname(dir));
+}
+
 /** Writes `data` to `file` atomically and durably (synchronous: small files only). */
 export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): void {
   const dir = path.dirname(file);
-  fs.mkdirSync(dir, { recursive: true });
+  ensureDir(dir);
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   const fd = fs.openSync(tmp, 'wx', mode);
   try {
@@ -58,7 +66,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 
 /** The asynchronous form of `writeFileAtomic`, for large files (snapshots). */
 export async function writeFileAtomicAsync(file: string, data: Uint8Array): Promise<void> {
   const dir = path.dirname(file);
-  await fs.promises.mkdir(dir, { recursive: true });
+  ensureDir(dir);
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   const fh = await fs.promises.open(tmp, 'wx');
   try {
@@ -123,8 +131,14 @@ export class Wal {
     readonly file: string,
     private readonly durable = true,
   ) {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
+    ensureDir(path.dirname(file));
+    const existed = fs.existsSync(file);
     this.fd = fs.openSync(file, 'a');
+    // A new file's directory entry must be durable too, or a power loss could drop the log.
+    if (!existed) {
+      fs.fsyncSync(this.fd);
+      fsyncDir(path.dirname(file));
+    }
   }
 
   append(payload: Buffer): Promise<void> {
