@@ -11,10 +11,20 @@ const { LuaFactory } = require('wasmoon');
 const ROUNDS = 7;
 const CALLS = 100_000;
 const FIB_N = 27;
+const STR_N = 2_000;
 const PROGRAM = `
   function fib(n) if n < 2 then return n end return fib(n - 1) + fib(n - 2) end
   function add(a, b) return a + b end
   function callHost(n) local s = 0 for i = 1, n do s = s + host(i) end return s end
+  function strings(n)
+    local c = 0
+    for i = 1, n do
+      local s = string.rep("ab", 50, ",")
+      local r, k = s:gsub("a(b)", "%1x")
+      c = c + k + #r + (s:find("b,a", 60, true) or 0)
+    end
+    return c
+  end
 `;
 
 /** Median of `rounds` timings of `fn()`, in milliseconds (after one warm-up run). */
@@ -40,6 +50,7 @@ const ours = {
     for (let i = 0; i < CALLS; i++) vm.call('add', [i, 1]);
   },
   host: () => vm.call('callHost', [CALLS]),
+  strings: () => vm.call('strings', [STR_N]),
 };
 
 // ---- fengari (the C API, transliterated to JS) ----
@@ -52,7 +63,7 @@ lua.lua_pushcfunction(L, (Ls) => {
   return 1;
 });
 lua.lua_setglobal(L, to_luastring('host'));
-const [FIB, ADD, CALL_HOST] = ['fib', 'add', 'callHost'].map((s) => to_luastring(s));
+const [FIB, ADD, CALL_HOST, STRINGS] = ['fib', 'add', 'callHost', 'strings'].map((s) => to_luastring(s));
 function fengariCall(name, a, b) {
   lua.lua_getglobal(L, name);
   lua.lua_pushinteger(L, a);
@@ -68,6 +79,7 @@ const theirsFengari = {
     for (let i = 0; i < CALLS; i++) fengariCall(ADD, i, 1);
   },
   host: () => fengariCall(CALL_HOST, CALLS),
+  strings: () => fengariCall(STRINGS, STR_N),
 };
 
 // ---- wasmoon ----
@@ -77,12 +89,14 @@ await engine.doString(PROGRAM);
 const wFib = engine.global.get('fib');
 const wAdd = engine.global.get('add');
 const wCallHost = engine.global.get('callHost');
+const wStrings = engine.global.get('strings');
 const theirsWasmoon = {
   fib: () => wFib(FIB_N),
   calls: () => {
     for (let i = 0; i < CALLS; i++) wAdd(i, 1);
   },
   host: () => wCallHost(CALLS),
+  strings: () => wStrings(STR_N),
 };
 
 // Same answers everywhere before timing anything.
@@ -98,8 +112,9 @@ for (const [key, label, unit] of [
   ['fib', `fib(${FIB_N}) inside the VM`, 'ms'],
   ['calls', `${CALLS / 1000}k JS→Lua calls of add(a, b)`, 'calls/s'],
   ['host', `${CALLS / 1000}k Lua→JS host function calls`, 'calls/s'],
+  ['strings', `${STR_N / 1000}k rounds of string.rep + gsub + find`, 'ms'],
 ]) {
-  const ms = [ours, theirsFengari, theirsWasmoon].map((impl) => medianMs(impl[key], key === 'fib' ? 5 : ROUNDS));
+  const ms = [ours, theirsFengari, theirsWasmoon].map((impl) => medianMs(impl[key], key === 'calls' || key === 'host' ? ROUNDS : 5));
   results[key] = ms;
   const show = (t) => (unit === 'ms' ? `${t.toFixed(1)} ms` : `${((CALLS / t) * 1000 / 1e6).toFixed(2)}M/s`);
   rows.push([label, show(ms[0]), show(ms[1]), show(ms[2]), `${(ms[1] / ms[0]).toFixed(1)}×`, `${(ms[2] / ms[0]).toFixed(1)}×`]);

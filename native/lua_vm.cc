@@ -24,7 +24,8 @@ const napi_type_tag kLuaVMTag = {0x6862727475614c75ULL, 0x56cbb4de2f1a7d03ULL};
 // Raised (as a light userdata error value) once the instruction budget is spent.
 const char kLimitSentinel = 0;
 
-constexpr int kMaxHookStep = 1000;
+constexpr int kMaxHookStep = 1000;  // also the meter's largest grant
+constexpr long long kUnlimitedGrant = 1LL << 60;  // the meter's grant without instructionLimit
 constexpr uint64_t kDefaultSeed = 0;
 
 struct LibInfo {
@@ -47,7 +48,8 @@ const LibInfo kLibs[] = {
     {kLibDebug, "debug", LUA_DBLIBNAME, luaopen_debug},
 };
 
-inline LuaVM* VmOf(lua_State* L) { return *static_cast<LuaVM**>(lua_getextraspace(L)); }
+// The extra space of every thread points to the VM's meter, whose owner is the VM.
+inline LuaVM* VmOf(lua_State* L) { return static_cast<LuaVM*>(hb_meter_of(L)->owner); }
 
 // ---- Allocation with a cap ----------------------------------------------------------------------
 
@@ -61,6 +63,8 @@ void* LuaAlloc(void* ud, void* ptr, size_t osize, size_t nsize) {
   }
   if (nsize > old && a->limit != 0 && a->used - old + nsize > a->limit) {
     a->refused = true;
+    // Lua answers a refusal with a full (emergency) collection: charge it like collectgarbage().
+    if (a->meter != nullptr) a->meter->credit -= static_cast<long long>(a->used >> 4);
     return nullptr;
   }
   void* p = std::realloc(ptr, nsize);
@@ -81,38 +85,117 @@ int Panic(lua_State* L) {
 
 // ---- Instruction budget ----------------------------------------------------------------------------
 
+// One budget of steps, charged from two places: the count hook (VM instructions, per thread) and
+// the meter (hb-meter.h: the C library's loops, string comparison and concatenation in the VM,
+// collections). The meter hands out grants of up to kMaxHookStep steps; HB_TICK spends them and
+// calls hb_meter_settle when one is used up, which charges it and grants the next.
+
+// Starts a new grant on the meter from what is left of the budget (none once it is spent).
+void Regrant(LuaVM::Budget& b, hb_meter& m) {
+  if (b.exhausted) {
+    m.grant = m.credit = 0;
+  } else if (b.limit == 0) {
+    m.grant = m.credit = kUnlimitedGrant;
+  } else {
+    m.grant = m.credit = static_cast<long long>(std::min<uint64_t>(b.limit - b.used, kMaxHookStep));
+  }
+}
+
+// Charges `steps` plus what the meter spent since its last grant. False once the budget is spent.
+bool Charge(LuaVM* vm, uint64_t steps) {
+  LuaVM::Budget& b = vm->budget();
+  hb_meter& m = vm->meter();
+  if (!b.exhausted && b.limit != 0) {
+    b.used += steps + static_cast<uint64_t>(m.grant - m.credit);
+    if (b.used >= b.limit) b.exhausted = true;
+  }
+  Regrant(b, m);
+  return !b.exhausted;
+}
+
+void CountHook(lua_State* L, lua_Debug*);
+
+// Makes `L` and the main thread error on every instruction from now on.
+void ArmEveryInstruction(lua_State* L) {
+  if (lua_gethook(L) != CountHook || lua_gethookcount(L) != 1) lua_sethook(L, CountHook, LUA_MASKCOUNT, 1);
+  lua_State* main = VmOf(L)->main_state();
+  if (main != nullptr && main != L && (lua_gethook(main) != CountHook || lua_gethookcount(main) != 1)) {
+    lua_sethook(main, CountHook, LUA_MASKCOUNT, 1);
+  }
+}
+
+[[noreturn]] void RaiseLimit(lua_State* L) {
+  ArmEveryInstruction(L);
+  lua_pushlightuserdata(L, const_cast<char*>(&kLimitSentinel));
+  lua_error(L);
+  std::abort();  // lua_error does not return
+}
+
 // Each tick charges the instructions since the previous tick of this thread (its hook count).
 // Once the budget is spent (or the call is interrupted), every thread errors on every instruction,
 // so a script's pcall cannot swallow the limit for long; hooks are off inside error handlers, so
 // xpcall handlers are skipped then (GuardedHandler).
 void CountHook(lua_State* L, lua_Debug*) {
-  LuaVM::Budget& b = VmOf(L)->budget();
+  LuaVM* vm = VmOf(L);
+  LuaVM::Budget& b = vm->budget();
   if (b.limit == 0 && !b.exhausted) {  // left on a coroutine by an interrupted call
     lua_sethook(L, nullptr, 0, 0);
     return;
   }
-  if (!b.exhausted) {
-    b.used += static_cast<uint64_t>(lua_gethookcount(L));
-    if (b.used < b.limit) {
-      uint64_t rem = b.limit - b.used;
-      int want = rem < static_cast<uint64_t>(b.step) ? static_cast<int>(rem) : b.step;
-      if (want != lua_gethookcount(L)) lua_sethook(L, CountHook, LUA_MASKCOUNT, want);
-      return;
-    }
-    b.exhausted = true;
+  if (Charge(vm, static_cast<uint64_t>(lua_gethookcount(L)))) {
+    uint64_t rem = b.limit - b.used;
+    int want = rem < static_cast<uint64_t>(b.step) ? static_cast<int>(rem) : b.step;
+    if (want != lua_gethookcount(L)) lua_sethook(L, CountHook, LUA_MASKCOUNT, want);
+    return;
   }
-  if (lua_gethookcount(L) != 1) lua_sethook(L, CountHook, LUA_MASKCOUNT, 1);
-  lua_pushlightuserdata(L, const_cast<char*>(&kLimitSentinel));
-  lua_error(L);
+  RaiseLimit(L);
 }
+
+}  // namespace
+}  // namespace hbr
+
+extern "C" {
+__thread hb_meter* hb_meter_current = nullptr;
+}
+
+// Called by HB_TICK (C library code, always where a Lua error may be raised) when a grant is spent.
+extern "C" void hb_meter_settle(lua_State* L) {
+  hbr::LuaVM* vm = hbr::VmOf(L);
+  if (hbr::Charge(vm, 0)) return;
+  // Nothing raises outside calls (opening the libraries, restoring, between calls) nor inside our
+  // message handler (the error it handles ends the call anyway).
+  if (!vm->InCall() || vm->budget().in_handler) return;
+  hbr::RaiseLimit(L);
+}
+
+namespace hbr {
+namespace {
 
 // ---- Sandboxed stdlib replacements (C-style lua_CFunctions) -------------------------------------------
 
-// load(chunk [, chunkname [, mode [, env]]]) with the mode forced to text.
+// The reader behind a load() of a function: calls the user's reader (upvalue 1) and charges a
+// step per byte of each piece (compiling is about that costly).
+int ChargedReader(lua_State* L) {
+  lua_settop(L, 0);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_call(L, 0, 1);
+  if (lua_type(L, 1) == LUA_TSTRING) HB_TICK(L, lua_rawlen(L, 1));
+  return 1;
+}
+
+// load(chunk [, chunkname [, mode [, env]]]) with the mode forced to text, charging a step per
+// byte of source.
 int SafeLoad(lua_State* L) {
   if (lua_gettop(L) < 3) lua_settop(L, 3);
   lua_pushliteral(L, "t");
   lua_replace(L, 3);
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    HB_TICK(L, lua_rawlen(L, 1));
+  } else if (lua_type(L, 1) == LUA_TFUNCTION) {
+    lua_pushvalue(L, 1);
+    lua_pushcclosure(L, ChargedReader, 1);
+    lua_replace(L, 1);
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, VmOf(L)->aux_ref());
   lua_rawgeti(L, -1, kAuxLoad);
   lua_remove(L, -2);
@@ -170,6 +253,38 @@ int SafeSetmetatable(lua_State* L) {
   lua_settop(L, 2);
   lua_setmetatable(L, 1);
   return 1;
+}
+
+// collectgarbage([opt [, arg]]) restricted to what cannot defeat the limits: "collect" (the
+// default) and "step" are charged like a full collection (a step per 16 bytes in use), "count" and
+// "isrunning" answer as usual; "stop", "restart", "setpause" and "setstepmul" are refused.
+int SafeCollectgarbage(lua_State* L) {
+  static const char* const kOpts[] = {"collect", "count", "step", "isrunning", "stop", "restart", "setpause", "setstepmul",
+                                      nullptr};
+  int o = luaL_checkoption(L, 1, "collect", kOpts);
+  if (o >= 4) return luaL_argerror(L, 1, lua_pushfstring(L, "option '%s' is not allowed in this sandbox", kOpts[o]));
+  switch (o) {
+    case 1: {
+      int kb = lua_gc(L, LUA_GCCOUNT, 0);
+      int b = lua_gc(L, LUA_GCCOUNTB, 0);
+      lua_pushnumber(L, static_cast<lua_Number>(kb) + static_cast<lua_Number>(b) / 1024);
+      return 1;
+    }
+    case 3:
+      lua_pushboolean(L, lua_gc(L, LUA_GCISRUNNING, 0));
+      return 1;
+    default: {
+      int ex = static_cast<int>(luaL_optinteger(L, 2, 0));
+      HB_TICK(L, static_cast<long long>(lua_gc(L, LUA_GCCOUNT, 0)) << 6);
+      if (o == 0) {
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        lua_pushinteger(L, 0);
+      } else {
+        lua_pushboolean(L, lua_gc(L, LUA_GCSTEP, ex));
+      }
+      return 1;
+    }
+  }
 }
 
 // xoshiro256** (Blackman & Vigna), state per VM, seeded through splitmix64.
@@ -316,6 +431,8 @@ int OpenTrampoline(lua_State* L) {
   lua_setglobal(L, "xpcall");
   lua_pushcfunction(L, SafeSetmetatable);
   lua_setglobal(L, "setmetatable");
+  lua_pushcfunction(L, SafeCollectgarbage);
+  lua_setglobal(L, "collectgarbage");
   lua_getglobal(L, LUA_STRLIBNAME);
   lua_pushnil(L);
   lua_setfield(L, -2, "dump");
@@ -349,7 +466,10 @@ int OpenTrampoline(lua_State* L) {
 // Keeps the error value; records the traceback in aux[kAuxTrace]. Stack: [err] -> [err].
 int MsgHandler(lua_State* L) {
   lua_settop(L, 1);
+  LuaVM::Budget& b = VmOf(L)->budget();
+  b.in_handler = true;  // building the traceback charges the meter, which must not raise here
   luaL_traceback(L, L, nullptr, 1);
+  b.in_handler = false;
   lua_rawgeti(L, LUA_REGISTRYINDEX, VmOf(L)->aux_ref());
   lua_insert(L, -2);
   lua_rawseti(L, -2, kAuxTrace);
@@ -543,10 +663,14 @@ int LuaHostTrampoline(lua_State* L) {
 // Lives in C++ frames above every lua_pcall, so Lua errors never unwind it.
 class LuaVM::Frame {
  public:
-  Frame(LuaVM* vm, lua_State* L, bool restore_stack) : vm_(vm), L_(L), prev_(vm->active_), restore_(restore_stack) {
+  Frame(LuaVM* vm, lua_State* L, bool restore_stack)
+      : vm_(vm), L_(L), prev_(vm->active_), prev_meter_(hb_meter_current), restore_(restore_stack) {
+    hb_meter_current = &vm->meter_;
     if (vm->depth_ == 0) {
       vm->budget_.used = 0;
       vm->budget_.exhausted = false;
+      vm->budget_.in_handler = false;
+      Regrant(vm->budget_, vm->meter_);
       if (vm->budget_.limit != 0) {
         lua_sethook(vm->L_, CountHook, LUA_MASKCOUNT, vm->budget_.step);
       } else if (vm->interrupted_) {
@@ -563,6 +687,7 @@ class LuaVM::Frame {
   ~Frame() {
     if (restore_) lua_settop(L_, base_);
     vm_->active_ = prev_;
+    hb_meter_current = prev_meter_;
     size_t at = static_cast<size_t>(vm_->depth_ - 1);
     if (at < vm_->arenas_.size()) {
       LuaArena& a = *vm_->arenas_[at];
@@ -570,7 +695,11 @@ class LuaVM::Frame {
     }
     if (--vm_->depth_ == 0) {
       vm_->ResetPendingHostError();
-      if (vm_->close_pending_) vm_->Close();
+      if (vm_->close_pending_) {
+        vm_->Close();
+      } else if (vm_->alloc_.refused) {
+        vm_->CollectAfterRefusal();
+      }
     }
   }
   Frame(const Frame&) = delete;
@@ -583,6 +712,7 @@ class LuaVM::Frame {
   LuaVM* vm_;
   lua_State* L_;
   lua_State* prev_;
+  hb_meter* prev_meter_;  // the thread's current meter before this frame (another VM's, or none)
   bool restore_;
   int base_ = 0;
 };
@@ -592,6 +722,25 @@ LuaArena& LuaVM::ArenaAt(int depth) {
   LuaArena& a = *arenas_[static_cast<size_t>(depth)];
   a.Clear();
   return a;
+}
+
+namespace {
+// Full collections until the heap stops shrinking (each one halves an oversized string table).
+int CollectTrampoline(lua_State* L) {
+  for (int i = 0; i < 16; i++) {
+    int kb = lua_gc(L, LUA_GCCOUNT, 0);
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    if (lua_gc(L, LUA_GCCOUNT, 0) >= kb) break;
+  }
+  return 0;
+}
+}  // namespace
+
+void LuaVM::CollectAfterRefusal() noexcept {
+  if (L_ == nullptr) return;
+  int top = lua_gettop(L_);
+  if (lua_checkstack(L_, 2)) Protected(L_, CollectTrampoline, nullptr);
+  lua_settop(L_, top);
 }
 
 void LuaVM::ResetPendingHostError() noexcept {
@@ -683,11 +832,14 @@ LuaVM::LuaVM(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LuaVM>(info) {
 }
 
 void LuaVM::OpenState(Napi::Env env, uint16_t libs) {
+  meter_.owner = this;
+  Regrant(budget_, meter_);
+  alloc_.meter = &meter_;
   L_ = lua_newstate(LuaAlloc, &alloc_);
   if (L_ == nullptr) {
     throw MakeError(env, "LuaMemoryError", OutOfMemory("to create a Lua state", alloc_));
   }
-  *static_cast<LuaVM**>(lua_getextraspace(L_)) = this;
+  hb_meter_of(L_) = &meter_;  // before anything that could charge it (new threads copy it)
   lua_atpanic(L_, Panic);
   active_ = L_;
   OpenCtx ctx{libs, 0};
@@ -717,9 +869,14 @@ LuaVM::~LuaVM() { Close(); }
 void LuaVM::Close() {
   if (L_ != nullptr) {
     // Host callbacks are refused from here on (InvokeHost checks closing_), so nothing that runs
-    // inside lua_close can reach JS. __gc metamethods on tables cannot exist (SafeSetmetatable);
-    // the io library's C finalizers only close files.
+    // inside lua_close can reach JS. SafeSetmetatable refuses __gc; a Lua finalizer that exists
+    // anyway (opt-in libraries, a restored metatable) meets a spent budget: it errors on its first
+    // instruction and C loops error at their first tick (lua_close drops finalizer errors). The
+    // io library's C finalizers only close files.
     closing_ = true;
+    budget_.exhausted = true;
+    Regrant(budget_, meter_);
+    lua_sethook(L_, CountHook, LUA_MASKCOUNT, 1);
     lua_close(L_);
     L_ = nullptr;
     active_ = nullptr;
@@ -812,6 +969,7 @@ Napi::Error LuaVM::ErrorFromStatus(Napi::Env env, lua_State* L, int status) {
 }
 
 Napi::Value LuaVM::Finish(Napi::Env env, lua_State* L, int base, int status) {
+  budget_.in_handler = false;  // in case the message handler itself failed
   if (interrupted_) return env.Undefined();  // nothing can be thrown into a stopping environment
   if (budget_.exhausted) {
     Napi::Value trace = TakeTrace(env, L);
@@ -1004,10 +1162,12 @@ int LuaVM::InvokeHost(lua_State* L) noexcept {
   auto interrupt = [&]() -> int {
     interrupted_ = true;
     budget_.exhausted = true;
+    Regrant(budget_, meter_);
     lua_sethook(L, CountHook, LUA_MASKCOUNT, 1);
     return fail("JS cannot run any more in this environment", nullptr);
   };
   if (closing_ || L_ == nullptr) return fail("host functions are disabled while the LuaVM closes", nullptr);
+  if (meter_.finalizing > 0) return fail("host functions cannot be called from __gc finalizers", nullptr);
   if (interrupted_) return interrupt();
   try {
     Napi::Env env = Env();

@@ -21,7 +21,9 @@
 #include "addon.h"
 #include "lua_marshal.h"
 
-struct lua_State;
+extern "C" {
+#include "hb-meter.h"  // the step meter (written by scripts/fetch-lua.js; includes lua.h)
+}
 
 namespace hbr {
 
@@ -70,12 +72,15 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
     size_t used = 0;
     size_t limit = 0;      // 0: unlimited
     bool refused = false;  // an allocation was refused since the outermost call began
+    hb_meter* meter = nullptr;  // charged for the emergency collection that follows a refusal
   };
+  // One budget of steps: VM instructions (count hook) plus the C library's work (the meter).
   struct Budget {
     uint64_t limit = 0;  // 0: unlimited
     uint64_t used = 0;
     int step = 0;  // instructions between count-hook ticks
     bool exhausted = false;
+    bool in_handler = false;  // our message handler is running (the meter does not raise then)
   };
   struct CacheEntry {
     char name[kCacheNameMax];
@@ -84,6 +89,9 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
   // Runs the JS of a host function. Stack: [args] -> [result] (returns 1) or [error] (returns -1).
   int InvokeHost(lua_State* L) noexcept;
   Budget& budget() { return budget_; }
+  hb_meter& meter() { return meter_; }
+  lua_State* main_state() const { return L_; }
+  bool InCall() const { return depth_ > 0 || closing_; }  // inside a load/call, or closing
   uint64_t* rng() { return rng_; }
   CacheEntry* cache() { return cache_; }
   int aux_ref() const { return aux_ref_; }
@@ -114,6 +122,8 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
   void OpenState(Napi::Env env, uint16_t libs);
   int SlotForPath(const std::string& path);
   void ResetPendingHostError() noexcept;
+  // A full collection after an allocation was refused, so that memoryUsed comes back down.
+  void CollectAfterRefusal() noexcept;
   // The traceback recorded by the message handler (or undefined), clearing its slot.
   Napi::Value TakeTrace(Napi::Env env, lua_State* L);
   LuaArena& ArenaAt(int depth);
@@ -122,6 +132,7 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
   lua_State* active_ = nullptr;  // the thread running the innermost call (a coroutine inside a host function)
   Alloc alloc_;
   Budget budget_;
+  hb_meter meter_{};  // every thread's extra space points here; meter_.owner is this
   uint64_t rng_[4] = {0, 0, 0, 0};
   uint16_t libs_ = kSafeLibs;
   int aux_ref_ = 0;

@@ -4,6 +4,10 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <cstdint>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "errors.h"
 #include "wasm_engine.h"
@@ -714,6 +718,24 @@ static Napi::Uint8Array HashArg(Napi::Env env, const Napi::Value& v) {
   return v.As<Napi::Uint8Array>();
 }
 
+// Asks the kernel to back a large, not yet touched region with transparent huge pages, so that
+// filling it takes one page fault per 2 MiB instead of one per 4 KiB. On virtual machines a page
+// fault costs microseconds, and first-touch faults were most of the time of snapshotting into a
+// fresh buffer or restoring into a fresh instance. Only the 2 MiB-aligned interior is advised; a
+// kernel without THP (or another OS) ignores it.
+static void AdviseHugePages(void* data, size_t len) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  if (len < 2 * kHuge) return;
+  uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
+  uintptr_t end = (reinterpret_cast<uintptr_t>(data) + len) & ~(kHuge - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)data;
+  (void)len;
+#endif
+}
+
 uint64_t WasmInstance::SnapshotBytes() {
   wasmtime_context_t* ctx = Ctx();
   uint64_t payload = 4 + 4;
@@ -740,6 +762,7 @@ Napi::Value WasmInstance::Snapshot(const Napi::CallbackInfo& info) {
     throw InvalidArg(env, "snapshot(hash, into): into must be a Buffer of snapshotSize() bytes");
   }
   Napi::Buffer<uint8_t> buf = info[1].As<Napi::Buffer<uint8_t>>();
+  AdviseHugePages(buf.Data(), total);
   Writer w{buf.Data()};
   w.Bytes(kMagic, 8);
   w.U32(kVersion);
@@ -853,7 +876,11 @@ Napi::Value WasmInstance::Restore(const Napi::CallbackInfo& info) {
       if (error != nullptr) throw fail("cannot grow memory '" + p.m->name + "': " + TakeErrorMessage(error));
     }
   }
-  for (const MemPlan& p : mems) std::memcpy(wasmtime_memory_data(ctx, &p.m->memory), p.bytes, p.size);
+  for (const MemPlan& p : mems) {
+    uint8_t* dst = wasmtime_memory_data(ctx, &p.m->memory);
+    AdviseHugePages(dst, p.size);
+    std::memcpy(dst, p.bytes, p.size);
+  }
   for (const GlobalPlan& p : globals) {
     wasmtime_val_t v;
     switch (p.g->kind) {

@@ -9,15 +9,11 @@ import { cacheWrite } from './ao/cache';
 import { isMessage, withoutPrivate, type Message } from './ao/message';
 import { resolve } from './ao/resolve';
 import { AoError } from './errors';
+import { FAC_MODULE } from './embedded';
+import { quickBench } from './bench';
 import { versions } from './index';
 import { WasmInstance, WasmModule, type WasmImports } from './wasm';
 import { WasiPreview1, exitCodeOf, wasiImportsFor } from './wasi';
-
-/** fac(f64) -> f64, recursive factorial; compiled from WAT (see test/native/wasm-instance.test.ts). */
-const DEFAULT_MODULE = Buffer.from(
-  'AGFzbQEAAAABBgFgAXwBfAMCAQAHBwEDZmFjAAAKLgEsACAARAAAAAAAAPA/YwR8RAAAAAAAAPA/BSAAIABEAAAAAAAA8D+hEACiCws=',
-  'base64',
-);
 
 function formatValue(v: unknown): string {
   return typeof v === 'bigint' ? `${v}n` : JSON.stringify(v);
@@ -73,7 +69,7 @@ export async function main(argv: string[]): Promise<void> {
     .argument('[args...]', 'arguments, converted to the function signature')
     .option('--fuel <n>', 'fuel budget for the call (compiles the module with fuel metering)')
     .action((file: string | undefined, fn: string, args: string[], opts: { fuel?: string }) => {
-      const bytes = file ? fs.readFileSync(file) : DEFAULT_MODULE;
+      const bytes = file ? fs.readFileSync(file) : FAC_MODULE;
       const module = WasmModule.compile(bytes, opts.fuel ? { fuel: true } : undefined);
       const params = file ? parseArgs(module, fn, args) : parseArgs(module, fn, args.length ? args : ['5']);
       // WASI imports run over an in-memory filesystem; what the program prints is shown after it.
@@ -171,6 +167,13 @@ export async function main(argv: string[]): Promise<void> {
       };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
+    });
+
+  program
+    .command('bench')
+    .description('quick benchmarks of this installation (WASM calls and snapshots, Lua, AO-Core); the full suite with peer runtimes is `npm run bench` in a checkout')
+    .action(async () => {
+      await quickBench((line) => process.stdout.write(`${line}\n`));
     });
 
   await program.parseAsync(argv);

@@ -14,8 +14,9 @@ export type LuaLib = (typeof LUA_LIBS)[number];
 
 /**
  * The safe set, always open: these libraries with the sandbox restrictions (no `dofile`,
- * `loadfile` or `string.dump`, `load` of text only, `setmetatable` refuses `__gc`, a per-VM
- * `math.random`), plus `os.time`, `os.clock`, `os.date` and `os.difftime`.
+ * `loadfile` or `string.dump`, `load` of text only, `setmetatable` refuses `__gc`,
+ * `collectgarbage` limited to collect/step/count/isrunning, a per-VM `math.random`), plus
+ * `os.time`, `os.clock`, `os.date` and `os.difftime`.
  */
 export const LUA_SAFE_LIBS: readonly LuaLib[] = Object.freeze(['base', 'coroutine', 'table', 'string', 'utf8', 'math']);
 
@@ -29,7 +30,10 @@ export interface LuaVMOptions {
   libs?: readonly LuaLib[];
   /** Cap, in bytes, on the memory the Lua state allocates (default: none). */
   memoryLimit?: number;
-  /** VM instructions allowed per outermost `load`/`call` (default: none). */
+  /**
+   * Steps allowed per outermost `load`/`call` (default: none): VM instructions plus the work of C
+   * library functions (pattern matching, `string.rep`, `table.concat`, ...), see docs/lua-vm.md.
+   */
   instructionLimit?: number;
 }
 

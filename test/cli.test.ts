@@ -46,6 +46,25 @@ describe('hb-runtimes serve', () => {
   });
 });
 
+describe('hb-runtimes bench', () => {
+  it('prints a markdown table of quick benchmarks with a result in every row', () => {
+    const r = cli(['bench']);
+    expect(r.status).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^\| benchmark \(hb-runtimes, node v\d+\.\d+\.\d+, medians\) \| result \|$/);
+    const rows = lines.slice(2).map((l) => l.split('|').map((c) => c.trim()).filter(Boolean));
+    expect(rows.map((r) => r[0])).toEqual([
+      "WasmInstance#call('fac', [5])",
+      '64 MiB snapshot',
+      '64 MiB restore (same instance)',
+      'Lua fib(27)',
+      'JS → Lua calls of add(a, b)',
+      'AO-Core resolve(msg, "a/b/c")',
+    ]);
+    for (const [, v] of rows) expect(v).toMatch(/^\d+(\.\d+)?(M\/s|k\/s| ms)$/);
+  });
+});
+
 describe('hb-runtimes lua', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-cli-lua-'));
   const file = path.join(dir, 'calc.lua');

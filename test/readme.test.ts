@@ -1,6 +1,6 @@
 /** The README's example, step by step, on the shared fixtures. */
 import { expect, it } from 'vitest';
-import { AoError, resolve, wasm, WasmInstance, WasmModule } from '../src/index';
+import { AoError, lua, resolve, wasm, WasmInstance, WasmModule } from '../src/index';
 import { describeShared, sharedFixture, SHARED_FIXTURES } from './helpers/fixtures';
 import * as path from 'node:path';
 
@@ -30,6 +30,9 @@ describeShared('README example', () => {
     );
     const out = await resolve(aos, { path: 'compute', 'block-height': 1, body: { action: 'Eval', data: 'return 1 + 1', target: 'P1', from: 'ME', owner: 'ME' } });
     expect(out.results.data).toBe('2');
+
+    const calc = await lua.init({ device: 'lua@5.3a', module: { 'content-type': 'application/lua', body: 'function add(a, b) return a + b end' } }, {}, {});
+    expect(await resolve(calc, { path: 'add', parameters: [5, 3] })).toBe(8);
 
     const module = WasmModule.compile(sharedFixture('pow_calculator.wasm'));
     const instance = new WasmInstance(module, { my_lib: { mul: (a, b) => (a as number) * (b as number) } }, { missingImports: 'trap' });

@@ -5,6 +5,7 @@ import type { Message } from '../../src/ao';
 import { AoError, LimitError, LuaMemoryError, LuaRuntimeError, LuaSyntaxError, SnapshotError } from '../../src/errors';
 import { DEFAULT_LUA_SANDBOX, lua } from '../../src/devices/lua';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
+import { rejection } from '../helpers/thrown';
 
 const luaModule = (body: string, name?: string): Message => ({
   'content-type': 'application/lua',
@@ -12,15 +13,6 @@ const luaModule = (body: string, name?: string): Message => ({
   ...(name !== undefined ? { name } : {}),
 });
 const luaBase = (body: string, extra: Message = {}): Message => ({ device: 'lua@5.3a', module: luaModule(body, 'main.lua'), ...extra });
-
-async function rejection(p: Promise<unknown>): Promise<AoError> {
-  const e = await p.then(
-    () => undefined,
-    (x: unknown) => x,
-  );
-  expect(e).toBeInstanceOf(AoError);
-  return e as AoError;
-}
 
 const MATH = `
 function add(a, b) return a + b end
@@ -201,6 +193,32 @@ describe('lua@5.3a errors', () => {
     expect(await resolve(j, 'ok')).toBe('fine');
   });
 
+  it('survives deep recursion, string.rep bombs and endless tables with typed errors', async () => {
+    const base = luaBase(
+      'function rec() return 1 + rec() end function rep() return #string.rep("x", 1 << 30) end function tables() local t = {} while true do t = { t } end end function ok() return "ok" end',
+      { 'memory-limit': 8 * 1024 * 1024 },
+    );
+    const rec = await rejection(resolve({ ...base, 'memory-limit': undefined }, 'rec')); // the Lua stack (1,000,000 slots) needs 16 MiB
+    expect(rec).toBeInstanceOf(LuaRuntimeError);
+    expect(rec.message).toContain('stack overflow');
+    const rep = await rejection(resolve(base, 'rep'));
+    expect(rep).toBeInstanceOf(LuaMemoryError);
+    const tables = await rejection(resolve(base, 'tables'));
+    expect(tables).toBeInstanceOf(LuaMemoryError);
+    expect(await resolve(base, 'ok')).toBe('ok');
+  });
+
+  it('refuses an altered snapshot (checksum) without touching the message', async () => {
+    const i = await lua.init(luaBase(MATH), {}, {});
+    const body = Buffer.from((await lua.snapshot(i, {}, {})).body as Uint8Array);
+    body[body.length - 5] ^= 0xff;
+    const bad = { ...luaBase(MATH), snapshot: { body } };
+    const e = await rejection(lua.normalize(bad, {}, {}));
+    expect(e).toBeInstanceOf(SnapshotError);
+    expect(e.message).toContain('checksum mismatch');
+    expect(bad.snapshot.body).toBe(body);
+  });
+
   it('rejects bad limits', async () => {
     const e = await rejection(resolve(luaBase(MATH, { 'memory-limit': -5 }), 'add'));
     expect([e.status, e.message]).toEqual([400, 'lua@5.3a: memory-limit must be a positive integer, got "-5"']);
@@ -241,6 +259,21 @@ describe('lua@5.3a sandboxes (SPEC §7.4)', () => {
       function dbg() return debug.getregistry, debug.getupvalue, debug.sethook, debug.setmetatable, debug.getinfo ~= nil end
       function bytecode() return load(string.char(27) .. "Lua") end
       function files() return require("os") == os, pcall(require, "socket") end
+      function hunt()
+        local found = {}
+        local function scan(t, path, depth)
+          if depth > 3 then return end
+          for k, v in pairs(t) do
+            if type(v) == "table" then
+              if rawget(v, "getregistry") or rawget(v, "sethook") or rawget(v, "popen") or rawget(v, "execute") then found[#found + 1] = path .. "." .. tostring(k) end
+              scan(v, path .. "." .. tostring(k), depth + 1)
+            end
+          end
+        end
+        scan(_G, "_G", 0)
+        scan(getmetatable("") or {}, "strmt", 0)
+        return #found == 0 and "none" or table.concat(found, " ")
+      end
     `);
     const i = await lua.init(base, {}, {});
     const vm = lua.vm(i)!;
@@ -250,6 +283,7 @@ describe('lua@5.3a sandboxes (SPEC §7.4)', () => {
     expect([same, ok]).toEqual([true, false]);
     expect(msg).toContain("module 'socket' not found");
     expect(msg).not.toContain('.lua'); // no file searchers
+    expect(vm.call('hunt', [])).toEqual(['none']); // nothing reachable holds the full debug, io or os
   });
 });
 
@@ -486,6 +520,16 @@ describeShared('lua@5.3a on the shared fixtures (SPEC §10.6)', () => {
       const body = evalBody('1 + 1', 'someone-else-0123456789abcdefghijklmnopqrs', { 'from-process': '1234' });
       const p = await resolve(aosProcess(), { path: 'schedule', body });
       expect(await resolve(p, 'now/results/output/data')).toBe('Message is not trusted.');
+    });
+
+    it('handles other AOS messages: a handler added by Eval answers a Ping with an outbox message', async () => {
+      let p = aosProcess({ 'snapshot-interval': 0 });
+      const handler = 'Handlers.add("ping", function(m) return m.body.action == "Ping" end, function(m) Send({ Target = "Pinger", Data = "pong " .. m.body.data }) end)';
+      p = await resolve(p, { path: 'schedule', body: evalBody(handler) });
+      p = await resolve(p, { path: 'schedule', body: { action: 'Ping', data: 'one', commitments: commit(OWNER, 'ping-commitment-0123456789abcdefghijklmnopq') } });
+      const out = await resolve(p, 'now');
+      expect(out['at-slot']).toBe(1);
+      expect(out.results.outbox['1']).toMatchObject({ Target: 'Pinger', Data: 'pong one' });
     });
 
     it('keeps state across slots, and across a snapshot restore', async () => {

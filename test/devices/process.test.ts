@@ -6,6 +6,7 @@ import { AoError } from '../../src/errors';
 import { inputPrefix, outputPrefix } from '../../src/devices/stack';
 import { wasm } from '../../src/devices/wasm-64';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
+import { rejection } from '../helpers/thrown';
 import { wat } from '../helpers/wat';
 
 /** The built-in registry has process@1.0, stack@1.0, wasm-64@1.0, json-iface@1.0, test-device@1.0. */
@@ -45,15 +46,6 @@ async function scheduled(proc: Message, ...bodies: Message[]): Promise<Message> 
 
 async function computeSlot(proc: Message, slot: number): Promise<Message> {
   return resolve(proc, { path: 'compute', slot }, opts);
-}
-
-async function rejection(p: Promise<unknown>): Promise<AoError> {
-  const e = await p.then(
-    () => undefined,
-    (x: unknown) => x,
-  );
-  expect(e).toBeInstanceOf(AoError);
-  return e as AoError;
 }
 
 describe('process@1.0 schedule', () => {

@@ -1,3 +1,6 @@
+import { expect } from 'vitest';
+import { AoError } from '../../src/errors';
+
 /** The exception `fn` throws (fails the test when it returns normally), for exact assertions on it. */
 export function thrown(fn: () => unknown): any {
   try {
@@ -6,4 +9,14 @@ export function thrown(fn: () => unknown): any {
     return e;
   }
   throw new Error('expected an exception');
+}
+
+/** The AoError a promise rejects with (fails the test when it resolves or rejects with something else). */
+export async function rejection(p: Promise<unknown>): Promise<AoError> {
+  const e = await p.then(
+    () => undefined,
+    (x: unknown) => x,
+  );
+  expect(e).toBeInstanceOf(AoError);
+  return e as AoError;
 }

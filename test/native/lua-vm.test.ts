@@ -355,6 +355,29 @@ describe('LuaVM sandbox', () => {
   });
 });
 
+describe('LuaVM determinism', () => {
+  it('table.sort orders ties the same way in every VM and run (no clock-seeded pivots)', () => {
+    const SRC = `
+      function sorted(n)
+        local t = {}
+        for i = 1, n do t[i] = { k = (i * 7919) % 3, id = i } end
+        table.sort(t, function(a, b) return a.k < b.k end)
+        local ids = {}
+        for i = 1, n do ids[i] = t[i].id end
+        return table.concat(ids, ",")
+      end`;
+    const runs = [0, 1, 2].map(() => {
+      const vm = new LuaVM();
+      vm.load(SRC, 'sort');
+      const r = vm.call('sorted', [20000])[0];
+      vm.dispose();
+      return r;
+    });
+    expect(runs[1]).toBe(runs[0]);
+    expect(runs[2]).toBe(runs[0]);
+  });
+});
+
 describe('LuaVM#setGlobalFunction()', () => {
   it('makes a JS function callable from Lua, with converted arguments and result', () => {
     const vm = new LuaVM();
