@@ -18,7 +18,15 @@ export function testWallet(name: string): { jwk: Jwk; file: string } {
     fs.mkdirSync(WALLETS, { recursive: true });
     const tmp = `${file}.${process.pid}.tmp`;
     fs.writeFileSync(tmp, JSON.stringify(generateJwk()), { mode: 0o600 });
-    fs.renameSync(tmp, file);
+    // link, not rename: the first test file to finish wins and every other keeps that key
+    // (test files run in parallel processes and must all sign with the same one).
+    try {
+      fs.linkSync(tmp, file);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    } finally {
+      fs.rmSync(tmp, { force: true });
+    }
   }
   return { jwk: JSON.parse(fs.readFileSync(file, 'utf8')) as Jwk, file };
 }
