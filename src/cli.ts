@@ -138,6 +138,38 @@ export async function main(argv: string[]): Promise<void> {
     });
 
   program
+    .command('serve')
+    .description('a Compute Unit over HTTP (with the MU, SU and gateway routes AO clients use): WASM AOS images and Lua processes')
+    .option('--port <n>', 'TCP port (0: any free port)', '8734')
+    .option('--host <address>', 'address to listen on', '127.0.0.1')
+    .option('--store <dir>', 'store directory: processes, message logs, snapshots, the generated wallet', '.hb-serve')
+    .option('--wallet <jwk.json>', 'Arweave JWK to sign with (default: <store>/wallet.json, generated when missing)')
+    .option('--snapshot-interval <slots>', 'slots between persisted snapshots', '64')
+    .option('--body-limit <bytes>', 'largest request body (413 above)', String(16 * 1024 * 1024))
+    .option('--request-timeout <ms>', 'time a client has to send a whole request (408 after)', '30000')
+    .option('--delegate <url...>', 'compute every process on these CUs (routed by process ID) instead of locally')
+    .action(async (o: { port: string; host: string; store: string; wallet?: string; snapshotInterval: string; bodyLimit: string; requestTimeout: string; delegate?: string[] }) => {
+      // fastify and arbundles load only for this command.
+      const { startServer } = require('./serve/app') as typeof import('./serve/app');
+      const server = await startServer({
+        port: Number(o.port),
+        host: o.host,
+        store: o.store,
+        wallet: o.wallet,
+        snapshotInterval: Number(o.snapshotInterval),
+        bodyLimit: Number(o.bodyLimit),
+        requestTimeout: Number(o.requestTimeout),
+        delegate: o.delegate,
+      });
+      process.stdout.write(`hb-runtimes serve: listening on ${server.url} (address ${server.signer.address}, store ${o.store})\n`);
+      const stop = () => {
+        void server.close().then(() => process.exit(0));
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+
+  program
     .command('bench')
     .description('quick benchmarks of this installation (WASM calls and snapshots, Lua, AO-Core); the full suite with peer runtimes is `npm run bench` in a checkout')
     .action(async () => {

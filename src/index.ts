@@ -11,6 +11,8 @@ export { LuaVM, LUA_LIBS, LUA_SAFE_LIBS } from './lua';
 export type { LuaVMOptions, LuaRestoreOptions, LuaLib, LuaValue, LuaHostFunction } from './lua';
 export { Vfs, VfsError, WasiPreview1, WasiExit, exitCodeOf, wasiImportsFor } from './wasi';
 export type { VfsMessage, WasiOptions } from './wasi';
+export { startServer } from './serve';
+export type { ServeHandle, ServeOptions } from './serve';
 import { native } from './native';
 
 /** Versions of the embedded engines. */

@@ -21,6 +21,31 @@ describe('hb-runtimes run', () => {
   });
 });
 
+describe('hb-runtimes serve', () => {
+  it('is also startServer() in the package, loading fastify only when called', () => {
+    const store = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-cli-serve-'));
+    const code = `
+      const hb = require(${JSON.stringify(path.join(REPO_ROOT, 'lib', 'index.js'))});
+      const loaded = () => Object.keys(require.cache).some((f) => f.includes('/node_modules/fastify/'));
+      const before = loaded();
+      hb.startServer({ store: ${JSON.stringify(store)} }).then(async (s) => {
+        const info = await fetch(s.url + '/').then((r) => r.json());
+        console.log(JSON.stringify({ before, after: loaded(), same: info.address === s.signer.address }));
+        await s.close();
+      });`;
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual({ before: false, after: true, same: true });
+  });
+
+  it('documents itself with --help', () => {
+    const r = cli(['serve', '--help']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('a Compute Unit over HTTP');
+    for (const o of ['--port', '--host', '--store', '--wallet', '--snapshot-interval', '--body-limit', '--request-timeout', '--delegate']) expect(r.stdout).toContain(o);
+  });
+});
+
 describe('hb-runtimes bench', () => {
   it('prints a markdown table of quick benchmarks with a result in every row', () => {
     const r = cli(['bench']);

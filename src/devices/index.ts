@@ -13,6 +13,7 @@ import { JSON_IFACE_DEVICE, jsonIfaceDevice } from './json-iface';
 import { WASI_DEVICE, wasiDevice } from './wasi';
 import { PROCESS_DEVICE, processDevice } from './process';
 import { LUA_DEVICE, luaDevice } from './lua';
+import { CU_DEVICE, cuDevice, DELEGATED_COMPUTE_DEVICE, delegatedComputeDevice } from './cu';
 
 export const BUILTIN_DEVICES: Readonly<Record<string, Device>> = {
   [MESSAGE_DEVICE]: messageDevice,
@@ -24,6 +25,8 @@ export const BUILTIN_DEVICES: Readonly<Record<string, Device>> = {
   [WASI_DEVICE]: wasiDevice,
   [PROCESS_DEVICE]: processDevice,
   [LUA_DEVICE]: luaDevice,
+  [CU_DEVICE]: cuDevice,
+  [DELEGATED_COMPUTE_DEVICE]: delegatedComputeDevice,
 };
 
 export { MESSAGE_DEVICE, messageDevice, RESERVED_KEYS } from './message';
@@ -36,3 +39,5 @@ export { JSON_IFACE_DEVICE, jsonIfaceDevice, jsonStruct } from './json-iface';
 export { PROCESS_DEVICE, processDevice } from './process';
 export { WASI_DEVICE, wasiDevice, wasi } from './wasi';
 export { LUA_DEVICE, luaDevice, lua, DEFAULT_LUA_SANDBOX, DEFAULT_LUA_MEMORY_LIMIT, DEFAULT_LUA_INSTRUCTION_LIMIT } from './lua';
+export { CU_DEVICE, cuDevice, cu, DELEGATED_COMPUTE_DEVICE, delegatedComputeDevice, FetchComputeUnitClient, COMMIT_NOT_FOUND, cuError } from './cu';
+export type { ComputeUnitClient, LegacyJson } from './cu';
