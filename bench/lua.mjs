@@ -221,7 +221,8 @@ const aosPath = process.env.HB_SHARED_FIXTURES
   : path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'shared', 'fixtures', 'hyper-aos.lua');
 if (fs.existsSync(aosPath)) {
   const aos = new LuaVM({ libs: ['package', 'debug'] });
-  aos.load(fs.readFileSync(aosPath, 'utf8'), 'hyper-aos.lua'); // prints its banner (Lua's print writes to stdout)
+  aos.load('print = function() end', 'quiet'); // hyper-aos prints a banner while it loads; keep the tables clean
+  aos.load(fs.readFileSync(aosPath, 'utf8'), 'hyper-aos.lua');
   states.push(['hyper-aos loaded', aos]);
 } else {
   console.log(`\n(${aosPath} not found: hyper-aos snapshot benchmark skipped)`);
