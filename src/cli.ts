@@ -8,6 +8,7 @@ import { Command } from 'commander';
 import { cacheWrite } from './ao/cache';
 import { isMessage, withoutPrivate, type Message } from './ao/message';
 import { resolve } from './ao/resolve';
+import { aosWasmStack } from './devices/json-iface';
 import { AoError } from './errors';
 import { FAC_MODULE } from './embedded';
 import { quickBench } from './bench';
@@ -235,18 +236,7 @@ async function luaAosSession(source: Uint8Array, name: string, owner: string): P
 /** AOS over wasm-64: a json-iface stack, one Eval per input line. */
 async function aosSession(image: Uint8Array, owner: string): Promise<void> {
   const imageId = await cacheWrite(image);
-  let proc: Message = await resolve(
-    {
-      device: 'stack@1.0',
-      'device-stack': ['json-iface@1.0', 'wasm-64@1.0', 'multipass@1.0'],
-      'input-prefix': 'process',
-      'output-prefix': 'wasm',
-      passes: 2,
-      'stack-keys': ['init', 'compute', 'snapshot', 'normalize'],
-      process: { type: 'Process', image: imageId, owner, id: 'LOCAL-AOS', name: 'aos' },
-    },
-    'init',
-  );
+  let proc: Message = await resolve(aosWasmStack({ image: imageId, owner, id: 'LOCAL-AOS', name: 'aos' }), 'init');
   await eachLine(async (line, n) => {
     proc = await resolve(proc, {
       path: 'compute',

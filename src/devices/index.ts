@@ -35,7 +35,7 @@ export { STACK_DEVICE, stackDevice, prefix, inputPrefix, outputPrefix } from './
 export { TEST_DEVICE, testDevice, appendDevice, prefixSetDevice } from './test-device';
 export { WASM64_DEVICE, wasm64Device, wasm, IMPORT_PROVIDERS, WasmRuntime } from './wasm-64';
 export type { ImportProvider } from './wasm-64';
-export { JSON_IFACE_DEVICE, jsonIfaceDevice, jsonStruct } from './json-iface';
+export { JSON_IFACE_DEVICE, jsonIfaceDevice, jsonStruct, aosWasmStack } from './json-iface';
 export { PROCESS_DEVICE, processDevice } from './process';
 export { WASI_DEVICE, wasiDevice, wasi } from './wasi';
 export { LUA_DEVICE, luaDevice, lua, DEFAULT_LUA_SANDBOX, DEFAULT_LUA_MEMORY_LIMIT, DEFAULT_LUA_INSTRUCTION_LIMIT } from './lua';

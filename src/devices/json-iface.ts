@@ -212,6 +212,23 @@ function collect(base: Message, opts: Opts): unknown {
   return set(base, { results }, undefined, io);
 }
 
+/**
+ * The message that runs a WebAssembly AOS image as a process (SPEC §6): json-iface@1.0 over
+ * wasm-64@1.0 with multipass@1.0, two passes, prefixes `process` (input) and `wasm` (output).
+ * `process` is the process definition: at least `image` (a cache ID), usually `owner` and `id`.
+ */
+export function aosWasmStack(process: Message): Message {
+  return {
+    device: 'stack@1.0',
+    'device-stack': ['json-iface@1.0', 'wasm-64@1.0', 'multipass@1.0'],
+    'input-prefix': 'process',
+    'output-prefix': 'wasm',
+    passes: 2,
+    'stack-keys': ['init', 'compute', 'snapshot', 'normalize'],
+    process: { type: 'Process', ...process },
+  };
+}
+
 export const jsonIfaceDevice = defineDevice(JSON_IFACE_DEVICE, {
   init: (base: Message, _req: Message, opts: Opts = DEFAULT_OPTS) => set(base, { function: 'handle' }, undefined, internalOpts(opts)),
   compute: (base: Message, req: Message = {}, opts: Opts = DEFAULT_OPTS) => {

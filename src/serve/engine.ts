@@ -16,6 +16,7 @@ import { isMessage, withoutPrivate, type Message } from '../ao/message';
 import { resolve } from '../ao/resolve';
 import { AoError } from '../errors';
 import { wasm } from '../devices/wasm-64';
+import { aosWasmStack } from '../devices/json-iface';
 import type { Tag } from './signing';
 
 /** The legacy AOS-2 JSON form of a message, as CUs receive and dry runs send it. */
@@ -99,15 +100,7 @@ export function failure(e: unknown): LegacyResult {
 
 /** The stack message the `aos` CLI builds, for a process definition. */
 export function wasmStackFor(def: ProcessDefinition, imageId: string): Message {
-  return {
-    device: 'stack@1.0',
-    'device-stack': ['json-iface@1.0', 'wasm-64@1.0', 'multipass@1.0'],
-    'input-prefix': 'process',
-    'output-prefix': 'wasm',
-    passes: 2,
-    'stack-keys': ['init', 'compute', 'snapshot', 'normalize'],
-    process: { type: 'Process', image: imageId, owner: def.owner, id: def.id, tags: def.tags.map((t) => ({ ...t })) },
-  };
+  return aosWasmStack({ image: imageId, owner: def.owner, id: def.id, tags: def.tags.map((t) => ({ ...t })) });
 }
 
 /** The message json-iface turns into AOS's msg JSON (SPEC §6.1): original tags kept verbatim. */

@@ -4,6 +4,7 @@
  * verified against the CU's key, routing over several CUs, an injected client.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { aosWasmStack } from '../../src/devices';
 import { ArweaveSigner, createData } from '@dha-team/arbundles';
 import { cacheWrite, resolve, resolveStatus, type Message } from '../../src/ao';
 import { cu, COMMIT_NOT_FOUND, type ComputeUnitClient } from '../../src/devices/cu';
@@ -120,15 +121,7 @@ describeShared('cu@1.0 against hb-runtimes serve', () => {
     // The same messages locally (the spawn item first, as both servers do).
     const image = await cacheWrite(sharedFixture('aos-2-pure-xs.wasm'));
     let proc: Message = await resolve(
-      {
-        device: 'stack@1.0',
-        'device-stack': ['json-iface@1.0', 'wasm-64@1.0', 'multipass@1.0'],
-        'input-prefix': 'process',
-        'output-prefix': 'wasm',
-        passes: 2,
-        'stack-keys': ['init', 'compute'],
-        process: { type: 'Process', image, owner, id: spawn.id, tags: spawnTags(module) },
-      },
+      aosWasmStack({ image, owner, id: spawn.id, tags: spawnTags(module) }),
       'init',
     );
     proc = await resolve(proc, { path: 'compute', 'block-height': 0, body: { id: spawn.id, owner, from: owner, target: '', data: ' ', tags: spawnTags(module) } });

@@ -1,5 +1,6 @@
 /** json-iface@1.0 driving AOS (aos-2-pure-xs) in a stack, through resolve (SPEC §6, §10.4). */
 import { expect, it } from 'vitest';
+import { aosWasmStack } from '../../src/devices';
 import { resolve } from '../../src/ao';
 import { cacheWrite } from '../../src/ao/cache';
 import { wasm } from '../../src/devices/wasm-64';
@@ -10,15 +11,7 @@ const opts = {};
 
 async function aosProcess(): Promise<Record<string, unknown>> {
   const image = await cacheWrite(sharedFixture('aos-2-pure-xs.wasm'));
-  return {
-    device: 'stack@1.0',
-    'device-stack': ['json-iface@1.0', 'wasm-64@1.0', 'multipass@1.0'],
-    'input-prefix': 'process',
-    'output-prefix': 'wasm',
-    passes: 2,
-    'stack-keys': ['init', 'compute', 'snapshot', 'normalize'],
-    process: { type: 'Process', image, owner: 'FOOBAR', name: 'Thomas', authority: 'FOOBAR', id: 'AOS' },
-  };
+  return aosWasmStack({ image, owner: 'FOOBAR', name: 'Thomas', authority: 'FOOBAR', id: 'AOS' });
 }
 
 function evalReq(code: string, extra: Record<string, unknown> = {}) {

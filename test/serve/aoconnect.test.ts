@@ -5,6 +5,7 @@
  * locally through `resolve`.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { aosWasmStack } from '../../src/devices';
 import { connect, createDataItemSigner } from '@permaweb/aoconnect';
 import { cacheWrite, resolve, type Message } from '../../src/ao';
 import { startServer, type ServeHandle } from '../../src/serve/app';
@@ -32,15 +33,7 @@ async function tagsOf(url: string, id: string): Promise<Tag[]> {
 async function localWasm(pid: string, owner: string, spawnTags: Tag[], evals: string[]): Promise<Message[]> {
   const image = await cacheWrite(sharedFixture('aos-2-pure-xs.wasm'));
   let proc: Message = await resolve(
-    {
-      device: 'stack@1.0',
-      'device-stack': ['json-iface@1.0', 'wasm-64@1.0', 'multipass@1.0'],
-      'input-prefix': 'process',
-      'output-prefix': 'wasm',
-      passes: 2,
-      'stack-keys': ['init', 'compute', 'snapshot', 'normalize'],
-      process: { type: 'Process', image, owner, id: pid, tags: spawnTags },
-    },
+    aosWasmStack({ image, owner, id: pid, tags: spawnTags }),
     'init',
   );
   // Slot 0 is the spawn item itself (aoconnect gives it the data ' ').

@@ -4,6 +4,7 @@
  * acknowledged message must be computed exactly once, with the results of a local run.
  */
 import { afterEach, expect, it } from 'vitest';
+import { aosWasmStack } from '../../src/devices';
 import { ArweaveSigner, createData } from '@dha-team/arbundles';
 import { cacheWrite, resolve, type Message } from '../../src/ao';
 import { addressOf } from '../../src/serve/signing';
@@ -33,15 +34,7 @@ afterEach(() => {
 async function localWasm(pid: string, evals: string[]): Promise<string[]> {
   const image = await cacheWrite(sharedFixture('aos-2-pure-xs.wasm'));
   let proc: Message = await resolve(
-    {
-      device: 'stack@1.0',
-      'device-stack': ['json-iface@1.0', 'wasm-64@1.0', 'multipass@1.0'],
-      'input-prefix': 'process',
-      'output-prefix': 'wasm',
-      passes: 2,
-      'stack-keys': ['init', 'compute', 'snapshot', 'normalize'],
-      process: { type: 'Process', image, owner, id: pid },
-    },
+    aosWasmStack({ image, owner, id: pid }),
     'init',
   );
   const out: string[] = [];
