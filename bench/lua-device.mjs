@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { medianMs, table, fmt } from './util.mjs';
 
 const require = createRequire(import.meta.url);
-const { resolve, lua, LuaVM } = require('../lib/index.js');
+const { resolve, lua, LuaVM, aosLuaProcess, rsaCommitment } = require('../lib/index.js');
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fixture = path.resolve(here, '..', '..', 'shared', 'fixtures', 'hyper-aos.lua');
 if (!fs.existsSync(fixture)) {
@@ -17,16 +17,8 @@ if (!fs.existsSync(fixture)) {
 }
 
 const OWNER = 'owner-address-0123456789abcdefghijklmnopqrs';
-const commitments = (id) => ({ [id]: { alg: 'rsa-pss-sha512', committer: OWNER } });
-const process0 = {
-  device: 'process@1.0',
-  'execution-device': 'lua@5.3a',
-  module: { 'content-type': 'application/lua', name: 'hyper-aos.lua', body: fs.readFileSync(fixture) },
-  type: 'Process',
-  authority: OWNER,
-  commitments: commitments('process-commitment-0123456789abcdefghijklm'),
-  'snapshot-interval': 0,
-};
+const commitments = (id) => rsaCommitment(OWNER, id);
+const process0 = aosLuaProcess(fs.readFileSync(fixture), { owner: OWNER, id: 'process-commitment-0123456789abcdefghijklm', 'snapshot-interval': 0 });
 const evalBody = (code, n) => ({ action: 'Eval', body: { 'content-type': 'application/lua', body: code }, commitments: commitments(`message-commitment-${n}`) });
 
 // Eval throughput: one message scheduled and computed at a time (as a CU serving a client).

@@ -9,6 +9,7 @@ import { cacheWrite } from './ao/cache';
 import { isMessage, withoutPrivate, type Message } from './ao/message';
 import { resolve } from './ao/resolve';
 import { aosWasmStack } from './devices/json-iface';
+import { aosLuaProcess, rsaCommitment } from './devices/lua';
 import { AoError } from './errors';
 import { FAC_MODULE } from './embedded';
 import { quickBench } from './bench';
@@ -209,20 +210,11 @@ async function eachLine(handle: (line: string, n: number) => Promise<string>): P
 
 /** AOS in Lua (hyper-aos.lua) as a process@1.0 on lua@5.3a, one Eval per input line. */
 async function luaAosSession(source: Uint8Array, name: string, owner: string): Promise<void> {
-  const commitments = (id: string) => ({ [id]: { alg: 'rsa-pss-sha512', committer: owner } });
-  let proc: Message = {
-    device: 'process@1.0',
-    'execution-device': 'lua@5.3a',
-    module: { 'content-type': 'application/lua', name, body: source },
-    type: 'Process',
-    authority: owner,
-    commitments: commitments('LOCAL-AOS-PROCESS'),
-    'snapshot-interval': 0,
-  };
+  let proc = aosLuaProcess(source, { owner, id: 'LOCAL-AOS-PROCESS', name, 'snapshot-interval': 0 });
   await eachLine(async (line, n) => {
     const scheduled = await resolve(proc, {
       path: 'schedule',
-      body: { action: 'Eval', body: { 'content-type': 'application/lua', body: line }, commitments: commitments(`LOCAL-MESSAGE-${n}`) },
+      body: { action: 'Eval', body: { 'content-type': 'application/lua', body: line }, commitments: rsaCommitment(owner, `LOCAL-MESSAGE-${n}`) },
       'block-height': n,
     });
     // Only a computed message stays scheduled: a failing one is dropped with its error shown.

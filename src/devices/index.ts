@@ -38,6 +38,6 @@ export type { ImportProvider } from './wasm-64';
 export { JSON_IFACE_DEVICE, jsonIfaceDevice, jsonStruct, aosWasmStack } from './json-iface';
 export { PROCESS_DEVICE, processDevice } from './process';
 export { WASI_DEVICE, wasiDevice, wasi } from './wasi';
-export { LUA_DEVICE, luaDevice, lua, DEFAULT_LUA_SANDBOX, DEFAULT_LUA_MEMORY_LIMIT, DEFAULT_LUA_INSTRUCTION_LIMIT } from './lua';
+export { LUA_DEVICE, luaDevice, lua, aosLuaProcess, rsaCommitment, DEFAULT_LUA_SANDBOX, DEFAULT_LUA_MEMORY_LIMIT, DEFAULT_LUA_INSTRUCTION_LIMIT } from './lua';
 export { CU_DEVICE, cuDevice, cu, DELEGATED_COMPUTE_DEVICE, delegatedComputeDevice, FetchComputeUnitClient, COMMIT_NOT_FOUND, cuError } from './cu';
 export type { ComputeUnitClient, LegacyJson } from './cu';

@@ -681,6 +681,34 @@ async function tests(base: Message, opts: Opts = DEFAULT_OPTS): Promise<Array<{ 
   return out;
 }
 
+/**
+ * An `rsa-pss-sha512` commitment by `committer` under `id`: what hyper-aos.lua reads to trust a
+ * message and to find its owner (SPEC §7.9; the Lua code does not check signatures).
+ */
+export function rsaCommitment(committer: string, id: string): Message {
+  return { [id]: { alg: 'rsa-pss-sha512', committer } };
+}
+
+/**
+ * A process@1.0 message that runs AOS written in Lua (hyper-aos.lua) on lua@5.3a: `owner` is its
+ * authority and the committer of the process under `id` (hyper-aos takes its `Owner` and `ao.id`
+ * from that commitment). Other keys (`snapshot-interval`, ...) go in `extra`.
+ */
+export function aosLuaProcess(
+  source: Uint8Array | string,
+  { owner, id, name = 'hyper-aos.lua', ...extra }: { owner: string; id: string; name?: string } & Message,
+): Message {
+  return {
+    device: 'process@1.0',
+    'execution-device': LUA_DEVICE,
+    module: { 'content-type': 'application/lua', name, body: source },
+    type: 'Process',
+    authority: owner,
+    commitments: rsaCommitment(owner, id),
+    ...extra,
+  };
+}
+
 /** The public `lua` namespace of API.md. */
 export const lua = {
   init,

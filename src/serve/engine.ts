@@ -17,6 +17,7 @@ import { resolve } from '../ao/resolve';
 import { AoError } from '../errors';
 import { wasm } from '../devices/wasm-64';
 import { aosWasmStack } from '../devices/json-iface';
+import { aosLuaProcess, rsaCommitment } from '../devices/lua';
 import type { Tag } from './signing';
 
 /** The legacy AOS-2 JSON form of a message, as CUs receive and dry runs send it. */
@@ -184,26 +185,18 @@ function instanceOf(state: Message) {
 
 // ---------------------------------------------------------------- Lua AOS (process@1.0)
 
-const RSA_PSS = 'rsa-pss-sha512';
-
-function commitment(id: string, committer: string): Message {
-  return { [id]: { alg: RSA_PSS, committer } };
-}
-
 /** The process@1.0 message for a hyper-aos process (as the `aos` CLI builds it). */
 export function luaProcessFor(def: ProcessDefinition): Message {
   const authority = def.tags.filter((t) => t.name.toLowerCase() === 'authority').map((t) => t.value);
-  return {
-    device: 'process@1.0',
-    'execution-device': 'lua@5.3a',
-    module: { 'content-type': 'application/lua', name: 'process.lua', body: def.moduleBytes },
-    type: 'Process',
+  const proc = aosLuaProcess(def.moduleBytes, {
+    owner: def.owner,
     id: def.id,
+    name: 'process.lua',
     authority: authority.length > 0 ? authority.join(',') : def.owner,
-    commitments: commitment(def.id, def.owner),
     // Every slot: a dry run restores a copy from the snapshot of the current slot.
     'snapshot-interval': 1,
-  };
+  });
+  return { ...proc, id: def.id };
 }
 
 /** The message hyper-aos reads: tags as lower-case keys, `data`, and the signer's commitment. */
@@ -218,7 +211,7 @@ export function luaBodyFor(a: Assignment): Message {
   body.data = m.Data;
   body.target = m.Target;
   if (m.From !== undefined && m.From !== m.Owner) body['from-process'] = m.From;
-  body.commitments = commitment(m.Id, m.Owner);
+  body.commitments = rsaCommitment(m.Owner, m.Id);
   return body;
 }
 

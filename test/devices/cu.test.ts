@@ -4,7 +4,7 @@
  * verified against the CU's key, routing over several CUs, an injected client.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { aosWasmStack } from '../../src/devices';
+import { aosLuaProcess, aosWasmStack, rsaCommitment } from '../../src/devices';
 import { ArweaveSigner, createData } from '@dha-team/arbundles';
 import { cacheWrite, resolve, resolveStatus, type Message } from '../../src/ao';
 import { cu, COMMIT_NOT_FOUND, type ComputeUnitClient } from '../../src/devices/cu';
@@ -201,16 +201,8 @@ describeShared('cu@1.0 against hb-runtimes serve', () => {
     expect(seen).toEqual(pushed);
 
     // The local run of the same messages (hyper-aos on process@1.0).
-    const commitments = (id: string) => ({ [id]: { alg: 'rsa-pss-sha512', committer: owner } });
-    let lp: Message = {
-      device: 'process@1.0',
-      'execution-device': 'lua@5.3a',
-      module: { 'content-type': 'application/lua', name: 'hyper-aos.lua', body: sharedFixture('hyper-aos.lua') },
-      type: 'Process',
-      authority: owner,
-      commitments: commitments(spawn.id),
-      'snapshot-interval': 0,
-    };
+    const commitments = (id: string) => rsaCommitment(owner, id);
+    let lp = aosLuaProcess(sharedFixture('hyper-aos.lua'), { owner, id: spawn.id, 'snapshot-interval': 0 });
     lp = await resolve(await resolve(lp, { path: 'schedule', body: { 'data-protocol': 'ao', type: 'Process', module, data: ' ', commitments: commitments(spawn.id) } }), 'now');
     const local = [];
     for (const [i, data] of EVALS.entries()) {

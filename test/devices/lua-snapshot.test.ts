@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { resolve } from '../../src/ao';
 import type { Message } from '../../src/ao';
-import { lua } from '../../src/devices/lua';
+import { aosLuaProcess, lua, rsaCommitment } from '../../src/devices/lua';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
 
 const luaBase = (body: string): Message => ({ device: 'lua@5.3a', module: { 'content-type': 'application/lua', name: 'main.lua', body } });
@@ -95,16 +95,8 @@ describe('lua@5.3a exact snapshots', () => {
 describeShared('hyper-aos.lua restored after every message', () => {
   it('gives the same outputs as a straight run', async () => {
     const OWNER = 'owner-address-0123456789abcdefghijklmnopqrs';
-    const commit = (id: string) => ({ [id]: { alg: 'rsa-pss-sha512', committer: OWNER } });
-    const proc: Message = {
-      device: 'process@1.0',
-      'execution-device': 'lua@5.3a',
-      module: { 'content-type': 'application/lua', name: 'hyper-aos.lua', body: sharedFixture('hyper-aos.lua') },
-      type: 'Process',
-      authority: OWNER,
-      commitments: commit('process-commitment-0123456789abcdefghijklm'),
-      'snapshot-interval': 1,
-    };
+    const commit = (id: string) => rsaCommitment(OWNER, id);
+    const proc = aosLuaProcess(sharedFixture('hyper-aos.lua'), { owner: OWNER, id: 'process-commitment-0123456789abcdefghijklm', 'snapshot-interval': 1 });
     const codes = [
       'T = {} for i = 1, 300 do T["k" .. i] = i end return #T',
       'local s = {} for k in pairs(T) do s[#s + 1] = k end return table.concat(s, ",", 1, 20)',

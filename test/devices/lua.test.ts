@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { cacheWrite, privateOf, resolve } from '../../src/ao';
 import type { Message } from '../../src/ao';
 import { AoError, LimitError, LuaMemoryError, LuaRuntimeError, LuaSyntaxError, SnapshotError } from '../../src/errors';
-import { DEFAULT_LUA_SANDBOX, lua } from '../../src/devices/lua';
+import { aosLuaProcess, DEFAULT_LUA_SANDBOX, lua, rsaCommitment } from '../../src/devices/lua';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
 import { rejection } from '../helpers/thrown';
 
@@ -490,16 +490,9 @@ describeShared('lua@5.3a on the shared fixtures (SPEC §10.6)', () => {
 
   describe('hyper-aos.lua as a process', () => {
     const OWNER = 'owner-address-0123456789abcdefghijklmnopqrs';
-    const commit = (who: string, id = 'commitment-id-0123456789abcdefghijklmnopqr') => ({ [id]: { alg: 'rsa-pss-sha512', committer: who } });
-    const aosProcess = (extra: Message = {}): Message => ({
-      device: 'process@1.0',
-      'execution-device': 'lua@5.3a',
-      module: { 'content-type': 'application/lua', name: 'hyper-aos.lua', body: sharedFixture('hyper-aos.lua') },
-      type: 'Process',
-      authority: OWNER,
-      commitments: commit(OWNER),
-      ...extra,
-    });
+    const commit = (who: string, id = 'commitment-id-0123456789abcdefghijklmnopqr') => rsaCommitment(who, id);
+    const aosProcess = (extra: Message = {}): Message =>
+      aosLuaProcess(sharedFixture('hyper-aos.lua'), { owner: OWNER, id: 'commitment-id-0123456789abcdefghijklmnopqr', ...extra });
     const evalBody = (code: string, who = OWNER, extra: Message = {}) => ({
       action: 'Eval',
       body: { 'content-type': 'application/lua', body: code },

@@ -5,7 +5,7 @@
  * locally through `resolve`.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { aosWasmStack } from '../../src/devices';
+import { aosLuaProcess, aosWasmStack, rsaCommitment } from '../../src/devices';
 import { connect, createDataItemSigner } from '@permaweb/aoconnect';
 import { cacheWrite, resolve, type Message } from '../../src/ao';
 import { startServer, type ServeHandle } from '../../src/serve/app';
@@ -48,16 +48,8 @@ async function localWasm(pid: string, owner: string, spawnTags: Tag[], evals: st
 
 /** hyper-aos as a process@1.0, as the `aos` CLI runs it. */
 async function localLua(pid: string, owner: string, spawnTags: Tag[], evals: string[]): Promise<Message[]> {
-  const commitments = (id: string) => ({ [id]: { alg: 'rsa-pss-sha512', committer: owner } });
-  let proc: Message = {
-    device: 'process@1.0',
-    'execution-device': 'lua@5.3a',
-    module: { 'content-type': 'application/lua', name: 'hyper-aos.lua', body: sharedFixture('hyper-aos.lua') },
-    type: 'Process',
-    authority: owner,
-    commitments: commitments('P'),
-    'snapshot-interval': 0,
-  };
+  const commitments = (id: string) => rsaCommitment(owner, id);
+  let proc = aosLuaProcess(sharedFixture('hyper-aos.lua'), { owner, id: 'P', 'snapshot-interval': 0 });
   const spawn: Message = Object.fromEntries(spawnTags.map((t) => [t.name.toLowerCase(), t.value]));
   proc = await resolve(proc, { path: 'schedule', body: { ...spawn, id: pid, data: ' ', commitments: commitments(pid) }, 'block-height': 0 });
   proc = await resolve(proc, 'now');
