@@ -515,6 +515,12 @@ describeShared('lua@5.3a on the shared fixtures (SPEC §10.6)', () => {
       expect(await resolve(p, 'now/results/output/data')).toBe('Message is not trusted.');
     });
 
+    it('runs the example of docs/devices/lua@5.3a.md (Eval code in data)', async () => {
+      let p = aosLuaProcess(sharedFixture('hyper-aos.lua'), { owner: 'addr', id: 'pid' });
+      p = await resolve(p, { path: 'schedule', body: { action: 'Eval', data: 'return 1 + 1', commitments: rsaCommitment('addr', 'mid') } });
+      expect((await resolve(p, 'now')).results.output.data).toBe('2');
+    });
+
     it('handles other AOS messages: a handler added by Eval answers a Ping with an outbox message', async () => {
       let p = aosProcess({ 'snapshot-interval': 0 });
       const handler = 'Handlers.add("ping", function(m) return m.body.action == "Ping" end, function(m) Send({ Target = "Pinger", Data = "pong " .. m.body.data }) end)';
