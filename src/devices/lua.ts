@@ -45,7 +45,7 @@ import { AoError, LimitError, LuaError, LuaRuntimeError } from '../errors';
 import { LuaVM, type LuaValue } from '../lua';
 import { LUA_PRELUDE } from './lua-prelude';
 import { joinPath } from './wasm-64';
-import { outputPrefix } from './stack';
+import { outputPrefix, snapshotBody } from './stack';
 
 export const LUA_DEVICE = 'lua@5.3a';
 
@@ -407,18 +407,6 @@ function restoreState(body: Uint8Array, like: Pick<LuaState, 'limits' | 'allowed
 
 function settingsOf(base: Message): Pick<LuaState, 'limits' | 'allowedDevices'> {
   return { limits: limitsOf(base), allowedDevices: deviceSandboxOf(base) };
-}
-
-function snapshotBody(base: Message): Uint8Array | undefined {
-  const snap = raw('snapshot', base);
-  if (!isMessage(snap)) return undefined;
-  const key = raw('device-key', base);
-  if (key !== undefined) {
-    const keyed = rawGet(snap, String(key));
-    if (isMessage(keyed) && rawGet(keyed, 'body') instanceof Uint8Array) return rawGet(keyed, 'body');
-  }
-  const body = rawGet(snap, 'body');
-  return body instanceof Uint8Array ? body : undefined;
 }
 
 /** The base with a current VM: its own, rebuilt from its origin or snapshot, or a new one. */

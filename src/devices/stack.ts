@@ -71,6 +71,24 @@ export function outputPrefix(msg: Message): string {
   return typeof p === 'string' ? p : '';
 }
 
+/**
+ * The snapshot blob a device should restore from: `snapshot/<device-key>/body` (a stack in map
+ * mode files snapshots by device key), else `snapshot/body` (fold mode, plain messages). Stored
+ * data only (raw reads); undefined when there is none.
+ */
+export function snapshotBody(base: Message): Uint8Array | undefined {
+  const snap = rawGet(base, 'snapshot');
+  if (!isMessage(snap)) return undefined;
+  const key = rawGet(base, 'device-key');
+  if (key !== undefined) {
+    const keyed = rawGet(snap, String(key));
+    const body = isMessage(keyed) ? rawGet(keyed, 'body') : undefined;
+    if (body instanceof Uint8Array) return body;
+  }
+  const body = rawGet(snap, 'body');
+  return body instanceof Uint8Array ? body : undefined;
+}
+
 type Container = Message | unknown[];
 
 /** The bookkeeping values of the stack message, restored after each run. */

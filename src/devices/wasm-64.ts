@@ -53,7 +53,7 @@ import { emscriptenImports } from '../emscripten';
 import { exitCodeOf } from '../wasi/preview1';
 import { WasmInstance, type WasmImports, type WasmModule, type WasmValue } from '../wasm';
 import { loadImage } from '../wasm-image';
-import { inputPrefix, outputPrefix } from './stack';
+import { inputPrefix, outputPrefix, snapshotBody } from './stack';
 
 export const WASM64_DEVICE = 'wasm-64@1.0';
 const MAX_UNDEFINED_CALLS = 100;
@@ -68,15 +68,6 @@ function raw(path: string, msg: Message, opts: Opts = DEFAULT_OPTS): any {
   return get(path, as('message@1.0', msg), internalOpts(opts));
 }
 
-/** Raw read at every level: stored data only, whatever devices the nested messages name. */
-function rawPath(keys: readonly string[], msg: unknown): any {
-  let v: unknown = msg;
-  for (const k of keys) {
-    if (!isMessage(v)) return undefined;
-    v = get(k, as('message@1.0', v), DEFAULT_OPTS);
-  }
-  return v;
-}
 
 /**
  * Providers of import functions for stdlib devices with a native fast path (wasi@1.0 registers
@@ -243,12 +234,8 @@ async function init(base: Message, _req: Message, opts: Opts = DEFAULT_OPTS): Pr
 
 async function normalize(base: Message, _req: Message = {}, opts: Opts = DEFAULT_OPTS): Promise<Message> {
   if (runtimeOf(base)) return base;
-  // A stack in map mode files snapshots by device key (snapshot/<K>/body); fold mode and plain
-  // messages keep snapshot/body.
-  const key = rawGet(base, 'device-key');
-  const keyed = key === undefined ? undefined : rawPath(['snapshot', String(key), 'body'], base);
-  const body = keyed instanceof Uint8Array ? keyed : rawPath(['snapshot', 'body'], base);
-  if (!(body instanceof Uint8Array)) {
+  const body = snapshotBody(base);
+  if (body === undefined) {
     throw new AoError('no WASM instance or snapshot to restore from', {
       status: 400,
       code: 'ERR_NO_INSTANCE',
