@@ -64,6 +64,23 @@ int Utf8Class(const char* s, size_t len) {
 
 }  // namespace
 
+void ThrowLuaConvertError(napi_env env, const std::string& why) {
+  throw MakeError(Napi::Env(env), "AoError", "cannot convert a Lua value to JS: " + why,
+                  {{"status", Napi::Number::New(env, 500)}, {"code", Napi::String::New(env, "ERR_LUA_CONVERT")}});
+}
+
+void EnterLuaTable(napi_env env, lua_State* L, int idx, int depth, std::vector<const void*>& ancestors) {
+  if (depth >= kMaxValueDepth) {
+    ThrowLuaConvertError(env, "table nested deeper than " + std::to_string(kMaxValueDepth) + " levels");
+  }
+  const void* self = lua_topointer(L, idx);
+  for (const void* p : ancestors) {
+    if (p == self) ThrowLuaConvertError(env, "cycle detected (the table contains itself)");
+  }
+  if (!lua_checkstack(L, 4)) ThrowLuaConvertError(env, "Lua stack exhausted");
+  ancestors.push_back(self);
+}
+
 bool IsUtf8(const char* s, size_t len) { return Utf8Class(s, len) != 0; }
 
 int Utf8Kind(const char* s, size_t len) { return Utf8Class(s, len); }
@@ -389,20 +406,11 @@ class ToJs {
     return *out;
   }
 
-  [[noreturn]] void Fail(const std::string& why) {
-    throw MakeError(Napi::Env(env_), "AoError", "cannot convert a Lua value to JS: " + why,
-                    {{"status", Napi::Number::New(env_, 500)}, {"code", Napi::String::New(env_, "ERR_LUA_CONVERT")}});
-  }
+  [[noreturn]] void Fail(const std::string& why) { ThrowLuaConvertError(env_, why); }
 
   // Stack: unchanged. `idx` is absolute.
   napi_value Table(int idx, int depth) {
-    if (depth >= kMaxValueDepth) Fail("table nested deeper than " + std::to_string(kMaxValueDepth) + " levels");
-    const void* self = lua_topointer(L_, idx);
-    for (const void* p : ancestors_) {
-      if (p == self) Fail("cycle detected (the table contains itself)");
-    }
-    if (!lua_checkstack(L_, 4)) Fail("Lua stack exhausted");
-    ancestors_.push_back(self);
+    EnterLuaTable(env_, L_, idx, depth, ancestors_);
 
     // Keys exactly 1..n (n >= 1) make an array: n distinct integer keys, none outside [1, n].
     size_t count = 0;

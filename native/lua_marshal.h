@@ -94,6 +94,14 @@ napi_value LuaToJs(napi_env env, lua_State* L, int idx);
 // LuaToJs, for a value whose Lua type (`lua_type(L, idx)`) the caller already has.
 napi_value LuaToJs(napi_env env, lua_State* L, int idx, int type);
 
+// The AoError 500 (ERR_LUA_CONVERT) "cannot convert a Lua value to JS: <why>".
+[[noreturn]] void ThrowLuaConvertError(napi_env env, const std::string& why);
+
+// Checks before converting the table at `idx` (absolute) `depth` levels below the root, with the
+// tables being converted around it in `ancestors`: nesting, a cycle, stack room; then pushes it
+// onto `ancestors` (the caller pops it when done). Throws as ThrowLuaConvertError. Never raises.
+void EnterLuaTable(napi_env env, lua_State* L, int idx, int depth, std::vector<const void*>& ancestors);
+
 // True if [s, s+len) is well-formed UTF-8 (no overlongs, surrogates or code points > U+10FFFF).
 bool IsUtf8(const char* s, size_t len);
 

@@ -208,10 +208,7 @@ class Packer {
     len_ += len + 5;
   }
 
-  [[noreturn]] void Fail(const std::string& why) {
-    throw MakeError(Napi::Env(env_), "AoError", "cannot convert a Lua value to JS: " + why,
-                    {{"status", Napi::Number::New(env_, 500)}, {"code", Napi::String::New(env_, "ERR_LUA_CONVERT")}});
-  }
+  [[noreturn]] void Fail(const std::string& why) { ThrowLuaConvertError(env_, why); }
 
   // Stack: unchanged. `idx` is absolute.
   //
@@ -220,13 +217,7 @@ class Packer {
   // order (the usual case: they live in the array part), the written keys are cut out in place,
   // else the values are written again in index order.
   void Table(int idx, int depth) {
-    if (depth >= kMaxValueDepth) Fail("table nested deeper than " + std::to_string(kMaxValueDepth) + " levels");
-    const void* self = lua_topointer(L_, idx);
-    for (const void* p : ancestors_) {
-      if (p == self) Fail("cycle detected (the table contains itself)");
-    }
-    if (!lua_checkstack(L_, 4)) Fail("Lua stack exhausted");
-    ancestors_.push_back(self);
+    EnterLuaTable(env_, L_, idx, depth, ancestors_);
 
     size_t at = len_;
     Tag(kPkObject);

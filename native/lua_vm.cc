@@ -1296,15 +1296,18 @@ int LuaVM::InvokeHost(lua_State* L) noexcept {
     Frame frame(this, L, false);
     napi_value undefined, result;
     napi_get_undefined(env, &undefined);
-    napi_status st = napi_call_function(env, undefined, callee, argc, argv, &result);
-    if (st != napi_ok) {
+    // A call into JS that failed: its exception becomes the Lua error (or the call ends, when JS
+    // cannot run any more).
+    auto jsFailed = [&]() -> int {
       napi_value exc = nullptr;
       bool pending = false;
       napi_is_exception_pending(env, &pending);
       if (pending) napi_get_and_clear_last_exception(env, &exc);
       if (exc == nullptr || JsUnavailable(env)) return interrupt();
       return fail(JsErrorMessage(env, exc), exc);
-    }
+    };
+    napi_status st = napi_call_function(env, undefined, callee, argc, argv, &result);
+    if (st != napi_ok) return jsFailed();
     napi_valuetype rt = napi_undefined;
     if (napi_typeof(env, result, &rt) != napi_ok) throw Napi::Error::New(env);
     bool bytes = false;
@@ -1314,14 +1317,7 @@ int LuaVM::InvokeHost(lua_State* L) noexcept {
       if (pack.IsFunction()) {
         callee = pack;
         st = napi_call_function(env, undefined, pack, 1, &result, &result);
-        if (st != napi_ok) {
-          napi_value exc = nullptr;
-          bool pending = false;
-          napi_is_exception_pending(env, &pending);
-          if (pending) napi_get_and_clear_last_exception(env, &exc);
-          if (exc == nullptr || JsUnavailable(env)) return interrupt();
-          return fail(JsErrorMessage(env, exc), exc);
-        }
+        if (st != napi_ok) return jsFailed();
       }
     }
     if (callee != fn) {
