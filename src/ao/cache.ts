@@ -10,9 +10,10 @@
  * of the directory): a crash mid-write leaves at worst an ignored temp file, never a bad entry.
  */
 
-import { hash, randomBytes } from 'node:crypto';
+import { hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { writeFileAtomicAsync } from '../atomic-file';
 import { AoError } from '../errors';
 import { decode, encode } from './codec';
 import { describe, isCacheId, isMessage, Message } from './message';
@@ -119,43 +120,17 @@ export class DirectoryStore implements Store {
 
   async write(id: string, entry: Uint8Array): Promise<void> {
     const final = this.entryPath(id);
-    const sub = path.dirname(final);
     try {
       await fs.promises.access(final);
       return; // content-addressed: an existing entry already holds these bytes
     } catch {
       // absent: write it
     }
-    const tmp = path.join(sub, `.${id}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
     try {
-      await fs.promises.mkdir(sub, { recursive: true });
-      const fh = await fs.promises.open(tmp, 'wx');
-      try {
-        await fh.writeFile(entry);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await fs.promises.rename(tmp, final);
-      await syncDir(sub);
+      await writeFileAtomicAsync(final, entry);
     } catch (e) {
-      await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
       throw ioError('write', id, e);
     }
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  let fh: fs.promises.FileHandle | undefined;
-  try {
-    fh = await fs.promises.open(dir, 'r');
-    await fh.sync();
-  } catch (e) {
-    // Some platforms cannot fsync a directory; the rename itself is still atomic there.
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code !== 'EISDIR' && code !== 'EINVAL' && code !== 'EPERM' && code !== 'EBADF') throw e;
-  } finally {
-    await fh?.close();
   }
 }
 
