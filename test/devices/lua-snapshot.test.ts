@@ -69,27 +69,6 @@ describe('lua@5.3a exact snapshots', () => {
     expect(straight[2]).toBe('9:gamma:2;3;');
     expect(await run(SCRIPT, 6, true)).toEqual(straight);
   });
-
-  it('snapshot then normalize into a fresh message continues the state with the same pairs order', async () => {
-    const STATE = `
-      X = 0
-      function inc(base) X = X + 1 base.x = X return base end
-      function get() return X end
-      Big = {}
-      for i = 1, 500 do Big["k" .. i] = i end
-      for i = 1, 500, 3 do Big["k" .. i] = nil end
-      function order() local ks = {} for k in pairs(Big) do ks[#ks + 1] = k end return table.concat(ks, ",") end
-    `;
-    const base = luaBase(STATE);
-    const m1 = await resolve(await resolve(base, 'inc'), 'inc');
-    const snap = await lua.snapshot(m1, {}, {});
-    const fresh = await lua.normalize({ ...base, snapshot: snap }, {}, {});
-    expect(fresh.snapshot).toBeUndefined();
-    const again = await resolve(fresh, 'snapshot');
-    expect(Buffer.from(again.body).equals(Buffer.from(snap.body))).toBe(true); // canonical
-    expect(await resolve(fresh, 'get')).toBe(2);
-    expect(await resolve(fresh, 'order')).toBe(await resolve(m1, 'order'));
-  });
 });
 
 describeShared('hyper-aos.lua restored after every message', () => {

@@ -393,6 +393,18 @@ describe('lua@5.3a snapshots and immutability (decisions 6, 7)', () => {
     function order() local ks = {} for k in pairs(Big) do ks[#ks + 1] = k end return table.concat(ks, ",") end
   `;
 
+  it('snapshot then normalize into a fresh message continues the state with the same pairs order', async () => {
+    const base = luaBase(STATE);
+    const m1 = await resolve(await resolve(base, 'inc'), 'inc');
+    const snap = await lua.snapshot(m1, {}, {});
+    const fresh = await lua.normalize({ ...base, snapshot: snap }, {}, {});
+    expect(fresh.snapshot).toBeUndefined();
+    const again = await resolve(fresh, 'snapshot');
+    expect(Buffer.from(again.body).equals(Buffer.from(snap.body))).toBe(true); // canonical
+    expect(await resolve(fresh, 'get')).toBe(2);
+    expect(await resolve(fresh, 'order')).toBe(await resolve(m1, 'order'));
+  });
+
   it('an older message never sees a newer one’s state', async () => {
     const base = luaBase(STATE);
     const i = await lua.init(base, {}, {});
