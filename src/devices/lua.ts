@@ -115,10 +115,6 @@ function badRequest(message: string, key: string, code = 'ERR_BAD_REQUEST', stat
   return new AoError(message, { status, code, device: LUA_DEVICE, key });
 }
 
-function raw(key: string, msg: Message): any {
-  return rawGet(msg, key);
-}
-
 function refOf(base: Message): LuaRef | undefined {
   const P = outputPrefix(base);
   let priv: unknown = privateOf(base);
@@ -204,13 +200,13 @@ interface Module {
 }
 
 function isModuleMessage(m: Message): boolean {
-  const ct = raw('content-type', m);
+  const ct = rawGet(m, 'content-type');
   return ct === 'application/lua' || ct === 'text/x-lua';
 }
 
 function moduleFromMessage(m: Message): Module {
-  const code = raw('body', m) ?? raw('data', m);
-  const name = raw('name', m) ?? raw('id', m);
+  const code = rawGet(m, 'body') ?? rawGet(m, 'data');
+  const name = rawGet(m, 'name') ?? rawGet(m, 'id');
   const label = typeof name === 'string' ? name : messageId(m);
   if (typeof code !== 'string' && !(code instanceof Uint8Array)) {
     throw badRequest(`Lua module '${label}' is not loadable: it has no body or data`, 'init');
@@ -238,7 +234,7 @@ async function moduleOf(item: unknown, opts: Opts): Promise<Module> {
 
 /** The modules of a base, in load order. */
 export async function modulesOf(base: Message, opts: Opts = DEFAULT_OPTS): Promise<Module[]> {
-  const spec = raw('module', base);
+  const spec = rawGet(base, 'module');
   if (spec === undefined || spec === null) {
     throw new AoError('no-modules-found: the base has no `module`', { status: 404, code: 'ERR_NO_MODULES', device: LUA_DEVICE, key: 'init' });
   }
@@ -287,7 +283,7 @@ function positiveInt(v: unknown, name: string, dflt: number): number {
 }
 
 function deviceSandboxOf(base: Message): readonly string[] | undefined {
-  const v = raw('device-sandbox', base);
+  const v = rawGet(base, 'device-sandbox');
   if (v === undefined) return undefined;
   const list = isMessage(v) ? Object.values(v) : v;
   if (!Array.isArray(list) || !list.every((d) => typeof d === 'string')) {
@@ -298,8 +294,8 @@ function deviceSandboxOf(base: Message): readonly string[] | undefined {
 
 function limitsOf(base: Message) {
   return {
-    memoryLimit: positiveInt(raw('memory-limit', base), 'memory-limit', DEFAULT_LUA_MEMORY_LIMIT),
-    instructionLimit: positiveInt(raw('instruction-limit', base), 'instruction-limit', DEFAULT_LUA_INSTRUCTION_LIMIT),
+    memoryLimit: positiveInt(rawGet(base, 'memory-limit'), 'memory-limit', DEFAULT_LUA_MEMORY_LIMIT),
+    instructionLimit: positiveInt(rawGet(base, 'instruction-limit'), 'instruction-limit', DEFAULT_LUA_INSTRUCTION_LIMIT),
   };
 }
 
@@ -382,7 +378,7 @@ function newState(vm: LuaVM, origin: Origin, limits: LuaState['limits'], allowed
 
 async function createState(base: Message, opts: Opts): Promise<LuaState> {
   const modules = await modulesOf(base, opts);
-  const sandbox = sandboxEntries(raw('sandbox', base));
+  const sandbox = sandboxEntries(rawGet(base, 'sandbox'));
   const limits = limitsOf(base);
   const allowed = deviceSandboxOf(base);
   const vm = new LuaVM({ libs: [...LIBS], ...limits });
