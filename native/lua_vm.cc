@@ -1022,7 +1022,7 @@ Napi::Value LuaVM::Finish(Napi::Env env, lua_State* L, int base, int status, nap
   if (budget_.exhausted) {
     Napi::Value trace = TakeTrace(env, L);
     throw MakeError(env, "LimitError", "instruction limit of " + std::to_string(budget_.limit) + " exceeded",
-                    {{"limit", Napi::String::New(env, "instructions")}, {"trace", trace}});
+                    {{"limit", Napi::String::New(env, "steps")}, {"trace", trace}});
   }
   if (status != LUA_OK) throw ErrorFromStatus(env, L, status);
   int n = lua_gettop(L) - (base + 1);

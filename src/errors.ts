@@ -90,11 +90,20 @@ export class LuaMemoryError extends LuaError {
   }
 }
 
-/** A configured budget ran out: `limit` is `fuel`, `instructions` or `memory`. */
+/** Which limit a `LimitError` reports. */
+export type LimitKind = 'time' | 'fuel' | 'memory' | 'steps';
+
+/**
+ * A limit was reached: `limit` says which (`time`: the wall-clock deadline; `fuel`: a WASM
+ * compute budget; `memory`: a memory or table cap; `steps`: a Lua step budget). The `code` is
+ * stable per kind: `ERR_LIMIT_TIME`, `ERR_LIMIT_FUEL`, `ERR_LIMIT_MEMORY`, `ERR_LIMIT_STEPS`.
+ * Only `time` depends on the machine: the others are deterministic.
+ */
 export class LimitError extends AoError {
-  declare readonly limit: 'fuel' | 'instructions' | 'memory';
+  declare readonly limit: LimitKind;
   constructor(message: string, props: AoErrorProps = {}) {
-    super(message, { status: 500, code: 'ERR_LIMIT', ...props });
+    const limit = typeof props.limit === 'string' ? props.limit : undefined;
+    super(message, { status: 500, code: limit ? `ERR_LIMIT_${limit.toUpperCase()}` : 'ERR_LIMIT', ...props });
   }
 }
 

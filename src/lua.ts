@@ -160,7 +160,7 @@ export class LuaVM {
    * Calls the global function `fn` (a dotted path `a.b.f` is looked up with raw access) with
    * `args` and returns all its results. Errors: `LuaRuntimeError` (status 500, `trace`,
    * non-string error values as `body`, a host function's JS exception as `cause`),
-   * `LuaMemoryError`, `LimitError` (limit `instructions`).
+   * `LuaMemoryError`, `LimitError` (limit `steps`).
    */
   call(fn: string, args: readonly unknown[] = []): LuaValue[] {
     if (typeof fn !== 'string' || fn.length === 0) throw badArg('LuaVM#call(fn, args): fn must be a non-empty string');

@@ -23,7 +23,7 @@ function vmWith(opts?: ConstructorParameters<typeof LuaVM>[0]): LuaVM {
 function expectLimit(vm: LuaVM, code: string, limit = LIMIT): void {
   const e = thrown(() => vm.load(code, 'm'));
   expect(e).toBeInstanceOf(LimitError);
-  expect(e).toMatchObject({ status: 500, code: 'ERR_LIMIT', limit: 'instructions', message: `instruction limit of ${limit} exceeded` });
+  expect(e).toMatchObject({ status: 500, code: 'ERR_LIMIT_STEPS', limit: 'steps', message: `instruction limit of ${limit} exceeded` });
   expect(vm.call('add', [5, 3])).toEqual([8]);
 }
 

@@ -271,7 +271,7 @@ describe('LuaVM limits', () => {
     const vm = vmWithHelpers({ instructionLimit: 100_000 });
     const e = thrown(() => vm.load('while true do end', 'm'));
     expect(e).toBeInstanceOf(LimitError);
-    expect(e).toMatchObject({ status: 500, code: 'ERR_LIMIT', limit: 'instructions', message: 'instruction limit of 100000 exceeded' });
+    expect(e).toMatchObject({ status: 500, code: 'ERR_LIMIT_STEPS', limit: 'steps', message: 'instruction limit of 100000 exceeded' });
     expect(vm.call('add', [1, 2])).toEqual([3]);
     for (let i = 0; i < 5; i++) expect(vm.load('local n = 0 for i = 1, 20000 do n = n + i end return n', 'm')).toEqual([200010000]);
   });
@@ -280,7 +280,7 @@ describe('LuaVM limits', () => {
     const vm = vmWithHelpers({ instructionLimit: 100_000 });
     const e = thrown(() => vm.load('while true do pcall(function() while true do end end) end', 'm'));
     expect(e).toBeInstanceOf(LimitError);
-    expect(e.limit).toBe('instructions');
+    expect(e.limit).toBe('steps');
     expect(vm.call('add', [1, 2])).toEqual([3]);
   });
 

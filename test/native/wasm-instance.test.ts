@@ -241,7 +241,7 @@ describe('WasmInstance traps', () => {
     const i = new WasmInstance(WasmModule.compile(loopBytes, { fuel: true }), {}, { fuel: 100_000 });
     const e = thrown(() => i.call('spin', []));
     expect(e).toBeInstanceOf(LimitError);
-    expect(e).toMatchObject({ status: 500, code: 'ERR_LIMIT', limit: 'fuel', trapCode: 'out_of_fuel' });
+    expect(e).toMatchObject({ status: 500, code: 'ERR_LIMIT_FUEL', limit: 'fuel', trapCode: 'out_of_fuel' });
     expect(e.message).toBe('call ran out of fuel (budget 100000)');
     expect(i.call('one', [])).toEqual([1]);
     expect(i.fuelConsumed).toBeGreaterThan(0n);
