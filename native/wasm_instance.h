@@ -1,6 +1,10 @@
 // WasmInstance: one instance of a WasmModule in its own Wasmtime store. Host imports are JS
 // functions called synchronously on the calling thread. Memory access, snapshots and calls all go
 // through this handle; it keeps its module's JS object alive.
+//
+// The implementation is split by concern: wasm_instance.cc (lifecycle and instantiation),
+// wasm_instance_call.cc (calls and host imports), wasm_instance_memory.cc (memory access) and
+// wasm_instance_snapshot.cc (snapshots); value conversions are in wasm_values.{h,cc}.
 #pragma once
 
 #include <napi.h>
