@@ -21,8 +21,17 @@ enum EngineFlags : uint32_t {
 // Throws std::runtime_error.
 wasm_engine_t* NewEngine(uint32_t flags);
 
-// "i32", "i64", ... for a value type.
-const char* ValKindName(wasm_valkind_t kind);
+// Value types. wasm_valtype_kind() aborts the process (Wasmtime 48 C API) on v128 and on every
+// reference type other than nullable funcref and externref, so nothing in the addon calls it:
+// types are read through wasmtime_valtype_new, which covers the whole type system.
+//
+// The kind of `type`: WASM_I32, WASM_I64, WASM_F32, WASM_F64, WASMTIME_V128, or kRefKind for any
+// reference type.
+constexpr wasm_valkind_t kRefKind = 0xff;
+wasm_valkind_t ValKindOf(const wasm_valtype_t* type);
+
+// Its name in the text format: "i32", "v128", "funcref", "(ref null $func)", ...
+std::string ValTypeName(const wasm_valtype_t* type);
 
 // {params: [...], results: [...]} for a function type.
 Napi::Object FuncTypeToJs(Napi::Env env, const wasm_functype_t* type);

@@ -97,8 +97,7 @@ void WasmInstance::Instantiate(Napi::Env env, WasmModule* module, Napi::Array im
     imp->self = this;
     imp->fn = Napi::Persistent(fn.As<Napi::Function>());
     imp->label = label;
-    imp->params = Kinds(wasm_functype_params(ft));
-    imp->results = Kinds(wasm_functype_results(ft));
+    imp->sig = SignatureOf(ft);
     externs[i].kind = WASMTIME_EXTERN_FUNC;
     wasmtime_func_new(ctx, ft, &WasmInstance::Trampoline, imp.get(), nullptr, &externs[i].of.func);
     imports_.push_back(std::move(imp));
@@ -114,11 +113,7 @@ void WasmInstance::Instantiate(Napi::Env env, WasmModule* module, Napi::Array im
   wasmtime_error_t* error = wasmtime_instance_new(ctx, module->Module(), externs.data(), externs.size(), &instance_, &trap);
   depth_--;
   if (error != nullptr || trap != nullptr) {
-    Napi::Error err = CallError(env, error, trap, "instantiation");
-    if (error != nullptr || trap == nullptr) {
-      throw err;
-    }
-    throw err;
+    throw CallError(env, error, trap, "instantiation");
   }
 
   // Index the exports: functions by name, memories and mutable value globals in export order.
@@ -129,11 +124,8 @@ void WasmInstance::Instantiate(Napi::Env env, WasmModule* module, Napi::Array im
     std::string export_name(name, name_len);
     if (item.kind == WASMTIME_EXTERN_FUNC) {
       wasm_functype_t* ft = wasmtime_func_type(ctx, &item.of.func);
-      ExportFunc f{item.of.func, Kinds(wasm_functype_params(ft)), Kinds(wasm_functype_results(ft)), true};
+      ExportFunc f{item.of.func, SignatureOf(ft), "function '" + export_name + "'"};
       wasm_functype_delete(ft);
-      for (auto* kinds : {&f.params, &f.results}) {
-        for (wasm_valkind_t k : *kinds) f.numeric = f.numeric && (k == WASM_I32 || k == WASM_I64 || k == WASM_F32 || k == WASM_F64);
-      }
       func_index_.emplace(export_name, static_cast<int>(funcs_.size()));
       funcs_.push_back(std::move(f));
     } else if (item.kind == WASMTIME_EXTERN_MEMORY) {
@@ -142,7 +134,7 @@ void WasmInstance::Instantiate(Napi::Env env, WasmModule* module, Napi::Array im
       tables_.push_back(item.of.table);
     } else if (item.kind == WASMTIME_EXTERN_GLOBAL) {
       wasm_globaltype_t* gt = wasmtime_global_type(ctx, &item.of.global);
-      wasm_valkind_t kind = wasm_valtype_kind(wasm_globaltype_content(gt));
+      wasm_valkind_t kind = ValKindOf(wasm_globaltype_content(gt));
       bool is_mutable = wasm_globaltype_mutability(gt) == WASM_VAR;
       wasm_globaltype_delete(gt);
       if (is_mutable && (kind == WASM_I32 || kind == WASM_I64 || kind == WASM_F32 || kind == WASM_F64)) {

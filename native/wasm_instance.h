@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "addon.h"
+#include "wasm_values.h"
 
 namespace hbr {
 
@@ -35,12 +36,12 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
     WasmInstance* self;
     Napi::FunctionReference fn;
     std::string label;  // "module.name", for messages
-    std::vector<wasm_valkind_t> params, results;
+    Signature sig;      // sig.foreign set: JS cannot serve it, and a call traps
   };
   struct ExportFunc {
     wasmtime_func_t func;
-    std::vector<wasm_valkind_t> params, results;
-    bool numeric;  // only i32/i64/f32/f64: callable through the unchecked raw-value path
+    Signature sig;     // sig.foreign set: JS cannot call it
+    std::string label;  // "function 'f'", for messages
   };
   struct ExportGlobal {
     std::string name;
@@ -57,6 +58,7 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   // The body of Trampoline; returns a trap (and records the JS error) on failure. Never throws.
   wasm_trap_t* CallHost(HostImport* imp, wasmtime_caller_t* caller, const wasmtime_val_t* args,
                         wasmtime_val_t* results);
+  std::string CallJs(Napi::Env env, HostImport* imp, const wasmtime_val_t* args, wasmtime_val_t* results);
 
   Napi::Value ExportIndex(const Napi::CallbackInfo& info);
   Napi::Value Call(const Napi::CallbackInfo& info);

@@ -37,6 +37,38 @@ wasm_trap_t* WasmInstance::Trampoline(void* env, wasmtime_caller_t* caller, cons
   return imp->self->CallHost(imp, caller, args, results);
 }
 
+// "<what> has a v128 parameter, which JavaScript cannot carry (...)".
+static std::string ForeignTypeMessage(const std::string& what, const std::string& foreign) {
+  return what + " has " + foreign + ", which JavaScript cannot carry (only i32, i64, f32 and f64 values cross)";
+}
+
+static Napi::Error ForeignTypeError(Napi::Env env, const std::string& message) {
+  return MakeError(env, "WasmError", message,
+                   {{"status", Napi::Number::New(env, 400)}, {"code", Napi::String::New(env, "ERR_WASM_TYPE")}});
+}
+
+// Calls the JS function of `imp` and converts its results; returns a failure text, empty on success.
+std::string WasmInstance::CallJs(Napi::Env env, HostImport* imp, const wasmtime_val_t* args, wasmtime_val_t* results) {
+  std::vector<napi_value> argv(imp->sig.params.size());
+  for (size_t i = 0; i < imp->sig.params.size(); i++) argv[i] = FromWasm(env, args[i]);
+  Napi::Value ret = imp->fn.Value().Call(env.Undefined(), argv.size(), argv.data());
+  const size_t n = imp->sig.results.size();
+  if (n == 1) {
+    std::string want = ToWasm(ret, imp->sig.results[0], &results[0]);
+    if (!want.empty()) return "import " + imp->label + " returned an invalid value: expected " + want;
+  } else if (n > 1) {
+    if (!ret.IsArray() || ret.As<Napi::Array>().Length() != n) {
+      return "import " + imp->label + " must return an array of " + std::to_string(n) + " values";
+    }
+    Napi::Array arr = ret.As<Napi::Array>();
+    for (size_t i = 0; i < n; i++) {
+      std::string want = ToWasm(arr.Get(i), imp->sig.results[i], &results[i]);
+      if (!want.empty()) return "import " + imp->label + " result " + std::to_string(i) + ": expected " + want;
+    }
+  }
+  return "";
+}
+
 wasm_trap_t* WasmInstance::CallHost(HostImport* imp, wasmtime_caller_t* caller, const wasmtime_val_t* args,
                                     wasmtime_val_t* results) {
   // No C++ exception may unwind into Wasmtime's frames: everything is caught here.
@@ -46,27 +78,16 @@ wasm_trap_t* WasmInstance::CallHost(HostImport* imp, wasmtime_caller_t* caller, 
   try {
     Napi::Env env(env_);
     Napi::HandleScope scope(env);
-    std::vector<napi_value> argv(imp->params.size());
-    for (size_t i = 0; i < imp->params.size(); i++) argv[i] = FromWasm(env, args[i]);
-    Napi::Value ret = imp->fn.Value().Call(env.Undefined(), argv.size(), argv.data());
-    const size_t n = imp->results.size();
-    if (n == 1) {
-      std::string want = ToWasm(ret, imp->results[0], &results[0]);
-      if (!want.empty()) failure = "import " + imp->label + " returned an invalid value: expected " + want;
-    } else if (n > 1) {
-      if (!ret.IsArray() || ret.As<Napi::Array>().Length() != n) {
-        failure = "import " + imp->label + " must return an array of " + std::to_string(n) + " values";
-      } else {
-        Napi::Array arr = ret.As<Napi::Array>();
-        for (size_t i = 0; i < n && failure.empty(); i++) {
-          std::string want = ToWasm(arr.Get(i), imp->results[i], &results[i]);
-          if (!want.empty()) failure = "import " + imp->label + " result " + std::to_string(i) + ": expected " + want;
-        }
-      }
+    Napi::Value error;
+    if (!imp->sig.foreign.empty()) {
+      // Linked so that the module instantiates; JS can neither receive nor return these values.
+      failure = ForeignTypeMessage("import " + imp->label, imp->sig.foreign);
+      error = ForeignTypeError(env, failure).Value();
+    } else {
+      failure = CallJs(env, imp, args, results);
+      if (!failure.empty()) error = InvalidArg(env, failure).Value();
     }
-    if (!failure.empty()) {
-      pending_error_ = Napi::Persistent(static_cast<Napi::Value>(InvalidArg(env, failure).Value()));
-    }
+    if (!failure.empty() && pending_error_.IsEmpty()) pending_error_ = Napi::Persistent(error);
   } catch (const Napi::Error& e) {
     if (pending_error_.IsEmpty()) pending_error_ = Napi::Persistent(static_cast<Napi::Value>(e.Value()));
     failure = "import " + imp->label + " threw: " + e.Message();
@@ -180,23 +201,22 @@ Napi::Value WasmInstance::CallTable(const Napi::CallbackInfo& info) {
                     {{"trapCode", Napi::String::New(env, "indirect_call_to_null")}, {"frames", Napi::Array::New(env)}});
   }
   wasm_functype_t* ft = wasmtime_func_type(ctx, &item.of.funcref);
-  ExportFunc f{item.of.funcref, Kinds(wasm_functype_params(ft)), Kinds(wasm_functype_results(ft)), true};
+  ExportFunc f{item.of.funcref, SignatureOf(ft), "table element " + std::to_string(index)};
   wasm_functype_delete(ft);
-  for (auto* kinds : {&f.params, &f.results}) {
-    for (wasm_valkind_t k : *kinds) f.numeric = f.numeric && (k == WASM_I32 || k == WASM_I64 || k == WASM_F32 || k == WASM_F64);
-  }
   return Invoke(info, f, "callTable");
 }
 
 // Converts info[1..] per `f`'s signature, calls it, converts the results back (see Call).
 Napi::Value WasmInstance::Invoke(const Napi::CallbackInfo& info, const ExportFunc& f, const char* what) {
   Napi::Env env = info.Env();
+  if (!f.sig.foreign.empty()) throw ForeignTypeError(env, ForeignTypeMessage(f.label, f.sig.foreign));
+  const std::vector<wasm_valkind_t>& params = f.sig.params;
   const size_t nargs = info.Length() - 1;
-  if (nargs != f.params.size()) {
-    throw InvalidArg(env, "expected " + std::to_string(f.params.size()) + " argument" +
-                              (f.params.size() == 1 ? "" : "s") + ", got " + std::to_string(nargs));
+  if (nargs != params.size()) {
+    throw InvalidArg(env, "expected " + std::to_string(params.size()) + " argument" +
+                              (params.size() == 1 ? "" : "s") + ", got " + std::to_string(nargs));
   }
-  const size_t nres = f.results.size();
+  const size_t nres = f.sig.results.size();
   const size_t slots = std::max<size_t>(1, std::max(nargs, nres));
   wasmtime_val_t small[8];
   wasmtime_val_raw_t small_raw[8];
@@ -211,7 +231,7 @@ Napi::Value WasmInstance::Invoke(const Napi::CallbackInfo& info, const ExportFun
     raw = big_raw.data();
   }
   for (size_t i = 0; i < nargs; i++) {
-    std::string want = ToWasm(info[i + 1], f.params[i], &vals[i]);
+    std::string want = ToWasm(info[i + 1], params[i], &vals[i]);
     if (!want.empty()) throw InvalidArg(env, "argument " + std::to_string(i) + " must be " + want);
     raw[i] = ToRaw(vals[i]);
   }
@@ -226,11 +246,8 @@ Napi::Value WasmInstance::Invoke(const Napi::CallbackInfo& info, const ExportFun
   wasm_trap_t* trap = nullptr;
   wasmtime_error_t* error = nullptr;
   depth_++;
-  if (f.numeric) {
-    error = wasmtime_func_call_unchecked(ctx, &f.func, raw, slots, &trap);
-  } else {
-    error = wasmtime_func_call(ctx, &f.func, vals, nargs, vals, nres, &trap);
-  }
+  // Unchecked: the arguments were converted to the function's own (numeric) types above.
+  error = wasmtime_func_call_unchecked(ctx, &f.func, raw, slots, &trap);
   depth_--;
   if (outermost && metered) {
     uint64_t left = 0;
@@ -251,10 +268,10 @@ Napi::Value WasmInstance::Invoke(const Napi::CallbackInfo& info, const ExportFun
   if (nres == 0) {
     out = env.Undefined();
   } else if (nres == 1) {
-    out = f.numeric ? FromRaw(env, raw[0], f.results[0]) : FromWasm(env, vals[0]);
+    out = FromRaw(env, raw[0], f.sig.results[0]);
   } else {
     Napi::Array arr = Napi::Array::New(env, nres);
-    for (size_t i = 0; i < nres; i++) arr.Set(i, f.numeric ? FromRaw(env, raw[i], f.results[i]) : FromWasm(env, vals[i]));
+    for (size_t i = 0; i < nres; i++) arr.Set(i, FromRaw(env, raw[i], f.sig.results[i]));
     out = arr;
   }
   if (outermost && close_pending_) {

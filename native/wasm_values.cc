@@ -1,6 +1,7 @@
 #include "wasm_values.h"
 
 #include <cmath>
+#include <tuple>
 
 #include "wasm_engine.h"
 
@@ -77,7 +78,7 @@ std::string ToWasm(const Napi::Value& v, wasm_valkind_t kind, wasmtime_val_t* ou
       return "";
     }
     default:
-      return std::string("a value of unsupported type ") + ValKindName(kind);
+      return "a value of a type JavaScript cannot carry";
   }
 }
 
@@ -91,10 +92,23 @@ Napi::Value FromWasm(Napi::Env env, const wasmtime_val_t& v) {
   }
 }
 
-std::vector<wasm_valkind_t> Kinds(const wasm_valtype_vec_t* vec) {
-  std::vector<wasm_valkind_t> out(vec->size);
-  for (size_t i = 0; i < vec->size; i++) out[i] = wasm_valtype_kind(vec->data[i]);
-  return out;
+static bool IsNumeric(wasm_valkind_t k) { return k == WASM_I32 || k == WASM_I64 || k == WASM_F32 || k == WASM_F64; }
+
+Signature SignatureOf(const wasm_functype_t* type) {
+  Signature sig;
+  const wasm_valtype_vec_t* params = wasm_functype_params(type);
+  const wasm_valtype_vec_t* results = wasm_functype_results(type);
+  for (auto [vec, out, what] : {std::make_tuple(params, &sig.params, " parameter"), std::make_tuple(results, &sig.results, " result")}) {
+    out->resize(vec->size);
+    for (size_t i = 0; i < vec->size; i++) {
+      (*out)[i] = ValKindOf(vec->data[i]);
+      if (sig.foreign.empty() && !IsNumeric((*out)[i])) {
+        std::string name = ValTypeName(vec->data[i]);
+        sig.foreign = std::string(name[0] == 'i' || name[0] == 'a' || name[0] == 'e' ? "an " : "a ") + name + what;
+      }
+    }
+  }
+  return sig;
 }
 
 }  // namespace hbr

@@ -16,7 +16,14 @@ std::string ToWasm(const Napi::Value& v, wasm_valkind_t kind, wasmtime_val_t* ou
 
 Napi::Value FromWasm(Napi::Env env, const wasmtime_val_t& v);
 
-std::vector<wasm_valkind_t> Kinds(const wasm_valtype_vec_t* vec);
+// A function type as the JS boundary sees it. Only i32, i64, f32 and f64 values cross it; a
+// function with any other type in its signature cannot be called from or into JavaScript, and
+// `foreign` names the first such type ("a v128 parameter"), empty when there is none.
+struct Signature {
+  std::vector<wasm_valkind_t> params, results;
+  std::string foreign;
+};
+Signature SignatureOf(const wasm_functype_t* type);
 
 // Raw (unchecked-call) representation of a converted value.
 inline wasmtime_val_raw_t ToRaw(const wasmtime_val_t& v) {

@@ -7,8 +7,12 @@
 import * as path from 'node:path';
 import { ERROR_CLASSES } from './errors';
 
-/** Value types of WebAssembly signatures as the addon reports them. */
-export type NativeValType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128' | 'funcref' | 'externref' | 'anyref' | 'exnref';
+/**
+ * Value types of WebAssembly signatures as the addon reports them, in the text format's names:
+ * the numeric types (the only ones that cross to JS), `v128`, and reference types (`funcref`,
+ * `externref`, `anyref`, `exnref`, ..., or `(ref null? <heap type>)`, `$func` for a concrete one).
+ */
+export type NativeValType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128' | 'funcref' | 'externref' | 'anyref' | 'exnref' | (string & {});
 
 export interface NativeFuncType {
   params: NativeValType[];
@@ -20,7 +24,7 @@ export interface NativeExternDesc {
   name: string;
   kind: 'func' | 'memory' | 'table' | 'global' | 'tag';
   type?: NativeFuncType;
-  /** memories: `{ min, max?, is64 }` in pages; globals: `{ content, mutable }`. */
+  /** memories: `{ min, max?, is64 }` in pages; globals: `{ content, mutable }`; tables: `{ element }`. */
   detail?: Record<string, unknown>;
 }
 

@@ -21,3 +21,19 @@ export async function wat(text: string): Promise<Uint8Array> {
     mod.destroy();
   }
 }
+
+/**
+ * Compiles WAT with Binaryen (every feature on): for what wabt cannot parse, such as the GC
+ * proposal's reference types (`anyref`, `(ref $t)`, `exnref`).
+ */
+export async function watAll(text: string): Promise<Uint8Array> {
+  const { default: binaryen } = (await import('binaryen')) as { default: any };
+  const mod = binaryen.parseText(text);
+  try {
+    mod.setFeatures(binaryen.Features.All);
+    if (!mod.validate()) throw new Error('invalid module');
+    return mod.emitBinary();
+  } finally {
+    mod.dispose();
+  }
+}
