@@ -136,10 +136,12 @@ void WasmInstance::Instantiate(Napi::Env env, WasmModule* module, Napi::Array im
       wasm_globaltype_t* gt = wasmtime_global_type(ctx, &item.of.global);
       wasm_valkind_t kind = ValKindOf(wasm_globaltype_content(gt));
       bool is_mutable = wasm_globaltype_mutability(gt) == WASM_VAR;
-      wasm_globaltype_delete(gt);
-      if (is_mutable && (kind == WASM_I32 || kind == WASM_I64 || kind == WASM_F32 || kind == WASM_F64)) {
+      if (is_mutable && kind != kRefKind) {
         globals_.push_back({export_name, item.of.global, kind});
+      } else if (is_mutable && uncapturable_.empty()) {
+        uncapturable_ = "global '" + export_name + "' is a mutable " + ValTypeName(wasm_globaltype_content(gt));
       }
+      wasm_globaltype_delete(gt);
     }
     wasmtime_extern_delete(&item);
   }

@@ -73,6 +73,8 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   Napi::Value SnapshotSize(const Napi::CallbackInfo& info);
   Napi::Value Snapshot(const Napi::CallbackInfo& info);
   uint64_t SnapshotBytes();  // payload size; precondition: open
+  // Open, not inside a call, and every mutable global capturable; else throws.
+  void CheckSnapshotable(Napi::Env env, const char* what) const;
   Napi::Value Restore(const Napi::CallbackInfo& info);
   Napi::Value FuelConsumed(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
@@ -97,7 +99,8 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   std::unordered_map<std::string, int> func_index_;
   std::vector<ExportMemory> memories_;
   std::vector<wasmtime_table_t> tables_;  // exported tables, in export order
-  std::vector<ExportGlobal> globals_;  // exported mutable globals of value type
+  std::vector<ExportGlobal> globals_;  // exported mutable globals of numeric or v128 type
+  std::string uncapturable_;           // "global 'g' is a mutable anyref": no snapshots then
   uint64_t fuel_ = 0;                  // per-call budget; 0 = unlimited
   uint64_t fuel_consumed_ = 0;         // by the last outermost call
   int depth_ = 0;                      // nesting of calls (host imports may call back in)

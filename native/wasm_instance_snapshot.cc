@@ -13,19 +13,23 @@ namespace hbr {
 
 static constexpr uint64_t kWasmPage = 65536;
 
-// ---- snapshots ----------------------------------------------------------------------------------
-//
-// Layout (little-endian), version 1:
-//   header  "HBWASM\0\0" | u32 version | u32 flags (0) | u8[32] module hash | u64 payload length
-//           | u64 XXH3-64 of the payload
+// Layout (little-endian), version 2:
+//   header  "HBWASM\0\0" | u32 version (2) | u32 flags (0) | u8[32] module hash | u64 payload length
 //   payload u32 memory count, then per memory: u32 name length, name, u64 byte length, bytes
-//           u32 global count, then per global: u32 name length, name, u8 kind, u64 raw bits
+//           u32 global count, then per global: u32 name length, name, u8 kind, value (kind 0 i32,
+//           1 i64, 2 f32, 3 f64: 8 bytes of raw bits; kind 4 v128: 16 bytes)
+//   trailer u64 XXH3-64 of every byte before it (header included)
+// Version 1 (still read) had the checksum in the header and covering the payload only: its header
+// fields are each checked for an exact value instead (magic, flags 0, module hash, length).
 // Memories and globals are the instance's exported ones (the TS layer exports every mutable
 // global and memory of the image before compiling), so the blob is complete for the instance.
 
 static constexpr char kMagic[8] = {'H', 'B', 'W', 'A', 'S', 'M', 0, 0};
-static constexpr uint32_t kVersion = 1;
-static constexpr size_t kHeaderSize = 8 + 4 + 4 + 32 + 8 + 8;
+static constexpr uint32_t kVersion = 2;
+static constexpr size_t kHeaderSize = 8 + 4 + 4 + 32 + 8;
+static constexpr size_t kTrailerSize = 8;
+static constexpr size_t kV1HeaderSize = kHeaderSize + 8;
+static constexpr uint8_t kV128Kind = 4;
 
 namespace {
 struct Writer {
@@ -64,6 +68,8 @@ struct Reader {
 };
 }  // namespace
 
+static size_t GlobalValueSize(uint8_t kind) { return kind == kV128Kind ? 16 : 8; }
+
 static Napi::Uint8Array HashArg(Napi::Env env, const Napi::Value& v) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().ByteLength() != 32) {
     throw InvalidArg(env, "module hash must be a 32-byte Uint8Array");
@@ -93,24 +99,39 @@ uint64_t WasmInstance::SnapshotBytes() {
   wasmtime_context_t* ctx = Ctx();
   uint64_t payload = 4 + 4;
   for (const ExportMemory& m : memories_) payload += 4 + m.name.size() + 8 + wasmtime_memory_data_size(ctx, &m.memory);
-  for (const ExportGlobal& g : globals_) payload += 4 + g.name.size() + 1 + 8;
+  for (const ExportGlobal& g : globals_) payload += 4 + g.name.size() + 1 + GlobalValueSize(g.kind);
   return payload;
 }
 
+// Snapshots are taken and restored between calls only: inside a call (from a host import) the
+// guest is half-way through its work, and restoring would pull its state from under its frames.
+void WasmInstance::CheckSnapshotable(Napi::Env env, const char* what) const {
+  CheckOpen(env);
+  if (depth_ > 0) {
+    throw Napi::TypeError::New(env, std::string("WasmInstance is busy: ") + what +
+                                        " cannot run inside a call (from a host import)");
+  }
+  if (!uncapturable_.empty()) {
+    throw MakeError(env, "SnapshotError",
+                    std::string("cannot ") + what + ": " + uncapturable_ +
+                        ", and snapshots capture only numeric and v128 values");
+  }
+}
+
 Napi::Value WasmInstance::SnapshotSize(const Napi::CallbackInfo& info) {
-  CheckOpen(info.Env());
-  return Napi::Number::New(info.Env(), static_cast<double>(kHeaderSize + SnapshotBytes()));
+  CheckSnapshotable(info.Env(), "snapshot()");
+  return Napi::Number::New(info.Env(), static_cast<double>(kHeaderSize + SnapshotBytes() + kTrailerSize));
 }
 
 Napi::Value WasmInstance::Snapshot(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  CheckOpen(env);
+  CheckSnapshotable(env, "snapshot()");
   Napi::Uint8Array hash = HashArg(env, info[0]);
   wasmtime_context_t* ctx = Ctx();
   const uint64_t payload = SnapshotBytes();
   // The caller passes the destination (JS allocates it uninitialised with Buffer.allocUnsafe, and
   // V8 owns and frees it); it must be exactly snapshotSize() bytes.
-  const size_t total = kHeaderSize + payload;
+  const size_t total = kHeaderSize + payload + kTrailerSize;
   if (!info[1].IsBuffer() || info[1].As<Napi::Buffer<uint8_t>>().Length() != total) {
     throw InvalidArg(env, "snapshot(hash, into): into must be a Buffer of snapshotSize() bytes");
   }
@@ -122,9 +143,6 @@ Napi::Value WasmInstance::Snapshot(const Napi::CallbackInfo& info) {
   w.U32(0);
   w.Bytes(hash.Data(), 32);
   w.U64(payload);
-  uint8_t* checksum_at = w.p;
-  w.U64(0);
-  uint8_t* payload_at = w.p;
   w.U32(static_cast<uint32_t>(memories_.size()));
   for (const ExportMemory& m : memories_) {
     uint64_t size = wasmtime_memory_data_size(ctx, &m.memory);
@@ -137,27 +155,27 @@ Napi::Value WasmInstance::Snapshot(const Napi::CallbackInfo& info) {
   for (const ExportGlobal& g : globals_) {
     wasmtime_val_t v;
     wasmtime_global_get(ctx, &g.global, &v);
-    uint64_t bits = 0;
+    uint8_t bits[16] = {0};
     switch (v.kind) {
-      case WASMTIME_I32: bits = static_cast<uint32_t>(v.of.i32); break;
-      case WASMTIME_I64: bits = static_cast<uint64_t>(v.of.i64); break;
-      case WASMTIME_F32: std::memcpy(&bits, &v.of.f32, 4); break;
-      case WASMTIME_F64: std::memcpy(&bits, &v.of.f64, 8); break;
+      case WASMTIME_I32: std::memcpy(bits, &v.of.i32, 4); break;
+      case WASMTIME_I64: std::memcpy(bits, &v.of.i64, 8); break;
+      case WASMTIME_F32: std::memcpy(bits, &v.of.f32, 4); break;
+      case WASMTIME_F64: std::memcpy(bits, &v.of.f64, 8); break;
+      case WASMTIME_V128: std::memcpy(bits, v.of.v128, 16); break;
       default: break;
     }
     w.U32(static_cast<uint32_t>(g.name.size()));
     w.Bytes(g.name.data(), g.name.size());
     w.U8(static_cast<uint8_t>(g.kind));
-    w.U64(bits);
+    w.Bytes(bits, GlobalValueSize(g.kind));
   }
-  uint64_t sum = Checksum64(payload_at, payload);
-  std::memcpy(checksum_at, &sum, 8);
+  w.U64(Checksum64(buf.Data(), total - kTrailerSize));
   return buf;
 }
 
 Napi::Value WasmInstance::Restore(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  CheckOpen(env);
+  CheckSnapshotable(env, "restore()");
   if (!info[0].IsTypedArray()) throw InvalidArg(env, "restore(snapshot): snapshot must be a Uint8Array");
   Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
   Napi::Uint8Array hash = HashArg(env, info[1]);
@@ -166,28 +184,39 @@ Napi::Value WasmInstance::Restore(const Napi::CallbackInfo& info) {
   auto fail = [&](const std::string& why) {
     return MakeError(env, "SnapshotError", "invalid WASM snapshot: " + why);
   };
-  if (len < 8 || std::memcmp(data, kMagic, 6) != 0) {
+  if (len < 8 || std::memcmp(data, kMagic, 8) != 0) {
     if (len >= 6 && std::memcmp(data, "HBLUA", 5) == 0) throw fail("this is a Lua snapshot, not a WASM one");
     throw fail("bad magic (not an hb-runtimes WASM snapshot)");
   }
-  if (len < kHeaderSize) throw fail("truncated header");
-  Reader r{data + 8, data + len};
-  uint32_t version = r.U32();
-  if (version != kVersion) throw fail("unsupported version " + std::to_string(version));
-  r.U32();
+  if (len < 12) throw fail("truncated header");
+  uint32_t version = 0;
+  std::memcpy(&version, data + 8, 4);
+  if (version != 1 && version != kVersion) {
+    throw fail("unsupported version " + std::to_string(version) + " (this build reads versions 1 and 2)");
+  }
+  const size_t header = version == 1 ? kV1HeaderSize : kHeaderSize;
+  const size_t trailer = version == 1 ? 0 : kTrailerSize;
+  if (len < header + trailer) throw fail("truncated header");
+  Reader r{data + 12, data + len - trailer};
+  if (r.U32() != 0) throw fail("unknown flags");
   if (std::memcmp(r.p, hash.Data(), 32) != 0) throw fail("it was taken from a different module image");
   r.p += 32;
   uint64_t payload = r.U64();
-  uint64_t sum = r.U64();
+  uint64_t sum = version == 1 ? r.U64() : 0;
   if (static_cast<uint64_t>(r.end - r.p) != payload) {
     throw fail(static_cast<uint64_t>(r.end - r.p) < payload ? "truncated" : "trailing bytes after the payload");
   }
-  if (Checksum64(r.p, payload) != sum) throw fail("checksum mismatch");
+  if (version == 1) {
+    if (Checksum64(r.p, payload) != sum) throw fail("checksum mismatch");
+  } else {
+    std::memcpy(&sum, r.end, 8);
+    if (Checksum64(data, len - kTrailerSize) != sum) throw fail("checksum mismatch");
+  }
 
   // Parse and check everything against this instance before touching it.
   wasmtime_context_t* ctx = Ctx();
   struct MemPlan { const ExportMemory* m; const uint8_t* bytes; uint64_t size; };
-  struct GlobalPlan { const ExportGlobal* g; uint64_t bits; };
+  struct GlobalPlan { const ExportGlobal* g; const uint8_t* bits; };
   std::vector<MemPlan> mems;
   std::vector<GlobalPlan> globals;
   uint32_t nmem = r.U32();
@@ -212,11 +241,14 @@ Napi::Value WasmInstance::Restore(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < nglob && r.ok; i++) {
     std::string name = r.Str();
     uint8_t kind = r.U8();
-    uint64_t bits = r.U64();
-    if (!r.ok) break;
     const ExportGlobal& g = globals_[i];
-    if (name != g.name || kind != g.kind) throw fail("global '" + name + "' does not match the instance");
-    globals.push_back({&g, bits});
+    if (!r.ok) break;
+    if (name != g.name || kind != g.kind || (version == 1 && kind == kV128Kind)) {
+      throw fail("global '" + name + "' does not match the instance");
+    }
+    if (!r.Has(GlobalValueSize(kind))) break;
+    globals.push_back({&g, r.p});
+    r.p += GlobalValueSize(kind);
   }
   if (!r.ok || r.p != r.end) throw fail("malformed payload");
 
@@ -237,10 +269,11 @@ Napi::Value WasmInstance::Restore(const Napi::CallbackInfo& info) {
   for (const GlobalPlan& p : globals) {
     wasmtime_val_t v;
     switch (p.g->kind) {
-      case WASM_I32: v.kind = WASMTIME_I32; v.of.i32 = static_cast<int32_t>(static_cast<uint32_t>(p.bits)); break;
-      case WASM_I64: v.kind = WASMTIME_I64; v.of.i64 = static_cast<int64_t>(p.bits); break;
-      case WASM_F32: v.kind = WASMTIME_F32; std::memcpy(&v.of.f32, &p.bits, 4); break;
-      default: v.kind = WASMTIME_F64; std::memcpy(&v.of.f64, &p.bits, 8); break;
+      case WASM_I32: v.kind = WASMTIME_I32; std::memcpy(&v.of.i32, p.bits, 4); break;
+      case WASM_I64: v.kind = WASMTIME_I64; std::memcpy(&v.of.i64, p.bits, 8); break;
+      case WASM_F32: v.kind = WASMTIME_F32; std::memcpy(&v.of.f32, p.bits, 4); break;
+      case WASM_F64: v.kind = WASMTIME_F64; std::memcpy(&v.of.f64, p.bits, 8); break;
+      default: v.kind = WASMTIME_V128; std::memcpy(v.of.v128, p.bits, 16); break;
     }
     wasmtime_error_t* error = wasmtime_global_set(ctx, &p.g->global, &v);
     if (error != nullptr) throw fail("cannot set global '" + p.g->name + "': " + TakeErrorMessage(error));

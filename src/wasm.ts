@@ -342,17 +342,20 @@ export class WasmInstance {
   }
 
   /**
-   * Captures every memory and mutable global into a versioned, checksummed blob tied to this
-   * module's image hash.
+   * Captures every memory and mutable global into a versioned blob tied to this module's image
+   * hash, checksummed over every byte (format in docs/wasm.md). Only between calls: from inside a
+   * call (a host import) it throws a busy `TypeError`. A module with a mutable reference-typed
+   * global cannot be snapshotted (`SnapshotError`).
    */
   snapshot(): Buffer {
     return this.#native.snapshot(this.module.hash, Buffer.allocUnsafe(this.#native.snapshotSize()));
   }
 
   /**
-   * Restores a snapshot taken from an instance of the same image. The blob is fully validated
-   * (magic, version, image, checksum, shapes) before anything is touched: a bad blob throws a
-   * `SnapshotError` and leaves the instance as it was.
+   * Restores a snapshot taken from an instance of the same image (format version 2, or 1 from
+   * earlier releases). The blob is fully validated (magic, version, flags, image, checksum, shapes)
+   * before anything is touched: a bad blob throws a `SnapshotError` and leaves the instance as it
+   * was. Only between calls: from inside a call (a host import) it throws a busy `TypeError`.
    */
   restore(snapshot: Uint8Array): void {
     this.#native.restore(asBytes(snapshot, 'WasmInstance.restore'), this.module.hash);
