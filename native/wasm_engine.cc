@@ -22,6 +22,7 @@ wasm_engine_t* NewEngine(uint32_t flags) {
   // Floats: NaN bits would otherwise depend on the CPU and the compiler's choices.
   wasmtime_config_cranelift_nan_canonicalization_set(config, true);
   wasmtime_config_consume_fuel_set(config, (flags & kEngineFuel) != 0);
+  wasmtime_config_epoch_interruption_set(config, (flags & kEngineNoEpoch) == 0);
   if (flags & kEngineNoSpectre) {
     wasmtime_config_cranelift_flag_set(config, "enable_heap_access_spectre_mitigation", "false");
     wasmtime_config_cranelift_flag_set(config, "enable_table_access_spectre_mitigation", "false");
@@ -182,6 +183,12 @@ uint64_t ToOffset(Napi::Env env, const Napi::Value& v, const char* what) {
     return u;
   }
   throw InvalidArg(env, std::string(what) + " must be a number or a bigint");
+}
+
+double TimeLimitArg(Napi::Env env, const Napi::Value& v) {
+  double ms = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : std::nan("");
+  if (!(ms > 0)) throw InvalidArg(env, "timeLimit must be a positive number of milliseconds, or Infinity");
+  return ms > 1e12 ? INFINITY : ms;
 }
 
 }  // namespace hbr

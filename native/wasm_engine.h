@@ -13,11 +13,13 @@ namespace hbr {
 enum EngineFlags : uint32_t {
   kEngineFuel = 1,            // fuel metering compiled in (per-call budgets); costs ~20% speed
   kEngineNoSpectre = 2,       // Cranelift without Spectre mitigations on heap/table bounds checks
-  kEngineFlagsCount = 4,
+  kEngineNoEpoch = 4,         // no epoch checks compiled in: no deadline possible (benchmarks only)
+  kEngineFlagsCount = 8,
 };
 
 // A new engine with hb-runtimes' configuration: Cranelift, memory64, exceptions (+ the GC types
-// they need), NaN canonicalisation (deterministic floats), plus the profile `flags`.
+// they need), NaN canonicalisation (deterministic floats), epoch interruption (the wall-clock
+// deadlines of calls), plus the profile `flags`.
 // Throws std::runtime_error.
 wasm_engine_t* NewEngine(uint32_t flags);
 
@@ -45,5 +47,20 @@ std::string TakeErrorMessage(wasmtime_error_t* error);
 
 // A non-negative integer offset or length from a JS number or bigint (64-bit safe).
 uint64_t ToOffset(Napi::Env env, const Napi::Value& v, const char* what);
+
+// A time limit in milliseconds: a positive number, or Infinity (also for anything above ~31 years).
+double TimeLimitArg(Napi::Env env, const Napi::Value& v);
+
+// Deletes an error the caller has no use for (nullptr is fine).
+inline void DiscardError(wasmtime_error_t* error) {
+  if (error != nullptr) wasmtime_error_delete(error);
+}
+
+// Fuel left in a store of a metered engine.
+inline uint64_t FuelLeft(const wasmtime_context_t* ctx) {
+  uint64_t left = 0;
+  DiscardError(wasmtime_context_get_fuel(ctx, &left));
+  return left;
+}
 
 }  // namespace hbr

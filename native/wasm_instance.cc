@@ -1,6 +1,8 @@
 // WasmInstance, part 1: lifecycle and instantiation (see wasm_instance.h for the other parts).
 #include "wasm_instance.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "errors.h"
@@ -18,7 +20,9 @@ void WasmInstance::Init(Napi::Env env, Napi::Object exports, Addon* addon) {
                                     {
                                         InstanceMethod("exportIndex", &WasmInstance::ExportIndex),
                                         InstanceMethod("call", &WasmInstance::Call),
+                                        InstanceMethod("callLimited", &WasmInstance::CallLimited),
                                         InstanceMethod("callTable", &WasmInstance::CallTable),
+                                        InstanceMethod("callTableLimited", &WasmInstance::CallTableLimited),
                                         InstanceMethod("memorySize", &WasmInstance::MemorySize),
                                         InstanceMethod("memoryGrow", &WasmInstance::MemoryGrow),
                                         InstanceMethod("memoryRead", &WasmInstance::MemoryRead),
@@ -35,28 +39,46 @@ void WasmInstance::Init(Napi::Env env, Napi::Object exports, Addon* addon) {
   exports.Set("WasmInstance", ctor);
 }
 
+// A cap from a JS number: a non-negative integer, or Infinity for none (UINT64_MAX).
+static uint64_t CapArg(Napi::Env env, const Napi::Value& v, const char* what) {
+  if (v.IsNumber() && std::isinf(v.As<Napi::Number>().DoubleValue()) && v.As<Napi::Number>().DoubleValue() > 0) {
+    return UINT64_MAX;
+  }
+  return ToOffset(env, v, what);
+}
+
 WasmInstance::WasmInstance(const Napi::CallbackInfo& info) : Napi::ObjectWrap<WasmInstance>(info) {
   Napi::Env env = info.Env();
   WasmModule* module = WasmModule::FromValue(env, info[0]);
   if (module == nullptr) throw InvalidArg(env, "WasmInstance: the first argument must be a WasmModule");
   if (!module->IsOpen()) throw ClosedError(env, "WasmModule");
   if (!info[1].IsArray()) throw InvalidArg(env, "WasmInstance: imports must be an array");
+  // Defaults for direct use of the addon; the TS layer always passes every limit (src/limits.ts).
+  limits_ = {0, kDefaultMemoryBytes, kDefaultTableElements, 0, 0, 0, 0};
   if (info[2].IsObject()) {
     Napi::Object opts = info[2].As<Napi::Object>();
-    if (opts.Has("fuel") && !opts.Get("fuel").IsUndefined()) fuel_ = ToOffset(env, opts.Get("fuel"), "fuel");
+    Napi::Value v = opts.Get("fuel");
+    if (!v.IsUndefined()) fuel_ = ToOffset(env, v, "fuel");
+    v = opts.Get("maxMemoryBytes");
+    if (!v.IsUndefined()) limits_.max_memory_bytes = std::max<uint64_t>(1, CapArg(env, v, "maxMemoryBytes"));
+    v = opts.Get("maxTableElements");
+    if (!v.IsUndefined()) limits_.max_table_elements = CapArg(env, v, "maxTableElements");
+    v = opts.Get("timeLimit");
+    if (!v.IsUndefined()) time_limit_ms_ = TimeLimitArg(env, v);
   }
   const bool metered_engine = (module->EngineFlags() & kEngineFuel) != 0;
   if (fuel_ != 0 && !metered_engine) {
     throw InvalidArg(env, "a fuel budget needs a module compiled with fuel metering (compile option fuel: true)");
   }
-  store_ = wasmtime_store_new(AddonOf(env)->Engine(module->EngineFlags()), nullptr, nullptr);
-  if (info[2].IsObject()) {
-    Napi::Value max = info[2].As<Napi::Object>().Get("maxMemoryBytes");
-    if (!max.IsUndefined()) {
-      uint64_t bytes = ToOffset(env, max, "maxMemoryBytes");
-      wasmtime_store_limiter(store_, static_cast<int64_t>(bytes), -1, -1, -1, -1);
-    }
+  interruptible_ = (module->EngineFlags() & kEngineNoEpoch) == 0;
+  if (!interruptible_ && !std::isinf(time_limit_ms_)) {
+    throw InvalidArg(env, "a time limit needs a module compiled with epoch interruption (the default)");
   }
+  Addon* addon = AddonOf(env);
+  ticker_ = &addon->ticker;
+  store_ = wasmtime_store_new(addon->Engine(module->EngineFlags()), nullptr, nullptr);
+  hb_store_limiter(store_, &limits_);
+  wasmtime_store_epoch_deadline_callback(store_, &WasmInstance::OnEpoch, this, nullptr);
   try {
     Instantiate(env, module, info[1].As<Napi::Array>());
   } catch (...) {
@@ -67,12 +89,11 @@ WasmInstance::WasmInstance(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Wa
   module_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
   module->AddChild(this);
   info.This().As<Napi::Object>().TypeTag(&kWasmInstanceTag);
-  Track(AddonOf(env));
+  Track(addon);
 }
 
 void WasmInstance::Instantiate(Napi::Env env, WasmModule* module, Napi::Array imports) {
   wasmtime_context_t* ctx = wasmtime_store_context(store_);
-  if (module->EngineFlags() & kEngineFuel) wasmtime_context_set_fuel(ctx, kUnlimitedFuel);
   wasm_importtype_vec_t types;
   wasmtime_module_imports(module->Module(), &types);
   std::vector<wasmtime_extern_t> externs(types.size);
@@ -107,11 +128,17 @@ void WasmInstance::Instantiate(Napi::Env env, WasmModule* module, Napi::Array im
     throw MakeError(env, "WasmError", link_error, {{"code", Napi::String::New(env, "ERR_WASM_LINK")}});
   }
 
+  // Instantiation (with the start function) runs under the same limits as an outermost call: the
+  // time limit, the fuel budget and the memory and table caps.
   wasm_trap_t* trap = nullptr;
   env_ = env;
+  const bool metered = (module->EngineFlags() & kEngineFuel) != 0;
+  if (metered) DiscardError(wasmtime_context_set_fuel(ctx, fuel_ != 0 ? fuel_ : kUnlimitedFuel));
+  BeginOutermost(ctx, time_limit_ms_);
   depth_++;  // the start function may call imports
   wasmtime_error_t* error = wasmtime_instance_new(ctx, module->Module(), externs.data(), externs.size(), &instance_, &trap);
   depth_--;
+  if (metered && fuel_ != 0) fuel_consumed_ = fuel_ - FuelLeft(ctx);
   if (error != nullptr || trap != nullptr) {
     throw CallError(env, error, trap, "instantiation");
   }

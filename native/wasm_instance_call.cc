@@ -2,6 +2,7 @@
 #include "wasm_instance.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "errors.h"
 #include "wasm_engine.h"
@@ -97,6 +98,11 @@ wasm_trap_t* WasmInstance::CallHost(HostImport* imp, wasmtime_caller_t* caller, 
     failure = "import " + imp->label + " failed";
   }
   caller_ctx_ = saved;
+  // The deadline covers the whole call, time spent in host imports included.
+  if (deadline_ns_ != UINT64_MAX && CoarseNowNs() >= deadline_ns_) {
+    deadline_hit_ = true;
+    return wasmtime_trap_new_code(WASMTIME_TRAP_CODE_INTERRUPT);
+  }
   if (failure.empty()) return nullptr;
   if (pending_failure_.empty()) {
     pending_label_ = imp->label;
@@ -115,33 +121,7 @@ static std::string TrapText(std::string msg) {
   return b == std::string::npos ? msg : msg.substr(b, e - b + 1);
 }
 
-Napi::Error WasmInstance::CallError(Napi::Env env, wasmtime_error_t* error, wasm_trap_t* trap, const std::string& what) {
-  Napi::Value cause = env.Undefined();
-  if (!pending_error_.IsEmpty()) {
-    cause = pending_error_.Value();
-    pending_error_.Reset();
-  }
-  std::string host_failure;
-  host_failure.swap(pending_failure_);
-  pending_label_.clear();
-  if (error != nullptr) {
-    std::string msg = TakeErrorMessage(error);
-    if (!host_failure.empty()) {
-      return MakeError(env, "WasmTrap", what + " trapped: " + host_failure,
-                       {{"trapCode", Napi::String::New(env, "host")}, {"frames", Napi::Array::New(env)}, {"cause", cause}});
-    }
-    return MakeError(env, "WasmError", what + " failed: " + TrapText(msg),
-                     {{"status", Napi::Number::New(env, 500)}, {"code", Napi::String::New(env, "ERR_WASM_CALL")}});
-  }
-  wasm_message_t message;
-  wasm_trap_message(trap, &message);
-  std::string msg(message.data, message.size > 0 && message.data[message.size - 1] == '\0' ? message.size - 1 : message.size);
-  wasm_byte_vec_delete(&message);
-  wasmtime_trap_code_t code;
-  const bool has_code = wasmtime_trap_code(trap, &code);
-  const char* code_name = has_code ? TrapCodeName(code) : (host_failure.empty() ? "trap" : "host");
-  wasm_frame_vec_t trace;
-  wasm_trap_trace(trap, &trace);
+static Napi::Array FramesToJs(Napi::Env env, const wasm_frame_vec_t& trace) {
   Napi::Array frames = Napi::Array::New(env, trace.size);
   for (size_t i = 0; i < trace.size; i++) {
     const wasm_frame_t* f = trace.data[i];
@@ -152,16 +132,82 @@ Napi::Error WasmInstance::CallError(Napi::Env env, wasmtime_error_t* error, wasm
     fo.Set("moduleOffset", static_cast<double>(wasm_frame_module_offset(f)));
     frames.Set(i, fo);
   }
+  return frames;
+}
+
+// "10000", "0.5": a time limit in messages.
+static std::string FormatMs(double ms) {
+  std::string s = std::to_string(ms);
+  s.erase(s.find_last_not_of('0') + 1);
+  if (!s.empty() && s.back() == '.') s.pop_back();
+  return s;
+}
+
+std::string WasmInstance::RefusedGrowth() const {
+  const char* what = limits_.refused_table ? "a table" : "a memory";
+  if (limits_.refused_cap == 0) return std::string(what) + " growth was refused (its own maximum, or the allocator)";
+  const char* unit = limits_.refused_table ? " elements" : " bytes";
+  return std::string(what) + " of " + std::to_string(limits_.refused_desired) + unit + " was refused at the cap of " +
+         std::to_string(limits_.refused_cap) + unit;
+}
+
+Napi::Error WasmInstance::CallError(Napi::Env env, wasmtime_error_t* error, wasm_trap_t* trap, const std::string& what) {
+  Napi::Value cause = env.Undefined();
+  if (!pending_error_.IsEmpty()) {
+    cause = pending_error_.Value();
+    pending_error_.Reset();
+  }
+  std::string host_failure;
+  host_failure.swap(pending_failure_);
+  pending_label_.clear();
+  // The message, trap code and wasm frames of the error or trap, which is then deleted (the frames
+  // borrow from it).
+  std::string msg;
+  wasmtime_trap_code_t code = 0;
+  bool has_code = false;
+  wasm_frame_vec_t trace;
+  if (error != nullptr) {
+    wasmtime_error_wasm_trace(error, &trace);
+  } else {
+    wasm_message_t message;
+    wasm_trap_message(trap, &message);
+    msg.assign(message.data, message.size > 0 && message.data[message.size - 1] == '\0' ? message.size - 1 : message.size);
+    wasm_byte_vec_delete(&message);
+    has_code = wasmtime_trap_code(trap, &code);
+    wasm_trap_trace(trap, &trace);
+  }
+  Napi::Array frames = FramesToJs(env, trace);
   wasm_frame_vec_delete(&trace);
-  wasm_trap_delete(trap);
-  const bool fuel = has_code && code == WASMTIME_TRAP_CODE_OUT_OF_FUEL;
-  std::string text = what + " trapped: " + (host_failure.empty() || has_code ? TrapText(msg) : host_failure);
-  if (fuel) text = what + " ran out of fuel (budget " + std::to_string(fuel_) + ")";
-  return MakeError(env, fuel ? "LimitError" : "WasmTrap", text,
-                   {{"trapCode", Napi::String::New(env, code_name)},
-                    {"frames", frames},
-                    {"limit", fuel ? Napi::String::New(env, "fuel") : env.Undefined()},
-                    {"cause", cause}});
+  if (error != nullptr) {
+    msg = TakeErrorMessage(error);
+  } else {
+    wasm_trap_delete(trap);
+  }
+  const char* code_name = has_code ? TrapCodeName(code) : (host_failure.empty() ? "trap" : "host");
+  auto limit = [&](const char* kind, const std::string& text, const char* trap_code) {
+    return MakeError(env, "LimitError", text,
+                     {{"limit", Napi::String::New(env, kind)},
+                      {"trapCode", Napi::String::New(env, trap_code)},
+                      {"frames", frames},
+                      {"cause", cause}});
+  };
+  if (deadline_hit_) {
+    return limit("time", what + " exceeded its time limit of " + FormatMs(call_limit_ms_) + " ms", "interrupt");
+  }
+  if (has_code && code == WASMTIME_TRAP_CODE_OUT_OF_FUEL) {
+    return limit("fuel", what + " ran out of fuel (budget " + std::to_string(fuel_) + ")", code_name);
+  }
+  // A host import's failure has no trap code; Wasmtime's own text would only repeat it.
+  const bool host = !host_failure.empty() && !has_code;
+  const std::string text = host ? host_failure : TrapText(msg);
+  const char* verb = error != nullptr && !host ? " failed: " : " trapped: ";
+  if (limits_.refused > 0) return limit("memory", what + verb + text + " (" + RefusedGrowth() + ")", code_name);
+  if (error != nullptr && !host) {
+    return MakeError(env, "WasmError", what + verb + text,
+                     {{"status", Napi::Number::New(env, 500)}, {"code", Napi::String::New(env, "ERR_WASM_CALL")}});
+  }
+  return MakeError(env, "WasmTrap", what + verb + text,
+                   {{"trapCode", Napi::String::New(env, code_name)}, {"frames", frames}, {"cause", cause}});
 }
 
 Napi::Value WasmInstance::ExportIndex(const Napi::CallbackInfo& info) {
@@ -173,22 +219,45 @@ Napi::Value WasmInstance::ExportIndex(const Napi::CallbackInfo& info) {
 }
 
 
-Napi::Value WasmInstance::Call(const Napi::CallbackInfo& info) {
+// call(index, ...args) -> undefined (no result) | value (one result) | array (several).
+// The arguments come spread (no JS array to walk) and a single result comes back bare: the TS
+// wrapper puts it in an array, which is cheaper in JS than through N-API.
+Napi::Value WasmInstance::Call(const Napi::CallbackInfo& info) { return CallExport(info, 0, time_limit_ms_); }
+
+Napi::Value WasmInstance::CallLimited(const Napi::CallbackInfo& info) { return CallExport(info, 1, CallLimitArg(info)); }
+
+double WasmInstance::CallLimitArg(const Napi::CallbackInfo& info) const {
   Napi::Env env = info.Env();
   CheckOpen(env);
-  if (info.Length() < 1 || !info[0].IsNumber()) throw InvalidArg(env, "call(index, ...args): index must be a number");
-  int32_t index = info[0].As<Napi::Number>().Int32Value();
+  double ms = TimeLimitArg(env, info[0]);
+  if (!interruptible_ && !std::isinf(ms)) {
+    throw InvalidArg(env, "a time limit needs a module compiled with epoch interruption (the default)");
+  }
+  return ms;
+}
+
+Napi::Value WasmInstance::CallExport(const Napi::CallbackInfo& info, size_t at, double limit_ms) {
+  Napi::Env env = info.Env();
+  CheckOpen(env);
+  if (info.Length() <= at || !info[at].IsNumber()) throw InvalidArg(env, "call(index, ...args): index must be a number");
+  int32_t index = info[at].As<Napi::Number>().Int32Value();
   if (index < 0 || static_cast<size_t>(index) >= funcs_.size()) throw InvalidArg(env, "call: no such export function");
-  return Invoke(info, funcs_[index], "call");
+  return Invoke(info, at + 1, funcs_[index], "call", limit_ms);
 }
 
 // callTable(index, ...args): calls element `index` of the first exported table (call_indirect from
 // the host), e.g. for emscripten's invoke_* trampolines. Same conventions as call().
-Napi::Value WasmInstance::CallTable(const Napi::CallbackInfo& info) {
+Napi::Value WasmInstance::CallTable(const Napi::CallbackInfo& info) { return CallElement(info, 0, time_limit_ms_); }
+
+Napi::Value WasmInstance::CallTableLimited(const Napi::CallbackInfo& info) {
+  return CallElement(info, 1, CallLimitArg(info));
+}
+
+Napi::Value WasmInstance::CallElement(const Napi::CallbackInfo& info, size_t at, double limit_ms) {
   Napi::Env env = info.Env();
   CheckOpen(env);
   if (tables_.empty()) throw InvalidArg(env, "callTable: the module exports no table");
-  uint64_t index = ToOffset(env, info[0], "table index");
+  uint64_t index = ToOffset(env, info[at], "table index");
   wasmtime_context_t* ctx = Ctx();
   wasmtime_val_t item;
   if (!wasmtime_table_get(ctx, &tables_[0], index, &item)) {
@@ -203,37 +272,63 @@ Napi::Value WasmInstance::CallTable(const Napi::CallbackInfo& info) {
   wasm_functype_t* ft = wasmtime_func_type(ctx, &item.of.funcref);
   ExportFunc f{item.of.funcref, SignatureOf(ft), "table element " + std::to_string(index)};
   wasm_functype_delete(ft);
-  return Invoke(info, f, "callTable");
+  return Invoke(info, at + 1, f, "callTable", limit_ms);
 }
 
-// Converts info[1..] per `f`'s signature, calls it, converts the results back (see Call).
-Napi::Value WasmInstance::Invoke(const Napi::CallbackInfo& info, const ExportFunc& f, const char* what) {
+void WasmInstance::BeginOutermost(wasmtime_context_t* ctx, double limit_ms) {
+  limits_.refused = 0;
+  deadline_hit_ = false;
+  call_limit_ms_ = limit_ms;
+  if (std::isinf(limit_ms)) {
+    deadline_ns_ = UINT64_MAX;
+    return;
+  }
+  deadline_ns_ = CoarseNowNs() + static_cast<uint64_t>(limit_ms * 1e6);
+  wasmtime_context_set_epoch_deadline(ctx, 1);  // OnEpoch at the next tick, then every tick
+  ticker_->Touch();
+}
+
+wasmtime_error_t* WasmInstance::OnEpoch(wasmtime_context_t* ctx, void* self_ptr, uint64_t* epoch_deadline_delta,
+                                        wasmtime_update_deadline_kind_t* update_kind) {
+  WasmInstance* self = static_cast<WasmInstance*>(self_ptr);
+  *update_kind = WASMTIME_UPDATE_DEADLINE_CONTINUE;
+  if (self->deadline_ns_ == UINT64_MAX) {
+    *epoch_deadline_delta = uint64_t{1} << 40;  // no deadline: not again (the next finite call resets it)
+    return nullptr;
+  }
+  if (CoarseNowNs() >= self->deadline_ns_) {
+    self->deadline_hit_ = true;
+    return wasmtime_error_new("time limit exceeded");
+  }
+  self->ticker_->Touch();
+  *epoch_deadline_delta = 1;
+  return nullptr;
+}
+
+Napi::Value WasmInstance::Invoke(const Napi::CallbackInfo& info, size_t first, const ExportFunc& f, const char* what,
+                                 double limit_ms) {
   Napi::Env env = info.Env();
   if (!f.sig.foreign.empty()) throw ForeignTypeError(env, ForeignTypeMessage(f.label, f.sig.foreign));
   const std::vector<wasm_valkind_t>& params = f.sig.params;
-  const size_t nargs = info.Length() - 1;
+  const size_t nargs = info.Length() - first;
   if (nargs != params.size()) {
     throw InvalidArg(env, "expected " + std::to_string(params.size()) + " argument" +
                               (params.size() == 1 ? "" : "s") + ", got " + std::to_string(nargs));
   }
   const size_t nres = f.sig.results.size();
   const size_t slots = std::max<size_t>(1, std::max(nargs, nres));
-  wasmtime_val_t small[8];
   wasmtime_val_raw_t small_raw[8];
-  std::vector<wasmtime_val_t> big;
   std::vector<wasmtime_val_raw_t> big_raw;
-  wasmtime_val_t* vals = small;
   wasmtime_val_raw_t* raw = small_raw;
   if (slots > 8) {
-    big.resize(slots);
     big_raw.resize(slots);
-    vals = big.data();
     raw = big_raw.data();
   }
   for (size_t i = 0; i < nargs; i++) {
-    std::string want = ToWasm(info[i + 1], params[i], &vals[i]);
+    wasmtime_val_t v;
+    std::string want = ToWasm(info[first + i], params[i], &v);
     if (!want.empty()) throw InvalidArg(env, "argument " + std::to_string(i) + " must be " + want);
-    raw[i] = ToRaw(vals[i]);
+    raw[i] = ToRaw(v);
   }
 
   wasmtime_context_t* ctx = Ctx();
@@ -241,19 +336,15 @@ Napi::Value WasmInstance::Invoke(const Napi::CallbackInfo& info, const ExportFun
   const bool metered = fuel_ != 0;
   if (outermost) {
     env_ = env;
-    if (metered) wasmtime_context_set_fuel(ctx, fuel_);
+    if (metered) DiscardError(wasmtime_context_set_fuel(ctx, fuel_));
+    BeginOutermost(ctx, limit_ms);
   }
   wasm_trap_t* trap = nullptr;
-  wasmtime_error_t* error = nullptr;
   depth_++;
   // Unchecked: the arguments were converted to the function's own (numeric) types above.
-  error = wasmtime_func_call_unchecked(ctx, &f.func, raw, slots, &trap);
+  wasmtime_error_t* error = wasmtime_func_call_unchecked(ctx, &f.func, raw, slots, &trap);
   depth_--;
-  if (outermost && metered) {
-    uint64_t left = 0;
-    wasmtime_context_get_fuel(ctx, &left);
-    fuel_consumed_ = fuel_ - left;
-  }
+  if (outermost && metered) fuel_consumed_ = fuel_ - FuelLeft(ctx);
   if (error != nullptr || trap != nullptr) {
     Napi::Error err = CallError(env, error, trap, what);
     if (outermost && close_pending_) {

@@ -40,9 +40,14 @@ Napi::Value WasmInstance::MemoryGrow(const Napi::CallbackInfo& info) {
   const ExportMemory& m = Memory(env);
   uint64_t delta = ToOffset(env, info[0], "pages");
   uint64_t prev = 0;
+  const uint64_t refused = limits_.refused;
   wasmtime_error_t* error = wasmtime_memory_grow(Ctx(), &m.memory, delta, &prev);
   if (error != nullptr) {
-    throw MakeError(env, "AoError", "memory.grow(" + std::to_string(delta) + ") failed: " + TakeErrorMessage(error),
+    std::string text = "memory.grow(" + std::to_string(delta) + ") failed: " + TakeErrorMessage(error);
+    if (limits_.refused != refused) {
+      throw MakeError(env, "LimitError", text + " (" + RefusedGrowth() + ")", {{"limit", Napi::String::New(env, "memory")}});
+    }
+    throw MakeError(env, "AoError", text,
                     {{"status", Napi::Number::New(env, 400)}, {"code", Napi::String::New(env, "ERR_MEMORY_GROW")}});
   }
   return Napi::BigInt::New(env, prev);

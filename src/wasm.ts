@@ -8,11 +8,29 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AoError, WasmError, badArg } from './errors';
-import { native, type NativeExternDesc, type NativeFuncType, type NativeWasmInstance, type NativeWasmModule } from './native';
-import { INTERNAL_EXPORT_PREFIX, exposeInternals } from './wasm-binary';
+import { DEFAULT_TIME_LIMIT_MS } from './limits';
+import {
+  native,
+  type NativeExternDesc,
+  type NativeFuncType,
+  type NativeInstanceOptions,
+  type NativeWasmInstance,
+  type NativeWasmModule,
+} from './native';
+import { INTERNAL_EXPORT_PREFIX, exposeInternals, largestFunctionBody } from './wasm-binary';
 
 export type WasmValue = number | bigint;
 export type { NativeFuncType as FuncType, NativeExternDesc as ExternDesc };
+
+/** Default cap on each memory that declares no maximum of its own: 4 GiB. */
+export const DEFAULT_MAX_MEMORY_BYTES = 4 * 1024 ** 3;
+/** Default cap on the elements of each table (a declared maximum applies as well). */
+export const DEFAULT_MAX_TABLE_ELEMENTS = 10_000_000;
+/**
+ * Default cap on the size of one function body at compile time: 1 MiB. Compiling costs about
+ * 1 µs and 100 to 300 bytes of peak memory per byte of the largest function (docs/wasm.md).
+ */
+export const DEFAULT_MAX_FUNCTION_BYTES = 1 << 20;
 
 const MODULE_MAGIC = Buffer.from('HBMODULE');
 const MODULE_FORMAT = 2;
@@ -34,8 +52,15 @@ export interface CompileOptions {
    * hardening: only for guests you trust not to attack the host process.
    */
   spectreMitigation?: boolean;
+  /**
+   * Largest function body accepted, in bytes (default `DEFAULT_MAX_FUNCTION_BYTES`, 1 MiB;
+   * `Infinity`: Wasmtime's own limit of 7,654,321). Compile time and memory grow with the largest
+   * function, so a bound keeps a hostile image from taking seconds and gigabytes to compile. A
+   * larger body is a `WasmError` with code `ERR_WASM_TOO_LARGE`.
+   */
+  maxFunctionBytes?: number;
 }
-const COMPILE_OPTIONS = new Set(['cache', 'cacheDir', 'fuel', 'spectreMitigation']);
+const COMPILE_OPTIONS = new Set(['cache', 'cacheDir', 'fuel', 'spectreMitigation', 'maxFunctionBytes']);
 
 /** Engine profile bits (native/wasm_engine.h EngineFlags). */
 const ENGINE_FUEL = 1;
@@ -50,6 +75,21 @@ function checkOptions(opts: object | undefined, allowed: Set<string>, where: str
   for (const k of Object.keys(opts)) {
     if (!allowed.has(k)) throw badArg(`${where}: unknown option '${k}' (allowed: ${[...allowed].join(', ')})`);
   }
+}
+
+/** A cap option: a non-negative integer, or `Infinity` (positive integers only when `positive`). */
+function capOption(value: unknown, name: string, where: string, positive = false): number {
+  const ok = value === Infinity || (typeof value === 'number' && Number.isSafeInteger(value) && value >= (positive ? 1 : 0));
+  if (!ok) throw badArg(`${where}: ${name} must be a ${positive ? 'positive' : 'non-negative'} integer or Infinity`);
+  return value as number;
+}
+
+/** A time limit option: a positive number of milliseconds, or `Infinity`. */
+function timeLimitOption(value: unknown, where: string): number {
+  if (typeof value !== 'number' || !(value > 0)) {
+    throw badArg(`${where}: timeLimit must be a positive number of milliseconds, or Infinity`);
+  }
+  return value;
 }
 
 function asBytes(bytes: unknown, where: string): Uint8Array {
@@ -96,6 +136,14 @@ export class WasmModule {
   static compile(bytes: Uint8Array, opts?: CompileOptions): WasmModule {
     checkOptions(opts, COMPILE_OPTIONS, 'WasmModule.compile');
     const image = asBytes(bytes, 'WasmModule.compile');
+    const maxBody = opts?.maxFunctionBytes === undefined ? DEFAULT_MAX_FUNCTION_BYTES : capOption(opts.maxFunctionBytes, 'maxFunctionBytes', 'WasmModule.compile');
+    const largest = largestFunctionBody(image);
+    if (largest && largest.size > maxBody) {
+      throw new WasmError(
+        `function ${largest.index} has a body of ${largest.size} bytes, over the compile limit of ${maxBody} (compile option maxFunctionBytes)`,
+        { code: 'ERR_WASM_TOO_LARGE' },
+      );
+    }
     const hash = imageHash(image);
     const flags = engineFlags(opts);
     const key = `${hash.toString('hex')}-${flags}`;
@@ -192,19 +240,49 @@ export type WasmImports = Record<string, Record<string, (...args: WasmValue[]) =
 
 export interface InstanceOptions {
   /**
-   * Fuel budget for each outermost call; exceeding it throws a `LimitError` (limit `fuel`). Needs
-   * a module compiled with `{ fuel: true }`.
+   * Wall-clock time limit in milliseconds of instantiation (the start function included) and of
+   * each outermost call (default `DEFAULT_TIME_LIMIT_MS`, 10 s; `Infinity`: none). Time spent in
+   * host imports counts. Exceeding it throws a `LimitError` (limit `time`, trapCode `interrupt`).
+   * Machine-dependent: for a deterministic bound use `fuel`.
+   */
+  timeLimit?: number;
+  /**
+   * Fuel budget for instantiation (the start function) and for each outermost call; exceeding it
+   * throws a `LimitError` (limit `fuel`). Needs a module compiled with `{ fuel: true }`.
    */
   fuel?: number | bigint;
-  /** Cap on each memory's size in bytes; `memory.grow` beyond it fails (returns -1 in the guest). */
+  /**
+   * Cap on each memory's size in bytes (default: the memory's declared maximum, or
+   * `DEFAULT_MAX_MEMORY_BYTES`, 4 GiB, when it declares none; `Infinity`: only the declared
+   * maximum). A `memory.grow` beyond it returns -1 to the guest; a call that then traps, or an
+   * instantiation that needs more, throws a `LimitError` (limit `memory`).
+   */
   maxMemoryBytes?: number;
+  /**
+   * Cap on each table's elements (default `DEFAULT_MAX_TABLE_ELEMENTS`, 10 million; a declared
+   * maximum applies as well). Refusals behave as for memory.
+   */
+  maxTableElements?: number;
   /**
    * Function imports missing from `imports`: `'error'` (default) refuses to instantiate with a
    * `WasmError`; `'trap'` links a stub that traps with the import's name if the guest calls it.
    */
   missingImports?: 'error' | 'trap';
 }
-const INSTANCE_OPTIONS = new Set(['fuel', 'maxMemoryBytes', 'missingImports']);
+const INSTANCE_OPTIONS = new Set(['timeLimit', 'fuel', 'maxMemoryBytes', 'maxTableElements', 'missingImports']);
+
+/** Options of one call. */
+export interface CallOptions {
+  /** Wall-clock time limit of this call in milliseconds (default: the instance's `timeLimit`). Ignored for a call made from inside another call (a host import), which shares the outermost call's deadline. */
+  timeLimit?: number;
+}
+const CALL_OPTIONS = new Set(['timeLimit']);
+
+/** The time limit of a call given options; `instanceLimit` when they name none. */
+function callTimeLimit(opts: CallOptions, where: string, instanceLimit: number): number {
+  checkOptions(opts, CALL_OPTIONS, where);
+  return opts.timeLimit === undefined ? instanceLimit : timeLimitOption(opts.timeLimit, where);
+}
 
 /** Linear memory of an instance (its first exported memory). */
 export interface WasmMemory {
@@ -226,6 +304,7 @@ export class WasmInstance {
   readonly module: WasmModule;
   readonly memory: WasmMemory;
   readonly #index = new Map<string, number>();
+  readonly #timeLimit: number;
   #disposed = false;
 
   constructor(module: WasmModule, imports: WasmImports = {}, opts?: InstanceOptions) {
@@ -247,9 +326,14 @@ export class WasmInstance {
       }
       return fn as ((...args: Array<number | bigint>) => unknown) | undefined;
     });
-    const nopts: { fuel?: bigint; maxMemoryBytes?: number } = {};
+    this.#timeLimit = opts?.timeLimit === undefined ? DEFAULT_TIME_LIMIT_MS : timeLimitOption(opts.timeLimit, 'WasmInstance');
+    const nopts: NativeInstanceOptions = {
+      timeLimit: this.#timeLimit,
+      maxTableElements:
+        opts?.maxTableElements === undefined ? DEFAULT_MAX_TABLE_ELEMENTS : capOption(opts.maxTableElements, 'maxTableElements', 'WasmInstance'),
+    };
     if (opts?.fuel !== undefined) nopts.fuel = BigInt(opts.fuel);
-    if (opts?.maxMemoryBytes !== undefined) nopts.maxMemoryBytes = opts.maxMemoryBytes;
+    if (opts?.maxMemoryBytes !== undefined) nopts.maxMemoryBytes = capOption(opts.maxMemoryBytes, 'maxMemoryBytes', 'WasmInstance', true);
     this.#native = new native.WasmInstance(WasmModule.handleOf(module), fns, nopts);
     this.module = module;
     const mem = module.exports.find((e) => e.kind === 'memory') ?? module.imports.find((e) => e.kind === 'memory');
@@ -273,10 +357,11 @@ export class WasmInstance {
   /**
    * Calls an exported function. Arguments are converted to its signature (i64 takes bigint or a
    * safe integer; f32/f64 take any number); results come back as an array (i64 as bigint). A wrong
-   * name, arity or type is an `AoError` 400; a trap is a `WasmTrap` 500 with `trapCode` and
-   * `frames`; an exhausted fuel budget a `LimitError`.
+   * name, arity or type is an `AoError` 400 (a function with a type JS cannot carry, such as
+   * v128, a `WasmError` `ERR_WASM_TYPE`); a trap is a `WasmTrap` 500 with `trapCode` and `frames`;
+   * a limit reached (time, fuel, memory) a `LimitError`.
    */
-  call(name: string, args: readonly unknown[] = []): WasmValue[] {
+  call(name: string, args: readonly unknown[] = [], opts?: CallOptions): WasmValue[] {
     let idx = this.#index.get(name);
     if (idx === undefined) {
       idx = this.#native.exportIndex(name);
@@ -286,7 +371,7 @@ export class WasmInstance {
       this.#index.set(name, idx);
     }
     if (!Array.isArray(args)) throw badArg(`call(${name}): args must be an array`);
-    const r = this.#native.call(idx, ...args);
+    const r = opts === undefined ? this.#native.call(idx, ...args) : this.#native.callLimited(callTimeLimit(opts, 'call', this.#timeLimit), idx, ...args);
     return r === undefined ? [] : Array.isArray(r) ? r : [r];
   }
 
@@ -294,8 +379,9 @@ export class WasmInstance {
    * Calls element `index` of the module's (first exported) function table, as `call_indirect`
    * would: emscripten's `invoke_*` trampolines need it. Same conversions and errors as `call`.
    */
-  callTable(index: WasmValue, args: readonly unknown[] = []): WasmValue[] {
-    const r = this.#native.callTable(index, ...args);
+  callTable(index: WasmValue, args: readonly unknown[] = [], opts?: CallOptions): WasmValue[] {
+    const r =
+      opts === undefined ? this.#native.callTable(index, ...args) : this.#native.callTableLimited(callTimeLimit(opts, 'callTable', this.#timeLimit), index, ...args);
     return r === undefined ? [] : Array.isArray(r) ? r : [r];
   }
 

@@ -255,7 +255,7 @@ describe('WasmInstance traps', () => {
 
 describe('WasmInstance#memory', () => {
   it('reads and writes a 64-bit memory above the 4 GiB offset', () => {
-    const i = new WasmInstance(mem64);
+    const i = new WasmInstance(mem64, {}, { maxMemoryBytes: 8 * 2 ** 30 }); // past the default cap of 4 GiB
     expect(i.memory.is64).toBe(true);
     expect(i.memory.size).toBe(65536n);
     expect(i.call('grow', [65536n])).toEqual([1n]);
