@@ -139,6 +139,7 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   uint64_t deadline_ns_ = UINT64_MAX;  // of the current outermost call (CoarseNowNs); MAX = none
   double call_limit_ms_ = 0;           // its time limit, for messages
   bool deadline_hit_ = false;          // the current outermost call passed its deadline
+  bool epoch_far_ = false;             // the store's epoch deadline was pushed away (no-deadline call)
   int depth_ = 0;                      // nesting of calls (host imports may call back in)
   bool close_pending_ = false;
   napi_env env_ = nullptr;             // valid during a call, for host imports

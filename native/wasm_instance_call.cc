@@ -284,7 +284,12 @@ void WasmInstance::BeginOutermost(wasmtime_context_t* ctx, double limit_ms) {
     return;
   }
   deadline_ns_ = CoarseNowNs() + static_cast<uint64_t>(limit_ms * 1e6);
-  wasmtime_context_set_epoch_deadline(ctx, 1);  // OnEpoch at the next tick, then every tick
+  // The store's epoch deadline stays at most one tick ahead (OnEpoch renews it), so OnEpoch runs
+  // at least once per tick while wasm runs; only a call without a deadline pushes it away.
+  if (epoch_far_) {
+    wasmtime_context_set_epoch_deadline(ctx, 1);
+    epoch_far_ = false;
+  }
   ticker_->Touch();
 }
 
@@ -294,6 +299,7 @@ wasmtime_error_t* WasmInstance::OnEpoch(wasmtime_context_t* ctx, void* self_ptr,
   *update_kind = WASMTIME_UPDATE_DEADLINE_CONTINUE;
   if (self->deadline_ns_ == UINT64_MAX) {
     *epoch_deadline_delta = uint64_t{1} << 40;  // no deadline: not again (the next finite call resets it)
+    self->epoch_far_ = true;
     return nullptr;
   }
   if (CoarseNowNs() >= self->deadline_ns_) {

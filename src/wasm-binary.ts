@@ -1,7 +1,7 @@
 /**
- * A minimal reader/rewriter of the WebAssembly binary format, for two jobs. First, finding the
- * largest function body (a cheap bound on compile cost, checked before compiling). Second, making
- * every mutable global and every memory of a module reachable from outside by adding exports named
+ * A minimal reader/rewriter of the WebAssembly binary format (its section reader is shared with
+ * the code scan of wasm-code.ts), for one job: make every mutable global and every memory of a
+ * module reachable from outside by adding exports named
  * `hb:global:<index>` / `hb:memory:<index>` for those the module does not export itself. Wasmtime's
  * C API can only read and write exported items, and a complete snapshot needs them all (an
  * emscripten module's stack pointer, for instance, is a non-exported mutable global).
@@ -12,7 +12,7 @@
 
 export const INTERNAL_EXPORT_PREFIX = 'hb:';
 
-class Reader {
+export class Reader {
   pos: number;
   constructor(
     readonly b: Uint8Array,
@@ -127,7 +127,7 @@ export function exposeInternals(image: Uint8Array): ExposeResult {
   }
 }
 
-interface Section {
+export interface Section {
   id: number;
   start: number;
   contentStart: number;
@@ -135,7 +135,7 @@ interface Section {
 }
 
 /** The sections of a module, in order; undefined when it is not a module or a size runs past the end. */
-function sectionsOf(image: Uint8Array): Section[] | undefined {
+export function sectionsOf(image: Uint8Array): Section[] | undefined {
   if (image.length < 8 || image[0] !== 0 || image[1] !== 0x61 || image[2] !== 0x73 || image[3] !== 0x6d) return undefined;
   const r = new Reader(image, 8);
   const sections: Section[] = [];
@@ -153,7 +153,7 @@ function sectionsOf(image: Uint8Array): Section[] | undefined {
 }
 
 /** How many functions, memories and globals a module imports (its import section). */
-function importCounts(image: Uint8Array, section: Section | undefined): { funcs: number; memories: number; globals: number } {
+export function importCounts(image: Uint8Array, section: Section | undefined): { funcs: number; memories: number; globals: number } {
   const counts = { funcs: 0, memories: 0, globals: 0 };
   if (!section) return counts;
   const s = new Reader(image.subarray(0, section.end), section.contentStart);
@@ -181,31 +181,6 @@ function importCounts(image: Uint8Array, section: Section | undefined): { funcs:
     } else throw new RangeError('unknown import kind');
   }
   return counts;
-}
-
-/**
- * The largest function body of a module (function index and size in bytes), read from the size
- * prefixes of the code section without decoding any instruction. Undefined when the module has
- * no code, or cannot be read this far (Wasmtime then reports what is wrong with it).
- */
-export function largestFunctionBody(image: Uint8Array): { index: number; size: number } | undefined {
-  let best: { index: number; size: number } | undefined;
-  try {
-    const sections = sectionsOf(image);
-    const code = sections?.find((x) => x.id === 10);
-    if (!sections || !code) return undefined;
-    const base = importCounts(image, sections.find((x) => x.id === 2)).funcs;
-    const r = new Reader(image.subarray(0, code.end), code.contentStart);
-    const n = r.uleb();
-    for (let i = 0; i < n; i++) {
-      const size = r.uleb();
-      if (!best || size > best.size) best = { index: base + i, size };
-      r.skip(size);
-    }
-  } catch {
-    // a truncated or malformed section: what was read so far
-  }
-  return best;
 }
 
 function rewrite(image: Uint8Array): ExposeResult {

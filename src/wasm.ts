@@ -17,7 +17,8 @@ import {
   type NativeWasmInstance,
   type NativeWasmModule,
 } from './native';
-import { INTERNAL_EXPORT_PREFIX, exposeInternals, largestFunctionBody } from './wasm-binary';
+import { INTERNAL_EXPORT_PREFIX, exposeInternals } from './wasm-binary';
+import { scanCode } from './wasm-code';
 
 export type WasmValue = number | bigint;
 export type { NativeFuncType as FuncType, NativeExternDesc as ExternDesc };
@@ -26,17 +27,56 @@ export type { NativeFuncType as FuncType, NativeExternDesc as ExternDesc };
 export const DEFAULT_MAX_MEMORY_BYTES = 4 * 1024 ** 3;
 /** Default cap on the elements of each table (a declared maximum applies as well). */
 export const DEFAULT_MAX_TABLE_ELEMENTS = 10_000_000;
+/** Compile limits: what `WasmModule.compile` accepts by default (costs measured in docs/wasm.md). */
+export const DEFAULT_COMPILE_LIMITS: Readonly<Required<CompileLimits>> = Object.freeze({
+  maxFunctionBytes: 1 << 20,
+  maxNestingDepth: 10_000,
+  maxLoopsSquared: 16_000_000,
+});
+
 /**
- * Default cap on the size of one function body at compile time: 1 MiB. Compiling costs about
- * 1 µs and 100 to 300 bytes of peak memory per byte of the largest function (docs/wasm.md).
+ * Bounds on what compiling may cost, checked on the image before compiling (a few ms for an AOS
+ * image). Over a limit, `compile` throws a `WasmError` with code `ERR_WASM_TOO_LARGE`. Each takes
+ * `Infinity` to turn it off.
  */
-export const DEFAULT_MAX_FUNCTION_BYTES = 1 << 20;
+export interface CompileLimits {
+  /** Largest function body in bytes (default 1 MiB; Wasmtime's own limit is 7,654,321). */
+  maxFunctionBytes?: number;
+  /** Most blocks open at once in a function (default 10,000). */
+  maxNestingDepth?: number;
+  /**
+   * Sum over the functions of the square of their number of loops (default 16 million: one
+   * function of 4,000 loops, or 1,600 functions of 100): compile time grows with it.
+   */
+  maxLoopsSquared?: number;
+}
+
+/** The compile limits of `opts`, validated, defaults filled in. */
+function compileLimits(opts: CompileOptions | undefined): Required<CompileLimits> {
+  const limit = (k: keyof CompileLimits): number =>
+    opts?.[k] === undefined ? DEFAULT_COMPILE_LIMITS[k] : capOption(opts[k], k, 'WasmModule.compile');
+  return { maxFunctionBytes: limit('maxFunctionBytes'), maxNestingDepth: limit('maxNestingDepth'), maxLoopsSquared: limit('maxLoopsSquared') };
+}
+
+/** Throws `ERR_WASM_TOO_LARGE` when `image` is over one of `limits`. */
+function checkCompileLimits(image: Uint8Array, limits: Required<CompileLimits>): void {
+  const over = (what: string, option: keyof CompileLimits): never => {
+    throw new WasmError(`${what}, over the compile limit of ${limits[option]} (compile option ${option})`, { code: 'ERR_WASM_TOO_LARGE' });
+  };
+  let loops2 = 0;
+  for (const f of scanCode(image)) {
+    if (f.size > limits.maxFunctionBytes) over(`function ${f.index} has a body of ${f.size} bytes`, 'maxFunctionBytes');
+    if (f.depth > limits.maxNestingDepth) over(`function ${f.index} nests ${f.depth} blocks`, 'maxNestingDepth');
+    loops2 += f.loops * f.loops;
+  }
+  if (loops2 > limits.maxLoopsSquared) over(`the sum over functions of their loops squared is ${loops2}`, 'maxLoopsSquared');
+}
 
 const MODULE_MAGIC = Buffer.from('HBMODULE');
 const MODULE_FORMAT = 2;
 const MODULE_HEADER = 8 + 4 + 4 + 32; // magic, format, engine flags, image hash
 
-export interface CompileOptions {
+export interface CompileOptions extends CompileLimits {
   /** Use the in-memory module cache (default true): the same image is never compiled twice. */
   cache?: boolean;
   /** Also keep compiled code in this directory (`<sha256>-<profile>-wasmtime-<version>.cwasm`). */
@@ -52,15 +92,8 @@ export interface CompileOptions {
    * hardening: only for guests you trust not to attack the host process.
    */
   spectreMitigation?: boolean;
-  /**
-   * Largest function body accepted, in bytes (default `DEFAULT_MAX_FUNCTION_BYTES`, 1 MiB;
-   * `Infinity`: Wasmtime's own limit of 7,654,321). Compile time and memory grow with the largest
-   * function, so a bound keeps a hostile image from taking seconds and gigabytes to compile. A
-   * larger body is a `WasmError` with code `ERR_WASM_TOO_LARGE`.
-   */
-  maxFunctionBytes?: number;
 }
-const COMPILE_OPTIONS = new Set(['cache', 'cacheDir', 'fuel', 'spectreMitigation', 'maxFunctionBytes']);
+const COMPILE_OPTIONS = new Set(['cache', 'cacheDir', 'fuel', 'spectreMitigation', 'maxFunctionBytes', 'maxNestingDepth', 'maxLoopsSquared']);
 
 /** Engine profile bits (native/wasm_engine.h EngineFlags). */
 const ENGINE_FUEL = 1;
@@ -135,15 +168,8 @@ export class WasmModule {
    */
   static compile(bytes: Uint8Array, opts?: CompileOptions): WasmModule {
     checkOptions(opts, COMPILE_OPTIONS, 'WasmModule.compile');
+    const limits = compileLimits(opts);
     const image = asBytes(bytes, 'WasmModule.compile');
-    const maxBody = opts?.maxFunctionBytes === undefined ? DEFAULT_MAX_FUNCTION_BYTES : capOption(opts.maxFunctionBytes, 'maxFunctionBytes', 'WasmModule.compile');
-    const largest = largestFunctionBody(image);
-    if (largest && largest.size > maxBody) {
-      throw new WasmError(
-        `function ${largest.index} has a body of ${largest.size} bytes, over the compile limit of ${maxBody} (compile option maxFunctionBytes)`,
-        { code: 'ERR_WASM_TOO_LARGE' },
-      );
-    }
     const hash = imageHash(image);
     const flags = engineFlags(opts);
     const key = `${hash.toString('hex')}-${flags}`;
@@ -162,6 +188,7 @@ export class WasmModule {
       }
     }
     if (!mod) {
+      checkCompileLimits(image, limits);
       mod = new WasmModule(native.WasmModule.compile(exposeInternals(image).bytes, flags), hash, flags);
       if (file) writeAtomic(file, mod.serialize());
     }

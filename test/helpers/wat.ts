@@ -3,7 +3,7 @@ import wabtInit from 'wabt';
 
 let wabt: Awaited<ReturnType<typeof wabtInit>> | undefined;
 
-/** Compiles WAT text to a binary module (memory64, exceptions and multi-value enabled). */
+/** Compiles WAT text to a binary module (memory64, multi-memory, exceptions and multi-value enabled). */
 export async function wat(text: string): Promise<Uint8Array> {
   wabt ??= await wabtInit();
   const mod = wabt.parseWat('test.wat', text, {
@@ -12,6 +12,7 @@ export async function wat(text: string): Promise<Uint8Array> {
     multi_value: true,
     bulk_memory: true,
     reference_types: true,
+    multi_memory: true,
   });
   try {
     mod.resolveNames();

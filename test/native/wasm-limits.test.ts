@@ -5,7 +5,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   AoError,
-  DEFAULT_MAX_FUNCTION_BYTES,
+  DEFAULT_COMPILE_LIMITS,
   DEFAULT_MAX_MEMORY_BYTES,
   DEFAULT_MAX_TABLE_ELEMENTS,
   DEFAULT_TIME_LIMIT_MS,
@@ -267,45 +267,75 @@ describe('WasmInstance table cap', () => {
   });
 });
 
-describe('WasmModule.compile() function size bound', () => {
-  /** A module whose one function is `n` nops. */
-  function nops(n: number): Uint8Array {
-    const uleb = (x: number): number[] => {
-      const out: number[] = [];
-      do {
-        let b = x & 0x7f;
-        x = Math.floor(x / 128);
-        if (x) b |= 0x80;
-        out.push(b);
-      } while (x);
-      return out;
-    };
-    const body = Buffer.concat([Buffer.from([0]), Buffer.alloc(n, 0x01), Buffer.from([0x0b])]);
-    const code = Buffer.concat([Buffer.from([1, ...uleb(body.length)]), body]);
+describe('WasmModule.compile() limits', () => {
+  const uleb = (x: number): number[] => {
+    const out: number[] = [];
+    do {
+      let b = x & 0x7f;
+      x = Math.floor(x / 128);
+      if (x) b |= 0x80;
+      out.push(b);
+    } while (x);
+    return out;
+  };
+  /** A module of one `() -> ()` function per body (bodies without their locals and final end). */
+  function module(...bodies: number[][]): Uint8Array {
+    const code = bodies.map((b) => {
+      const body = [0, ...b, 0x0b];
+      return [...uleb(body.length), ...body];
+    });
+    const codeSection = [...uleb(bodies.length), ...code.flat()];
     return Buffer.concat([
-      Buffer.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0]),
-      Buffer.from([10, ...uleb(code.length)]),
-      code,
+      Buffer.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, ...uleb(bodies.length + 1), ...uleb(bodies.length), ...bodies.map(() => 0)]),
+      Buffer.from([10, ...uleb(codeSection.length), ...codeSection]),
     ]);
   }
+  const nops = (n: number): number[] => Array(n).fill(0x01);
+  const loops = (n: number, nested = false): number[] =>
+    nested ? [...Array(n).fill([0x03, 0x40]).flat(), ...Array(n).fill(0x0b)] : Array(n).fill([0x03, 0x40, 0x0b]).flat();
+  const blocks = (n: number): number[] => [...Array(n).fill([0x02, 0x40]).flat(), ...Array(n).fill(0x0b)];
 
-  it('refuses a function body over 1 MiB by default with ERR_WASM_TOO_LARGE, and takes it when allowed', () => {
-    expect(DEFAULT_MAX_FUNCTION_BYTES).toBe(1 << 20);
-    const image = nops(DEFAULT_MAX_FUNCTION_BYTES);
-    const e = thrown(() => WasmModule.compile(image, { cache: false }));
+  function expectTooLarge(image: Uint8Array, opts: object, message: string): void {
+    const e = thrown(() => WasmModule.compile(image, { cache: false, ...opts }));
     expect(e).toBeInstanceOf(WasmError);
-    expect(e).toMatchObject({
-      status: 400,
-      code: 'ERR_WASM_TOO_LARGE',
-      message: 'function 0 has a body of 1048578 bytes, over the compile limit of 1048576 (compile option maxFunctionBytes)',
-    });
+    expect(e).toMatchObject({ status: 400, code: 'ERR_WASM_TOO_LARGE', message });
+  }
+
+  it('has defaults: 1 MiB per function, 10,000 nested blocks, 16 million loops squared', () => {
+    expect(DEFAULT_COMPILE_LIMITS).toEqual({ maxFunctionBytes: 1 << 20, maxNestingDepth: 10_000, maxLoopsSquared: 16_000_000 });
+  });
+
+  it('refuses a function body over maxFunctionBytes, and takes it when allowed', () => {
+    const image = module(nops(DEFAULT_COMPILE_LIMITS.maxFunctionBytes));
+    expectTooLarge(image, {}, 'function 0 has a body of 1048578 bytes, over the compile limit of 1048576 (compile option maxFunctionBytes)');
     expect(WasmModule.compile(image, { cache: false, maxFunctionBytes: Infinity }).exports).toEqual([]);
-    expect(WasmModule.compile(nops(1000), { cache: false, maxFunctionBytes: 1002 }).exports).toEqual([]);
-    expect(thrown(() => WasmModule.compile(nops(1000), { maxFunctionBytes: 1001 }))).toMatchObject({ code: 'ERR_WASM_TOO_LARGE' });
+    expect(WasmModule.compile(module(nops(1000)), { cache: false, maxFunctionBytes: 1002 }).exports).toEqual([]);
+    expectTooLarge(module(nops(1000)), { maxFunctionBytes: 1001 }, 'function 0 has a body of 1002 bytes, over the compile limit of 1001 (compile option maxFunctionBytes)');
+  });
+
+  it('refuses blocks nested deeper than maxNestingDepth', () => {
+    expectTooLarge(module(nops(1), blocks(10_001)), {}, 'function 1 nests 10001 blocks, over the compile limit of 10000 (compile option maxNestingDepth)');
+    expect(WasmModule.compile(module(blocks(10_000)), { cache: false }).exports).toEqual([]);
+    expectTooLarge(module(loops(50, true)), { maxNestingDepth: 49 }, 'function 0 nests 50 blocks, over the compile limit of 49 (compile option maxNestingDepth)');
+  });
+
+  it('bounds loops by the sum over functions of their count squared', () => {
+    expectTooLarge(module(loops(4_001)), {}, 'the sum over functions of their loops squared is 16008001, over the compile limit of 16000000 (compile option maxLoopsSquared)');
+    expectTooLarge(module(loops(30), loops(40)), { maxLoopsSquared: 2_499 }, 'the sum over functions of their loops squared is 2500, over the compile limit of 2499 (compile option maxLoopsSquared)');
+    expect(WasmModule.compile(module(loops(30), loops(40)), { cache: false, maxLoopsSquared: 2_500 }).exports).toEqual([]);
+  });
+
+  it('validates the limit options even when the module is cached', () => {
+    const image = module(nops(10));
+    WasmModule.compile(image);
+    expect(thrown(() => WasmModule.compile(image, { maxNestingDepth: -1 }))).toMatchObject({
+      status: 400,
+      message: 'WasmModule.compile: maxNestingDepth must be a non-negative integer or Infinity',
+    });
   });
 
   it('leaves truncated images to the engine', () => {
-    const image = nops(100);
+    const image = module(nops(100));
     expect(thrown(() => WasmModule.compile(image.subarray(0, image.length - 10)))).toMatchObject({ code: 'ERR_WASM_COMPILE' });
   });
 });
