@@ -19,6 +19,8 @@ export interface FunctionShape {
   size: number;
   /** `loop` instructions in the body. */
   loops: number;
+  /** Conditional branches (if, br_if, br_table, br_on_*) and loops: fuel metering instruments each. */
+  branches: number;
   /** Most blocks (block, loop, if, try, try_table) open at once. */
   depth: number;
   /** Every instruction was decoded and the body ends with its own `end`; else the counts are upper bounds. */
@@ -29,6 +31,8 @@ class Unknown extends Error {}
 
 /** Opcodes that open a block: block, loop, if, try (legacy), try_table. */
 const OPENERS = new Set([0x02, 0x03, 0x04, 0x06, 0x1f]);
+/** One-byte opcodes of conditional branches and loops (br_on_cast, behind the 0xfb prefix, is counted apart). */
+const BRANCHES = new Set([0x03, 0x04, 0x0d, 0x0e, 0xd5, 0xd6]);
 const SINGLE_BYTE_BLOCKTYPES = new Set([0x40, 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f, 0x6e, 0x6d, 0x6c, 0x6b, 0x6a, 0x69, 0x71, 0x72, 0x73, 0x74]);
 
 function blockType(r: Reader): void {
@@ -140,8 +144,9 @@ function immediates(r: Reader, op: number): void {
 }
 
 /** The shape of one body, `r` at its first byte and `end` its end. */
-function shapeOf(r: Reader, end: number): { loops: number; depth: number; decoded: boolean } {
+function shapeOf(r: Reader, end: number): { loops: number; branches: number; depth: number; decoded: boolean } {
   let loops = 0;
+  let branches = 0;
   let depth = 0;
   let open = 0;
   try {
@@ -152,21 +157,23 @@ function shapeOf(r: Reader, end: number): { loops: number; depth: number; decode
     while (r.pos < end) {
       const op = r.byte();
       if (op === 0x03) loops++;
+      if (BRANCHES.has(op) || (op === 0xfb && (r.b[r.pos] === 24 || r.b[r.pos] === 25))) branches++;
       if (OPENERS.has(op)) depth = Math.max(depth, ++open);
       else if (op === 0x0b || op === 0x18) open--; // end; delegate closes its try
       immediates(r, op);
     }
-    if (open === -1 && r.pos === end) return { loops, depth, decoded: true };
+    if (open === -1 && r.pos === end) return { loops, branches, depth, decoded: true };
     throw new Unknown();
   } catch {
     // Unknown or malformed from here: count every byte that could open a block or a loop.
     for (let p = r.pos; p < end; p++) {
       const b = r.b[p]!;
       if (b === 0x03) loops++;
+      if (BRANCHES.has(b) || b === 0xfb) branches++;
       if (OPENERS.has(b)) depth = Math.max(depth, ++open);
     }
   }
-  return { loops, depth, decoded: false };
+  return { loops, branches, depth, decoded: false };
 }
 
 /**

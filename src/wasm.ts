@@ -32,6 +32,7 @@ export const DEFAULT_COMPILE_LIMITS: Readonly<Required<CompileLimits>> = Object.
   maxFunctionBytes: 1 << 20,
   maxNestingDepth: 10_000,
   maxLoopsSquared: 16_000_000,
+  maxBranchesSquared: 160_000_000,
 });
 
 /**
@@ -49,27 +50,43 @@ export interface CompileLimits {
    * function of 4,000 loops, or 1,600 functions of 100): compile time grows with it.
    */
   maxLoopsSquared?: number;
+  /**
+   * With `fuel: true` only: sum over the functions of the square of their number of conditional
+   * branches and loops, which fuel metering instruments (default 160 million: one function of
+   * 12,649, or AOS's 0.3 million many times over).
+   */
+  maxBranchesSquared?: number;
 }
 
 /** The compile limits of `opts`, validated, defaults filled in. */
 function compileLimits(opts: CompileOptions | undefined): Required<CompileLimits> {
   const limit = (k: keyof CompileLimits): number =>
     opts?.[k] === undefined ? DEFAULT_COMPILE_LIMITS[k] : capOption(opts[k], k, 'WasmModule.compile');
-  return { maxFunctionBytes: limit('maxFunctionBytes'), maxNestingDepth: limit('maxNestingDepth'), maxLoopsSquared: limit('maxLoopsSquared') };
+  return {
+    maxFunctionBytes: limit('maxFunctionBytes'),
+    maxNestingDepth: limit('maxNestingDepth'),
+    maxLoopsSquared: limit('maxLoopsSquared'),
+    maxBranchesSquared: limit('maxBranchesSquared'),
+  };
 }
 
-/** Throws `ERR_WASM_TOO_LARGE` when `image` is over one of `limits`. */
-function checkCompileLimits(image: Uint8Array, limits: Required<CompileLimits>): void {
+/** Throws `ERR_WASM_TOO_LARGE` when `image` is over one of `limits` (branches only when `metered`). */
+function checkCompileLimits(image: Uint8Array, limits: Required<CompileLimits>, metered: boolean): void {
   const over = (what: string, option: keyof CompileLimits): never => {
     throw new WasmError(`${what}, over the compile limit of ${limits[option]} (compile option ${option})`, { code: 'ERR_WASM_TOO_LARGE' });
   };
   let loops2 = 0;
+  let branches2 = 0;
   for (const f of scanCode(image)) {
     if (f.size > limits.maxFunctionBytes) over(`function ${f.index} has a body of ${f.size} bytes`, 'maxFunctionBytes');
     if (f.depth > limits.maxNestingDepth) over(`function ${f.index} nests ${f.depth} blocks`, 'maxNestingDepth');
     loops2 += f.loops * f.loops;
+    branches2 += f.branches * f.branches;
   }
   if (loops2 > limits.maxLoopsSquared) over(`the sum over functions of their loops squared is ${loops2}`, 'maxLoopsSquared');
+  if (metered && branches2 > limits.maxBranchesSquared) {
+    over(`the sum over functions of their branches squared is ${branches2}`, 'maxBranchesSquared');
+  }
 }
 
 const MODULE_MAGIC = Buffer.from('HBMODULE');
@@ -93,7 +110,7 @@ export interface CompileOptions extends CompileLimits {
    */
   spectreMitigation?: boolean;
 }
-const COMPILE_OPTIONS = new Set(['cache', 'cacheDir', 'fuel', 'spectreMitigation', 'maxFunctionBytes', 'maxNestingDepth', 'maxLoopsSquared']);
+const COMPILE_OPTIONS = new Set(['cache', 'cacheDir', 'fuel', 'spectreMitigation', 'maxFunctionBytes', 'maxNestingDepth', 'maxLoopsSquared', 'maxBranchesSquared']);
 
 /** Engine profile bits (native/wasm_engine.h EngineFlags). */
 const ENGINE_FUEL = 1;
@@ -188,7 +205,7 @@ export class WasmModule {
       }
     }
     if (!mod) {
-      checkCompileLimits(image, limits);
+      checkCompileLimits(image, limits, Boolean(opts?.fuel));
       mod = new WasmModule(native.WasmModule.compile(exposeInternals(image).bytes, flags), hash, flags);
       if (file) writeAtomic(file, mod.serialize());
     }

@@ -7,15 +7,15 @@ import { Rng, genModule } from './helpers/wasm-gen';
 import { wat, watAll } from './helpers/wat';
 
 describe('scanCode()', () => {
-  it('counts loops and nesting per function, imports first in the index space', async () => {
+  it('counts loops, branches and nesting per function, imports first in the index space', async () => {
     const shapes = scanCode(
       await wat(`(module (import "h" "f" (func))
         (func (loop (block (loop (if (i32.const 0) (then (loop)))))) (loop))
         (func (block (block (block)))))`),
     );
-    expect(shapes.map(({ index, loops, depth, decoded }) => ({ index, loops, depth, decoded }))).toEqual([
-      { index: 1, loops: 4, depth: 5, decoded: true },
-      { index: 2, loops: 0, depth: 3, decoded: true },
+    expect(shapes.map(({ index, loops, branches, depth, decoded }) => ({ index, loops, branches, depth, decoded }))).toEqual([
+      { index: 1, loops: 4, branches: 5, depth: 5, decoded: true },
+      { index: 2, loops: 0, branches: 0, depth: 3, decoded: true },
     ]);
   });
 
@@ -77,7 +77,7 @@ describe('scanCode()', () => {
     // One body: loop, an unknown 0xff opcode, then bytes 0x03 0x03 0x02 that may or may not be code.
     const body = [0x00, 0x03, 0x40, 0x0b, 0xff, 0x03, 0x03, 0x02, 0x0b];
     const image = Uint8Array.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 4, 1, 0x60, 0, 0, 3, 2, 1, 0, 10, body.length + 2, 1, body.length, ...body]);
-    expect(scanCode(image)).toEqual([{ index: 0, size: body.length, loops: 3, depth: 3, decoded: false }]);
+    expect(scanCode(image)).toEqual([{ index: 0, size: body.length, loops: 3, branches: 3, depth: 3, decoded: false }]);
   });
 
   it('returns nothing for bytes that are not a module', () => {
@@ -94,5 +94,6 @@ describeShared('scanCode() on the shared fixtures', () => {
     expect(aos.every((f) => f.decoded)).toBe(true);
     expect([aos.length, Math.max(...aos.map((f) => f.loops)), Math.max(...aos.map((f) => f.depth))]).toEqual([602, 26, 56]);
     expect(aos.reduce((n, f) => n + f.loops ** 2, 0)).toBe(4648);
+    expect(aos.reduce((n, f) => n + f.branches ** 2, 0)).toBe(291313);
   });
 });

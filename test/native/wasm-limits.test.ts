@@ -301,8 +301,13 @@ describe('WasmModule.compile() limits', () => {
     expect(e).toMatchObject({ status: 400, code: 'ERR_WASM_TOO_LARGE', message });
   }
 
-  it('has defaults: 1 MiB per function, 10,000 nested blocks, 16 million loops squared', () => {
-    expect(DEFAULT_COMPILE_LIMITS).toEqual({ maxFunctionBytes: 1 << 20, maxNestingDepth: 10_000, maxLoopsSquared: 16_000_000 });
+  it('has defaults: 1 MiB per function, 10,000 nested blocks, 16 million loops squared, 160 million branches squared', () => {
+    expect(DEFAULT_COMPILE_LIMITS).toEqual({
+      maxFunctionBytes: 1 << 20,
+      maxNestingDepth: 10_000,
+      maxLoopsSquared: 16_000_000,
+      maxBranchesSquared: 160_000_000,
+    });
   });
 
   it('refuses a function body over maxFunctionBytes, and takes it when allowed', () => {
@@ -323,6 +328,14 @@ describe('WasmModule.compile() limits', () => {
     expectTooLarge(module(loops(4_001)), {}, 'the sum over functions of their loops squared is 16008001, over the compile limit of 16000000 (compile option maxLoopsSquared)');
     expectTooLarge(module(loops(30), loops(40)), { maxLoopsSquared: 2_499 }, 'the sum over functions of their loops squared is 2500, over the compile limit of 2499 (compile option maxLoopsSquared)');
     expect(WasmModule.compile(module(loops(30), loops(40)), { cache: false, maxLoopsSquared: 2_500 }).exports).toEqual([]);
+  });
+
+  it('bounds conditional branches by the sum of their count squared, for fuel-metered modules only', () => {
+    const brIfs = (n: number): number[] => Array(n).fill([0x41, 0x00, 0x0d, 0x00]).flat();
+    const image = module(brIfs(12_650));
+    expectTooLarge(image, { fuel: true }, 'the sum over functions of their branches squared is 160022500, over the compile limit of 160000000 (compile option maxBranchesSquared)');
+    expect(WasmModule.compile(image, { cache: false }).exports).toEqual([]);
+    expectTooLarge(module(brIfs(10), loops(10)), { fuel: true, maxBranchesSquared: 199 }, 'the sum over functions of their branches squared is 200, over the compile limit of 199 (compile option maxBranchesSquared)');
   });
 
   it('validates the limit options even when the module is cached', () => {
