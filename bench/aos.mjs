@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
-import { fmt, medianMs, table } from './util.mjs';
+import { fmt, interleaved, medianMs, table } from './util.mjs';
 
 const require = createRequire(import.meta.url);
 const hb = require('../lib/index.js');
@@ -141,8 +141,8 @@ table('AOS Eval `return 1 + 1` throughput (same module, same messages, same run)
 // ---- cost of the wall-clock deadline (epoch interruption) ----
 // Three engine/instance set-ups driven the same way through the native handles, in interleaved
 // rounds: the default (epoch checks compiled in, a 10 s deadline per call), the same code with
-// timeLimit: Infinity, and code compiled without epoch checks at all (the internal engine profile
-// bit 4, i.e. hb-runtimes before deadlines existed).
+// timeLimit: Infinity, and code compiled with interruptible: false (no epoch checks, engine
+// profile bit 4: hb-runtimes as it was before deadlines).
 const { native } = require('../lib/native.js');
 const { exposeInternals } = require('../lib/wasm-binary.js');
 const { translateLegacyExceptions } = require('../lib/wasm-image.js');
@@ -178,20 +178,15 @@ for (const [name, evalOne] of Object.entries(deadlineVariants)) {
   if (evalOne(0).response.Output.data !== '2') throw new Error(`${name}: wrong AOS answer`);
   for (let i = 0; i < 50; i++) evalOne(i);
 }
-const deadlineRates = Object.fromEntries(Object.keys(deadlineVariants).map((k) => [k, []]));
-for (let r = 0; r < 3 * ROUNDS; r++) {
-  for (const [name, evalOne] of Object.entries(deadlineVariants)) {
-    const t0 = performance.now();
-    for (let i = 0; i < PER_ROUND; i++) evalOne(i);
-    deadlineRates[name].push(PER_ROUND / ((performance.now() - t0) / 1000));
-  }
-}
-const medianRate = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const [dl, inf, none] = ['deadline', 'infinity', 'noEpoch'].map((k) => medianRate(deadlineRates[k]));
-table('Cost of the default deadline on AOS Eval (native handles, interleaved rounds, same run)', ['set-up', 'msgs/s (median)', 'vs no epoch checks'], [
+const deadlineRates = interleaved(deadlineVariants, (evalOne) => {
+  for (let i = 0; i < PER_ROUND; i++) evalOne(i);
+  return PER_ROUND;
+}, 3 * ROUNDS);
+const { deadline: dl, infinity: inf, noEpoch: none } = deadlineRates;
+table('Cost of the default deadline on AOS Eval (native handles, interleaved rounds, same run)', ['set-up', 'msgs/s (median)', 'speed vs no epoch checks'], [
   ['default: epoch checks, 10 s deadline per call', fmt(dl), (dl / none).toFixed(3)],
   ['epoch checks, timeLimit: Infinity', fmt(inf), (inf / none).toFixed(3)],
-  ['compiled without epoch checks (no deadline possible)', fmt(none), '1.000'],
+  ['interruptible: false (no epoch checks, no deadline possible)', fmt(none), '1.000'],
 ]);
 
 // ---- module load ----

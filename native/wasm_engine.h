@@ -13,7 +13,7 @@ namespace hbr {
 enum EngineFlags : uint32_t {
   kEngineFuel = 1,            // fuel metering compiled in (per-call budgets); costs ~20% speed
   kEngineNoSpectre = 2,       // Cranelift without Spectre mitigations on heap/table bounds checks
-  kEngineNoEpoch = 4,         // no epoch checks compiled in: no deadline possible (benchmarks only)
+  kEngineNoEpoch = 4,         // no epoch checks compiled in: no deadline possible (interruptible: false)
   kEngineFlagsCount = 8,
 };
 

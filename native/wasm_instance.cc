@@ -72,7 +72,7 @@ WasmInstance::WasmInstance(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Wa
   }
   interruptible_ = (module->EngineFlags() & kEngineNoEpoch) == 0;
   if (!interruptible_ && !std::isinf(time_limit_ms_)) {
-    throw InvalidArg(env, "a time limit needs a module compiled with epoch interruption (the default)");
+    throw InvalidArg(env, "a time limit needs a module compiled with interruptible: true (the default)");
   }
   Addon* addon = AddonOf(env);
   ticker_ = &addon->ticker;

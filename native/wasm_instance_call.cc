@@ -231,7 +231,7 @@ double WasmInstance::CallLimitArg(const Napi::CallbackInfo& info) const {
   CheckOpen(env);
   double ms = TimeLimitArg(env, info[0]);
   if (!interruptible_ && !std::isinf(ms)) {
-    throw InvalidArg(env, "a time limit needs a module compiled with epoch interruption (the default)");
+    throw InvalidArg(env, "a time limit needs a module compiled with interruptible: true (the default)");
   }
   return ms;
 }

@@ -39,7 +39,7 @@ export interface NativeWasmModule {
 export interface NativeWasmModuleCtor {
   /**
    * Compiles and validates `bytes` for an engine profile (bit 1: fuel metering, bit 2: no Spectre
-   * mitigations, bit 4: no epoch interruption, so no time limit possible: for benchmarks only);
+   * mitigations, bit 4: no epoch checks, so no time limit possible: `interruptible: false`);
    * throws WasmError with the engine's message.
    */
   compile(bytes: Uint8Array, engineFlags?: number): NativeWasmModule;

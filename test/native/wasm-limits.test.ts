@@ -147,6 +147,22 @@ describe('WasmInstance time limit', () => {
     expect(thrown(() => i.call('one', [], { time: 5 } as never)).message).toBe("call: unknown option 'time' (allowed: timeLimit)");
   });
 
+  it('is opted out of entirely with interruptible: false (no epoch checks compiled in)', () => {
+    const m = WasmModule.compile(loopBytes, { interruptible: false });
+    expect([m.interruptible, loop.interruptible]).toEqual([false, true]);
+    const i = new WasmInstance(m);
+    expect(i.call('count', [1000])).toEqual([1000]);
+    expect(thrown(() => new WasmInstance(m, {}, { timeLimit: 50 }))).toMatchObject({
+      status: 400,
+      message: 'WasmInstance: a timeLimit needs a module compiled with interruptible: true (the default)',
+    });
+    expect(thrown(() => i.call('one', [], { timeLimit: 50 }))).toMatchObject({
+      status: 400,
+      message: 'a time limit needs a module compiled with interruptible: true (the default)',
+    });
+    expect(new WasmInstance(m, {}, { timeLimit: Infinity }).call('one', [], { timeLimit: Infinity })).toEqual([1]);
+  });
+
   it('applies with fuel too: whichever limit comes first', () => {
     const i = new WasmInstance(WasmModule.compile(loopBytes, { fuel: true }), {}, { fuel: 2e9, timeLimit: 30 });
     expectTimeLimit(thrown(() => i.call('spin', [])), 'call exceeded its time limit of 30 ms');
