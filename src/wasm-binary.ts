@@ -51,7 +51,8 @@ export class Reader {
   }
 }
 
-function uleb(n: number): number[] {
+/** Unsigned LEB128 encoding of `n`. */
+export function uleb(n: number): number[] {
   const out: number[] = [];
   do {
     let b = n % 128;

@@ -3,6 +3,7 @@
  * imports, exports, globals and signatures, odd sections, bodies that return, trap, loop, grow or
  * call out, and mutated copies (truncated, bit-flipped, spliced). Deterministic for a seed.
  */
+import { uleb } from '../../src/wasm-binary';
 
 /** xorshift32: small, fast, reproducible. */
 export class Rng {
@@ -29,16 +30,6 @@ export class Rng {
   }
 }
 
-const uleb = (n: number): number[] => {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return out;
-};
 const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
 const name = (s: string): number[] => {
   const b = [...Buffer.from(s, 'utf8')];

@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runChild } from '../helpers/child';
+import { runChild, type ChildResult } from '../helpers/child';
 import { REPO_ROOT } from '../helpers/fixtures';
 import { Rng, genModule, mutate } from '../helpers/wasm-gen';
 import { watAll } from '../helpers/wat';
@@ -30,6 +30,16 @@ function blobFile(blobs: Uint8Array[]): string {
   }
   fs.writeFileSync(file, Buffer.concat(parts));
   return file;
+}
+
+/** The child's tally of outcomes, after checking it lived, said nothing on stderr and met only typed errors. */
+function outcomes(r: ChildResult): Record<string, number> {
+  expect(r.signal).toBeNull();
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  const { tally, untyped } = JSON.parse(r.stdout);
+  expect(untyped).toEqual([]);
+  return tally;
 }
 
 // The child's side: reads the blobs, runs everything, tallies outcomes by error code, and lists
@@ -97,11 +107,7 @@ describe('WASM fuzz (child process)', () => {
       });
       console.log(JSON.stringify({ tally, untyped }));`, [], 60_000 + MODULES * 50);
     fs.rmSync(path.dirname(file), { recursive: true, force: true });
-    expect(r.signal).toBeNull();
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
-    const { tally, untyped } = JSON.parse(r.stdout);
-    expect(untyped).toEqual([]);
+    const tally = outcomes(r);
     // The run was not vacuous: every stage succeeded often and failed in the typed ways expected.
     for (const k of ['compile:ok', 'compile:ERR_WASM_COMPILE', 'instantiate:ok', 'instantiate:ERR_WASM_LINK', 'call:ok', 'call:ERR_WASM_TYPE', 'call:ERR_WASM_TRAP', 'call:ERR_LIMIT_TIME', 'snapshot:ok', 'restore:ok']) {
       expect(tally[k] ?? 0, k).toBeGreaterThan(0);
@@ -143,11 +149,7 @@ describe('WASM fuzz (child process)', () => {
       }
       console.log(JSON.stringify({ tally, untyped }));`);
     fs.rmSync(path.dirname(file), { recursive: true, force: true });
-    expect(r.signal).toBeNull();
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
-    const { tally, untyped } = JSON.parse(r.stdout);
-    expect(untyped).toEqual([]);
+    const tally = outcomes(r);
     expect(Object.keys(tally).filter((k) => k.startsWith('restore:')).sort()).toEqual(['restore:ERR_SNAPSHOT', 'restore:ok']);
     expect(tally['restore:ok']).toBeGreaterThan(10);
     expect(tally['restore:ERR_SNAPSHOT']).toBeGreaterThan(300);

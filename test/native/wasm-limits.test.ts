@@ -15,6 +15,7 @@ import {
   WasmModule,
   WasmTrap,
 } from '../../src/index';
+import { uleb } from '../../src/wasm-binary';
 import { thrown } from '../helpers/thrown';
 import { wat } from '../helpers/wat';
 
@@ -284,16 +285,6 @@ describe('WasmInstance table cap', () => {
 });
 
 describe('WasmModule.compile() limits', () => {
-  const uleb = (x: number): number[] => {
-    const out: number[] = [];
-    do {
-      let b = x & 0x7f;
-      x = Math.floor(x / 128);
-      if (x) b |= 0x80;
-      out.push(b);
-    } while (x);
-    return out;
-  };
   /** A module of one `() -> ()` function per body (bodies without their locals and final end). */
   function module(...bodies: number[][]): Uint8Array {
     const code = bodies.map((b) => {
