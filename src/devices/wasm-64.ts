@@ -50,7 +50,7 @@ import { cacheRead, cacheWrite } from '../ao/cache';
 import { isNotFound, errorOf, isThenable } from '../ao/result';
 import { AoError, LimitError, WasmTrap } from '../errors';
 import { emscriptenImports } from '../emscripten';
-import { exitCodeOf } from '../wasi/preview1';
+import { exitCodeOf } from '../wasi';
 import { WasmInstance, type WasmImports, type WasmModule, type WasmValue } from '../wasm';
 import { loadImage } from '../wasm-image';
 import { inputPrefix, outputPrefix, snapshotBody } from './stack';
