@@ -38,7 +38,7 @@ export { MULTIPASS_DEVICE, multipassDevice, DEFAULT_MULTIPASS_KEYS } from './mul
 export { STACK_DEVICE, stackDevice, prefix, inputPrefix, outputPrefix } from './stack';
 export { TEST_DEVICE, testDevice, appendDevice, prefixSetDevice } from './test-device';
 export { WASM64_DEVICE, wasm64Device, wasm, IMPORT_PROVIDERS, WasmRuntime } from './wasm-64';
-export type { ImportProvider } from './wasm-64';
+export type { ImportProvider, ProvidedImports } from './wasm-64';
 export { JSON_IFACE_DEVICE, jsonIfaceDevice, jsonStruct, aosWasmStack } from './json-iface';
 export { PROCESS_DEVICE, processDevice } from './process';
 export { WASI_DEVICE, wasiDevice, wasi } from './wasi';
