@@ -67,7 +67,7 @@ import {
 import { DEFAULT_OPTS, type Opts } from '../ao/opts';
 import { privateOf, setPriv } from '../ao/private';
 import { internalOpts, resolveStep } from '../ao/resolve';
-import { errorOf, isNotFound, Result } from '../ao/result';
+import { andThen, errorOf, isNotFound, notFound, okResult, Result, type Maybe } from '../ao/result';
 
 export const PROCESS_DEVICE = 'process@1.0';
 
@@ -436,10 +436,73 @@ function slot(base: Message): number {
   return scheduleOf(base, 'slot').length - 1;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Keys process@1.0 does not define: handed to the execution device
+
+/** Keys message@1.0 answers for every message (never handed to the execution device). */
+const MESSAGE_KEYS: readonly string[] = Object.freeze(['keys', 'set', 'set-path', 'remove', 'id', 'verify']);
+
+/**
+ * A message whose claim on the live execution state is no longer current (a newer message
+ * advanced it) must not reach that state: the answer would be another message's.
+ */
+function staleState(base: Message, key: string): AoError | undefined {
+  const t = privateOf(base)[TICKET_KEY];
+  if (!(t instanceof Ticket) || t.gen === t.lease.gen) return undefined;
+  return new AoError(
+    `process@1.0: this message's execution state has moved on (a newer message computed from it), so '${key}' cannot run on it; use the newest message, or this one's stored snapshot`,
+    { status: 409, code: 'ERR_STALE_STATE', device: PROCESS_DEVICE, key },
+  );
+}
+
+/** The execution device's `snapshot` (stack mode `snapshot-mode`, default Map), cleaned as stored snapshots are. */
+async function snapshot(base: Message, _req: Message, opts: Opts = DEFAULT_OPTS): Promise<Message | AoError> {
+  const stale = staleState(base, 'snapshot');
+  if (stale !== undefined) return stale;
+  const view = executionView(ensureProcessKey(base));
+  const s = await execute(view, { path: 'snapshot', mode: rawGet(base, 'snapshot-mode') ?? DEFAULT_SNAPSHOT_MODE }, 'snapshot', opts);
+  if (s === undefined) return new AoError(`process@1.0: the execution device has no 'snapshot'`, { status: 404, code: 'ERR_NOT_FOUND', device: PROCESS_DEVICE, key: 'snapshot' });
+  return s instanceof AoError ? s : (cleanSnapshot(s, view) ?? {});
+}
+
+/**
+ * Any other key (a deliberate departure: HyperBEAM's process@1.0 has no default): a stored key reads
+ * its value; otherwise the key runs "as execution" on the execution device, so a Lua process
+ * initialised with `lua.init` resolves its Lua functions (`add` → 8) and `normalize` reaches the
+ * device holding the state. A message answer gets the process's device, prefixes and schedule back.
+ */
+function executionDefault(key: string, base: Message, req: Message, opts: Opts = DEFAULT_OPTS): Maybe<Result> {
+  if (isPrivateKey(key)) return notFound(key, PROCESS_DEVICE, 'private keys cannot be resolved');
+  const stored = rawGet(base, key);
+  if (stored !== undefined) return okResult(stored);
+  const dev = rawGet(base, 'execution-device');
+  if (dev === undefined) return notFound(key, PROCESS_DEVICE, 'the process has no execution-device to hand it to');
+  const stale = staleState(base, key);
+  if (stale !== undefined) return new Result('error', stale);
+  const view = executionView(base, { keepSnapshot: true });
+  return andThen(resolveStep(view, req, key, internalOpts(opts)), (r) => {
+    if (r.status === 'error' || !isMessage(r.value) || r.value.device !== dev) return r;
+    const back = withChanges(
+      r.value,
+      new Map<string, unknown>([
+        ['device', deviceOf(base) ?? PROCESS_DEVICE],
+        ['input-prefix', rawGet(base, 'input-prefix') ?? UNSET],
+        ['output-prefixes', rawGet(base, 'output-prefixes') ?? UNSET],
+        ['schedule', rawGet(base, 'schedule') ?? UNSET],
+      ]),
+    );
+    return new Result(r.status, back);
+  });
+}
+
+const PROCESS_INFO = Object.freeze({ excludes: MESSAGE_KEYS, default: executionDefault });
+
 export const processDevice = defineDevice(PROCESS_DEVICE, {
+  info: PROCESS_INFO,
   schedule,
   init,
   compute,
   now,
   slot,
+  snapshot,
 });

@@ -425,3 +425,52 @@ describeShared('process@1.0 on the shared fixtures', () => {
     expect(await resolve(s1, 'results/data', opts)).toBe('42');
   });
 });
+
+describe('process@1.0 hands the keys it does not define to its execution device (a departure from HyperBEAM)', () => {
+  const MATH = 'function add(a, b) return a + b end function greet(base, req) return "Hello, " .. (req.name or "stranger") .. "!" end Calls = 0 function bump() Calls = Calls + 1 return Calls end';
+  const luaProcess = (extra: Message = {}): Message => ({
+    device: 'process@1.0',
+    'execution-device': 'lua@5.3a',
+    module: { 'content-type': 'application/lua', body: MATH },
+    ...extra,
+  });
+
+  it('a Lua process made by lua.init calls its functions; stored keys read as stored; private keys stay hidden', async () => {
+    const { lua } = await import('../../src/devices/lua');
+    const p = await lua.init(luaProcess({ note: 'stored' }), {}, {});
+    expect(p.device).toBe('process@1.0');
+    expect(await resolve(p, { path: 'add', parameters: [5, 3] }, opts)).toBe(8);
+    expect(await resolve(p, { path: 'greet', name: 'Ada' }, opts)).toBe('Hello, Ada!');
+    expect(await resolve(p, 'note', opts)).toBe('stored');
+    expect(await resolve(p, 'execution-device', opts)).toBe('lua@5.3a');
+    expect((await rejection(resolve(p, 'priv', opts))).status).toBe(404);
+    expect(await resolve(p, 'keys', opts)).toEqual(['device', 'execution-device', 'module', 'note']);
+    const missing = await rejection(resolve(p, 'nope', opts));
+    expect([missing.status, missing.message]).toEqual([404, "Key 'nope' not found: no Lua function 'nope'"]);
+  });
+
+  it('snapshot gives the execution device snapshot; normalize restores it into a fresh process', async () => {
+    let p = await resolve(luaProcess(), 'init', opts);
+    expect(await resolve(p, 'bump', opts)).toBe(1);
+    expect(await resolve(p, 'bump', opts)).toBe(2);
+    const snap = await resolve(p, 'snapshot', opts);
+    expect(Object.keys(snap)).toEqual(['body']);
+    p = await resolve({ ...luaProcess(), snapshot: snap }, 'normalize', opts);
+    expect([p.device, p.snapshot]).toEqual(['process@1.0', undefined]);
+    expect(await resolve(p, 'bump', opts)).toBe(3);
+  });
+
+  it('refuses to reach a state that a newer message advanced (409), and needs an execution device (404)', async () => {
+    const p = await scheduled(wasmProcess(accImage), call('add', 1), call('add', 2));
+    const s0 = await computeSlot(p, 0);
+    const s1 = await computeSlot(s0, 1);
+    const stale = await rejection(resolve(s0, 'snapshot', opts));
+    expect([stale.status, stale.code]).toEqual([409, 'ERR_STALE_STATE']);
+    expect(stale.message).toBe(
+      "process@1.0: this message's execution state has moved on (a newer message computed from it), so 'snapshot' cannot run on it; use the newest message, or this one's stored snapshot",
+    );
+    expect(Object.keys(await resolve(s1, 'snapshot', opts))).toEqual(['body']);
+    const none = await rejection(resolve({ device: 'process@1.0' }, 'add', opts));
+    expect([none.status, none.message]).toEqual([404, "Key 'add' not found: the process has no execution-device to hand it to (device process@1.0)"]);
+  });
+});
