@@ -1,9 +1,12 @@
 /** WASI preview1 calls on paths (src/wasi/path.ts), for both ABIs, through the conformance guest. */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Errno, Filetype, Oflags, Rights, RIGHTS_FILE, Vfs } from '../../src/wasi';
-import { ABIS, compileGuests, enc, MEM_END, OUT, open, PATH, PATH2, readFd, setup } from '../helpers/wasi-guest';
+import { ABIS, compileGuests, enc, MEM_END, OUT, open, PATH, PATH2, readFd, setup, type Env } from '../helpers/wasi-guest';
 
 beforeAll(compileGuests);
+
+/** path_rename under the root preopen (fd 3), paths written at PATH and PATH2; returns the errno. */
+const renamer = (e: Env) => (from: string, to: string): number => e.call('path_rename', 3, PATH, e.path(from), 3, PATH2, e.path(to, PATH2));
 
 describe.each(ABIS)('preview1 on %s', (abi) => {
   describe('path_open', () => {
@@ -145,11 +148,7 @@ describe.each(ABIS)('preview1 on %s', (abi) => {
 
     it('path_rename moves files and directories and replaces an existing file', () => {
       const e = setup(abi, { vfs: tree() });
-      const rename = (from: string, to: string) => {
-        const n = e.path(from);
-        const m = e.path(to, PATH2);
-        return e.call('path_rename', 3, PATH, n, 3, PATH2, m);
-      };
+      const rename = renamer(e);
       expect(rename('a/f.txt', 'b/f2.txt')).toBe(Errno.SUCCESS);
       expect(rename('a/g.txt', 'b/f2.txt')).toBe(Errno.SUCCESS);
       expect(rename('c', 'b/c')).toBe(Errno.SUCCESS);
@@ -165,11 +164,7 @@ describe.each(ABIS)('preview1 on %s', (abi) => {
 
     it('path_rename reports ENOENT, EISDIR, ENOTDIR, ENOTEMPTY and EINVAL like POSIX rename', () => {
       const e = setup(abi, { vfs: tree() });
-      const rename = (from: string, to: string) => {
-        const n = e.path(from);
-        const m = e.path(to, PATH2);
-        return e.call('path_rename', 3, PATH, n, 3, PATH2, m);
-      };
+      const rename = renamer(e);
       expect(rename('nope', 'x')).toBe(Errno.ENOENT);
       expect(rename('a/f.txt', 'b')).toBe(Errno.EISDIR);
       expect(rename('b', 'a/f.txt')).toBe(Errno.ENOTDIR);
