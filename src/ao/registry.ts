@@ -4,10 +4,13 @@
  * `excludes`, a `handler` and a `default` (HyperBEAM §1.4). Devices are found by
  * case-insensitive `name@version` in the built-ins merged with `opts.devices`, or given inline as
  * the `device` value of a message.
+ *
+ * AO-Core knows no device: the built-ins are handed over by `registerBuiltinDevices`, which
+ * src/devices/index.ts calls when it loads (the package entry loads it). message@1.0 must be
+ * among them: it is dispatch's fallback.
  */
 
 import { AoError } from '../errors';
-import { BUILTIN_DEVICES } from '../devices';
 import { defineDevice, Device, DeviceFn, DeviceInfo, deviceName, InfoFn } from './device';
 import { describe, isCacheId, isMessage, normalizeKey } from './message';
 import type { Opts } from './opts';
@@ -65,22 +68,47 @@ export function compileDevice(device: Device, fallbackName = 'inline device'): C
   return c;
 }
 
-let builtins: Map<string, CompiledDevice> | undefined;
+const FALLBACK_DEVICE = 'message@1.0';
 
-function builtinRegistry(): Map<string, CompiledDevice> {
-  if (builtins === undefined) {
-    const m = new Map<string, CompiledDevice>();
-    for (const [name, dev] of Object.entries(BUILTIN_DEVICES)) {
-      const id = normalizeDeviceName(name);
-      if (deviceName(dev) === undefined) defineDevice(id, dev);
-      m.set(id, compileDevice(dev, id));
-    }
-    builtins = m;
+let builtins: Map<string, CompiledDevice> | undefined;
+let messageDevice: CompiledDevice | undefined;
+let merged = new WeakMap<object, Map<string, CompiledDevice>>();
+
+/**
+ * Hand the built-in devices (by `name@version`) to the registry, replacing any earlier table.
+ * The table must hold message@1.0. Devices without a recorded name get their table name.
+ */
+export function registerBuiltinDevices(table: Readonly<Record<string, Device>>): void {
+  const m = new Map<string, CompiledDevice>();
+  for (const [name, dev] of Object.entries(table)) {
+    const id = normalizeDeviceName(name);
+    if (deviceName(dev) === undefined) defineDevice(id, dev);
+    m.set(id, compileDevice(dev, id));
   }
-  return builtins;
+  const fallback = m.get(FALLBACK_DEVICE);
+  if (fallback === undefined) {
+    throw new AoError(`registerBuiltinDevices: the built-in devices must include ${FALLBACK_DEVICE}`, {
+      status: 500,
+      code: 'ERR_DEVICE_FAULT',
+      device: FALLBACK_DEVICE,
+    });
+  }
+  builtins = m;
+  messageDevice = fallback;
+  merged = new WeakMap();
 }
 
-const merged = new WeakMap<object, Map<string, CompiledDevice>>();
+function noBuiltins(): AoError {
+  return new AoError(
+    "No built-in devices are registered: load the package entry ('hb-runtimes') or src/devices, which registers them",
+    { status: 500, code: 'ERR_DEVICE_FAULT', device: FALLBACK_DEVICE },
+  );
+}
+
+function builtinRegistry(): Map<string, CompiledDevice> {
+  if (builtins === undefined) throw noBuiltins();
+  return builtins;
+}
 
 /** The registry for a call: built-ins, overridden and extended by `opts.devices`. */
 export function registryFor(opts: Opts): ReadonlyMap<string, CompiledDevice> {
@@ -100,7 +128,8 @@ export function registryFor(opts: Opts): ReadonlyMap<string, CompiledDevice> {
 
 /** The compiled message@1.0 device (dispatch's fallback). */
 export function compiledMessageDevice(): CompiledDevice {
-  return builtinRegistry().get('message@1.0')!;
+  if (messageDevice === undefined) throw noBuiltins();
+  return messageDevice;
 }
 
 /**

@@ -1,9 +1,11 @@
 /**
- * The built-in devices, by `name@version`. The registry (src/ao/registry.ts) reads this table;
- * adding a device is one entry here (plus its import).
+ * The built-in devices, by `name@version`, handed to the registry (src/ao/registry.ts) when this
+ * module loads: the one place where AO-Core meets the devices. Adding a device is one entry here
+ * (plus its import).
  */
 
 import type { Device } from '../ao/device';
+import { registerBuiltinDevices } from '../ao/registry';
 import { MESSAGE_DEVICE, messageDevice } from './message';
 import { MULTIPASS_DEVICE, multipassDevice } from './multipass';
 import { STACK_DEVICE, stackDevice } from './stack';
@@ -29,12 +31,14 @@ export const BUILTIN_DEVICES: Readonly<Record<string, Device>> = {
   [DELEGATED_COMPUTE_DEVICE]: delegatedComputeDevice,
 };
 
+registerBuiltinDevices(BUILTIN_DEVICES);
+
 export { MESSAGE_DEVICE, messageDevice, RESERVED_KEYS } from './message';
 export { MULTIPASS_DEVICE, multipassDevice, DEFAULT_MULTIPASS_KEYS } from './multipass';
 export { STACK_DEVICE, stackDevice, prefix, inputPrefix, outputPrefix } from './stack';
 export { TEST_DEVICE, testDevice, appendDevice, prefixSetDevice } from './test-device';
 export { WASM64_DEVICE, wasm64Device, wasm, IMPORT_PROVIDERS, WasmRuntime } from './wasm-64';
-export type { ImportProvider } from './wasm-64';
+export type { ImportProvider, ProvidedImports } from './wasm-64';
 export { JSON_IFACE_DEVICE, jsonIfaceDevice, jsonStruct, aosWasmStack } from './json-iface';
 export { PROCESS_DEVICE, processDevice } from './process';
 export { WASI_DEVICE, wasiDevice, wasi } from './wasi';

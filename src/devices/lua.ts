@@ -34,7 +34,7 @@
  */
 
 import { defineDevice } from '../ao/device';
-import { isCacheId, isMessage, isPrivateKey, Message, rawGet, UNSET } from '../ao/message';
+import { deviceOf, isCacheId, isMessage, isPrivateKey, Message, rawGet, UNSET } from '../ao/message';
 import { DEFAULT_OPTS, type Opts } from '../ao/opts';
 import { privateOf, setPriv } from '../ao/private';
 import { as, resolveInternal, resolveSingletonInternal, set } from '../ao/resolve';
@@ -562,6 +562,13 @@ function mapResults(values: LuaValue[], base: Message, ref: LuaRef, fn: string):
   return statusOf(st as 'ok', decoded === undefined ? null : decoded);
 }
 
+/**
+ * `eval` is not built in (a deliberate choice, docs/devices/lua@5.3a.md): code sent in a request
+ * would change the state outside the schedule. A module that wants it defines it.
+ */
+const EVAL_HINT =
+  ". lua@5.3a does not evaluate code from requests by itself; to allow it, define the function in a module, e.g. `function eval(base, req) return load(req.code)() end` (it runs under the message's sandbox and limits; `sandbox: true` removes `load`)";
+
 function callKey(key: string, base: Message, req: Message = {}, opts: Opts = DEFAULT_OPTS): Maybe<Result> {
   return andThen(ensureState(base, opts, key), (b) => {
     const fn = String(firstOf([[req, 'body/function'], [req, 'function'], [b, 'function']]) ?? key);
@@ -582,7 +589,8 @@ function callKey(key: string, base: Message, req: Message = {}, opts: Opts = DEF
     }
     const done = (values: LuaValue[] | undefined): Result => {
       if (values === undefined) {
-        throw new AoError(`Key '${key}' not found: no Lua function '${fn}'`, { status: 404, code: 'ERR_NOT_FOUND', device: LUA_DEVICE, key });
+        const hint = fn === 'eval' ? EVAL_HINT : '';
+        throw new AoError(`Key '${key}' not found: no Lua function '${fn}'${hint}`, { status: 404, code: 'ERR_NOT_FOUND', device: LUA_DEVICE, key });
       }
       return mapResults(values, b, ref, fn);
     };
@@ -593,9 +601,14 @@ function callKey(key: string, base: Message, req: Message = {}, opts: Opts = DEF
 // ---------------------------------------------------------------------------------------------
 // Device keys
 
+/**
+ * A message without a `device` gets lua@5.3a, so the message `lua.init` gives resolves its Lua
+ * functions (a process@1.0 message keeps its device and hands such keys to its execution device).
+ */
 async function init(base: Message, _req: Message = {}, opts: Opts = DEFAULT_OPTS): Promise<Message> {
   const st = await createState(base, opts);
-  return withRef(base, new LuaRef(st, 0));
+  const out = withRef(base, new LuaRef(st, 0));
+  return deviceOf(out) === undefined ? { ...out, device: LUA_DEVICE } : out;
 }
 
 function snapshot(base: Message): Message {

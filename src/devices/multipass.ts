@@ -8,6 +8,8 @@
  *   - Assumes: `pass` (default 1) and `passes` (default 1), integers or decimal strings.
  *   - Generates: the base unchanged, with status `pass` while `pass < passes`, else `ok`.
  *   - Side-effects: none.
+ * - `snapshot`
+ *   - Generates: not found (404): it holds no state, so a stack's snapshot holds nothing of it.
  * - any other key (except `keys` and `set`, which are message@1.0's)
  *   - Assumes: nothing.
  *   - Generates: the base unchanged (status ok): the stack does not re-run for it.
@@ -20,7 +22,7 @@
 import { AoError } from '../errors';
 import { defineDevice, HandlerFn } from '../ao/device';
 import { isMessage, Message, normalizeKey, rawGet } from '../ao/message';
-import { status } from '../ao/result';
+import { notFound, status } from '../ao/result';
 
 export const MULTIPASS_DEVICE = 'multipass@1.0';
 
@@ -48,6 +50,8 @@ function passKeys(m: Message): readonly string[] {
 }
 
 const handler: HandlerFn = (key: string, base: Message) => {
+  // It holds no state: a stack's snapshot (map mode) gets no copy of the state from it.
+  if (key === 'snapshot') return notFound(key, MULTIPASS_DEVICE, 'multipass@1.0 holds no state to snapshot');
   if (!passKeys(base).includes(key)) return base;
   return count(base, 'pass') < count(base, 'passes') ? status('pass', base) : base;
 };

@@ -25,17 +25,22 @@
  *   - Side-effects: whatever the execution device's `init` does (e.g. instantiate a module).
  * - `compute`
  *   - Assumes: the request's `slot` (default: the last scheduled slot); `schedule`, `at-slot`,
- *     `snapshot-interval` (default 1; 0 disables snapshots), `snapshot-mode` (`Map` by default,
- *     or `Fold`: the stack mode used for `snapshot`); live execution state, or `snapshot` and
- *     `snapshot-slot` to restore from, or neither (then the process is initialised and replayed).
+ *     `snapshot-interval` (slots) and `snapshot-time` (seconds; neither set: every 60 s by the
+ *     process clock, `opts.processClock` or the wall clock; only `snapshot-interval` set: by slot
+ *     count only; 0 turns either off), `snapshot-mode` (`Map` by default, or `Fold`: the stack mode
+ *     used for `snapshot`), `historical-replay-limit` (default 1000); live execution state, or
+ *     `snapshot` and `snapshot-slot` to restore from, or neither (then the process is initialised
+ *     and replayed).
  *   - Generates: the process after slots `at-slot + 1 .. slot`, each run as the execution
  *     device's `compute` with `{path: compute, body, slot, block-height, block-timestamp}` on the
- *     state without `results`; `at-slot` = slot; every `snapshot-interval` slots `snapshot` (the
- *     execution device's answer) and `snapshot-slot`. `slot == at-slot` gives the base itself.
- *     Errors (returned, the base stays usable): `slot < at-slot` → 400 "already calculated slot
- *     N (at slot M)"; an unscheduled slot → 404 (`phase: get-schedule`); a failing execution key
- *     → its status, annotated with `phase` (`init` | `normalize` | `compute` | `snapshot`) and
- *     `attempted-slot`.
+ *     state without `results`; `at-slot` = slot; when a snapshot is due, `snapshot` (the execution
+ *     device's answer) and `snapshot-slot`. `slot == at-slot` gives the base itself; `slot <
+ *     at-slot` gives that past slot, replayed on a state of its own from the snapshot (when of an
+ *     earlier slot) or from `init`, never rewinding the live state. Errors (returned, the base
+ *     stays usable): a past slot more than `historical-replay-limit` slots from its restore point →
+ *     503 `ERR_REPLAY_LIMIT`; an unscheduled slot → 404 (`phase: get-schedule`); a failing
+ *     execution key → its status, annotated with `phase` (`init` | `normalize` | `compute` |
+ *     `snapshot`) and `attempted-slot`.
  *   - Side-effects: advances the live execution state, which the base's derived messages share;
  *     any message whose state has moved on (an older message, one whose compute failed) is
  *     restored from its snapshot (or re-initialised and replayed) on its next compute.
@@ -47,8 +52,18 @@
  *   - Assumes: `schedule`.
  *   - Generates: the last scheduled slot (-1 when nothing is scheduled).
  *   - Side-effects: none.
- * Every other key (`at-slot`, `results`, `process`, `snapshot`, ...) reads the stored value
- * (message@1.0).
+ * - `snapshot`
+ *   - Assumes: live execution state (409 `ERR_STALE_STATE` when a newer message advanced it).
+ *   - Generates: the execution device's `snapshot` (stack mode `snapshot-mode`), as `compute`
+ *     stores it.
+ *   - Side-effects: none.
+ * - any other key (a departure from HyperBEAM, whose process@1.0 has no default)
+ *   - Assumes: nothing, or the execution device's keys.
+ *   - Generates: a stored key's value (`at-slot`, `results`, `process`, ...); otherwise the key
+ *     run "as execution" on the execution device (a Lua process's functions, `normalize`), a
+ *     message answer with the process's `device`, prefixes and `schedule` back. `keys`, `set`,
+ *     `remove`, `id` are message@1.0's.
+ *   - Side-effects: those of the execution device's key (409 on a state a newer message advanced).
  */
 
 import { AoError } from '../errors';
@@ -67,14 +82,21 @@ import {
 import { DEFAULT_OPTS, type Opts } from '../ao/opts';
 import { privateOf, setPriv } from '../ao/private';
 import { internalOpts, resolveStep } from '../ao/resolve';
-import { errorOf, isNotFound, Result } from '../ao/result';
+import { andThen, errorOf, isNotFound, notFound, okResult, Result, type Maybe } from '../ao/result';
 
 export const PROCESS_DEVICE = 'process@1.0';
 
 /** Input prefix given to the execution device when the process has none. */
 export const DEFAULT_INPUT_PREFIX = 'process';
-/** Slots between snapshots when the process has no `snapshot-interval`. */
-export const DEFAULT_SNAPSHOT_INTERVAL = 1;
+/**
+ * Seconds between snapshots when the process sets neither `snapshot-interval` nor `snapshot-time`
+ * (HyperBEAM's `process_snapshot_time` default).
+ */
+export const DEFAULT_SNAPSHOT_TIME = 60;
+/** Most slots a read of a past slot replays before answering 503 (`historical-replay-limit`). */
+export const DEFAULT_HISTORICAL_REPLAY_LIMIT = 1000;
+/** Private key holding when the state's last snapshot was taken (seconds, the process clock). */
+const LAST_SNAPSHOT_KEY = 'process-last-snapshot';
 /** Stack mode of the `snapshot` request when the process has no `snapshot-mode` (SPEC §9). */
 export const DEFAULT_SNAPSHOT_MODE = 'Map';
 
@@ -317,13 +339,51 @@ function cleanSnapshot(snap: Message, view: Message): Message | undefined {
   return out;
 }
 
-function snapshotInterval(proc: Message): number {
-  const v = rawGet(proc, 'snapshot-interval');
-  return v === undefined ? DEFAULT_SNAPSHOT_INTERVAL : nonNegative(v, 'snapshot-interval', 'compute');
+/** When snapshots are due: every `slots` slots, and/or `seconds` after the last one (0: never). */
+interface SnapshotPolicy {
+  slots: number;
+  seconds: number;
+  /** The process clock, in seconds. */
+  now: () => number;
 }
 
-/** Run one assignment (and the snapshot it is due for, every `interval` slots) on live state. */
-async function step(msg: Message, a: Message, slot: number, interval: number, opts: Opts): Promise<Message | AoError> {
+const NO_SNAPSHOTS: SnapshotPolicy = { slots: 0, seconds: 0, now: () => 0 };
+
+function optionalCount(proc: Message, key: string): number | undefined {
+  const v = rawGet(proc, key);
+  if (v === undefined) return undefined;
+  if (v === false || v === 'false') return 0;
+  return nonNegative(v, key, 'compute');
+}
+
+/** The process clock: `opts.processClock` (seconds, or a function giving them), else the wall clock. */
+function processClock(opts: Opts): () => number {
+  const c = opts.processClock;
+  if (typeof c === 'function') return () => Number(c());
+  if (typeof c === 'number') return () => c;
+  return () => Math.floor(Date.now() / 1000);
+}
+
+/**
+ * `snapshot-interval` (slots) and `snapshot-time` (seconds; HyperBEAM's `process_snapshot_slots`
+ * and `process_snapshot_time`), either may be 0. With neither set, every 60 seconds; setting only
+ * `snapshot-interval` means by slot count only.
+ */
+function snapshotPolicy(proc: Message, opts: Opts): SnapshotPolicy {
+  const slots = optionalCount(proc, 'snapshot-interval');
+  const seconds = optionalCount(proc, 'snapshot-time') ?? (slots === undefined ? DEFAULT_SNAPSHOT_TIME : 0);
+  return { slots: slots ?? 0, seconds, now: processClock(opts) };
+}
+
+function snapshotDue(p: SnapshotPolicy, msg: Message, slot: number): boolean {
+  if (p.slots > 0 && slot - (integer(rawGet(msg, 'snapshot-slot')) ?? -1) >= p.slots) return true;
+  if (p.seconds <= 0) return false;
+  const last = privateOf(msg)[LAST_SNAPSHOT_KEY];
+  return typeof last !== 'number' || p.now() > last + p.seconds;
+}
+
+/** Run one assignment (and the snapshot it is due for) on live state. */
+async function step(msg: Message, a: Message, slot: number, policy: SnapshotPolicy, opts: Opts): Promise<Message | AoError> {
   const req: Message = { path: 'compute', body: rawGet(a, 'body'), slot };
   for (const k of ['block-height', 'block-timestamp']) {
     const v = rawGet(a, k);
@@ -336,8 +396,7 @@ async function step(msg: Message, a: Message, slot: number, interval: number, op
   }
   if (r instanceof AoError) return slotError(r, 'compute', slot);
   let next = withChanges(fromExecution(msg, r), new Map<string, unknown>([['at-slot', slot]]));
-  const last = integer(rawGet(next, 'snapshot-slot')) ?? -1;
-  if (interval > 0 && slot - last >= interval) {
+  if (snapshotDue(policy, next, slot)) {
     const sview = executionView(next);
     const mode = rawGet(next, 'snapshot-mode') ?? DEFAULT_SNAPSHOT_MODE;
     const s = await execute(sview, { path: 'snapshot', mode }, 'snapshot', opts);
@@ -351,26 +410,66 @@ async function step(msg: Message, a: Message, slot: number, interval: number, op
           ['snapshot-slot', slot],
         ]),
       );
+      next = setPriv(next, LAST_SNAPSHOT_KEY, policy.now());
     }
   }
   return next;
 }
 
+function replayLimit(proc: Message): number {
+  const v = rawGet(proc, 'historical-replay-limit');
+  return v === undefined ? DEFAULT_HISTORICAL_REPLAY_LIMIT : nonNegative(v, 'historical-replay-limit', 'compute');
+}
+
+/**
+ * The process at a slot before `at-slot` (HyperBEAM reads it from its result cache): replayed on a
+ * state of its own, from the stored snapshot when it is of an earlier slot, else from `init`, so the
+ * live state is never rewound. More than `historical-replay-limit` slots to replay: 503.
+ */
+async function historical(base0: Message, target: number, at: number, opts: Opts): Promise<Message | AoError> {
+  const snapSlot = integer(rawGet(base0, 'snapshot-slot'));
+  // A snapshot holds the state, not the results of its slot: that slot itself must be replayed.
+  const fromSnapshot = isMessage(rawGet(base0, 'snapshot')) && snapSlot !== undefined && snapSlot >= 0 && snapSlot < target;
+  const from = fromSnapshot ? snapSlot : -1;
+  const limit = replayLimit(base0);
+  if (target - from > limit) {
+    return new AoError(
+      `process@1.0: slot ${target} is in the past (at slot ${at}) and ${target - from} slots from the nearest restore point (${fromSnapshot ? `the snapshot of slot ${from}` : 'init'}); historical replays are limited to ${limit} slots`,
+      { status: 503, code: 'ERR_REPLAY_LIMIT', device: PROCESS_DEVICE, key: 'compute', slot: target, 'at-slot': at, 'replay-from': from },
+    );
+  }
+  // No private part: no claim on the live state, which stays where it is.
+  const start = withChanges(
+    withoutPrivate(base0),
+    new Map<string, unknown>(
+      fromSnapshot
+        ? [
+            ['at-slot', from],
+            ['results', UNSET],
+          ]
+        : [
+            ['at-slot', UNSET],
+            ['results', UNSET],
+            ['snapshot', UNSET],
+            ['snapshot-slot', UNSET],
+            ['initialized', UNSET],
+          ],
+    ),
+  );
+  return run(start, target, NO_SNAPSHOTS, opts);
+}
+
 /** The process computed up to `target` (SPEC §9). Failures are returned as AoErrors. */
 async function computeTo(base0: Message, target: number, opts: Opts): Promise<Message | AoError> {
   const at = atSlotOf(base0);
-  if (target < at) {
-    return new AoError(`already calculated slot ${target} (at slot ${at})`, {
-      status: 400,
-      code: 'ERR_ALREADY_CALCULATED',
-      device: PROCESS_DEVICE,
-      slot: target,
-      'at-slot': at,
-    });
-  }
   if (target === at) return base0;
   executionDevice(base0);
-  const interval = snapshotInterval(base0);
+  if (target < at) return historical(base0, target, at, opts);
+  return run(base0, target, snapshotPolicy(base0, opts), opts);
+}
+
+/** Acquire a state for `base0` and run the schedule up to `target` (scheduled, not before the state). */
+async function run(base0: Message, target: number, policy: SnapshotPolicy, opts: Opts): Promise<Message | AoError> {
   const schedule = scheduleOf(base0, 'compute');
   if (target >= schedule.length) {
     const inner = new AoError(`slot ${target} is not scheduled (the schedule ends at slot ${schedule.length - 1})`, {
@@ -383,7 +482,7 @@ async function computeTo(base0: Message, target: number, opts: Opts): Promise<Me
   if (st instanceof AoError) return st;
   let msg = st.msg;
   for (let slot = atSlotOf(msg) + 1; slot <= target; slot++) {
-    const next = await step(msg, schedule[slot], slot, interval, opts);
+    const next = await step(msg, schedule[slot], slot, policy, opts);
     if (next instanceof AoError) return next;
     msg = next;
   }
@@ -436,10 +535,73 @@ function slot(base: Message): number {
   return scheduleOf(base, 'slot').length - 1;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Keys process@1.0 does not define: handed to the execution device
+
+/** Keys message@1.0 answers for every message (never handed to the execution device). */
+const MESSAGE_KEYS: readonly string[] = Object.freeze(['keys', 'set', 'set-path', 'remove', 'id', 'verify']);
+
+/**
+ * A message whose claim on the live execution state is no longer current (a newer message
+ * advanced it) must not reach that state: the answer would be another message's.
+ */
+function staleState(base: Message, key: string): AoError | undefined {
+  const t = privateOf(base)[TICKET_KEY];
+  if (!(t instanceof Ticket) || t.gen === t.lease.gen) return undefined;
+  return new AoError(
+    `process@1.0: this message's execution state has moved on (a newer message computed from it), so '${key}' cannot run on it; use the newest message, or this one's stored snapshot`,
+    { status: 409, code: 'ERR_STALE_STATE', device: PROCESS_DEVICE, key },
+  );
+}
+
+/** The execution device's `snapshot` (stack mode `snapshot-mode`, default Map), cleaned as stored snapshots are. */
+async function snapshot(base: Message, _req: Message, opts: Opts = DEFAULT_OPTS): Promise<Message | AoError> {
+  const stale = staleState(base, 'snapshot');
+  if (stale !== undefined) return stale;
+  const view = executionView(ensureProcessKey(base));
+  const s = await execute(view, { path: 'snapshot', mode: rawGet(base, 'snapshot-mode') ?? DEFAULT_SNAPSHOT_MODE }, 'snapshot', opts);
+  if (s === undefined) return new AoError(`process@1.0: the execution device has no 'snapshot'`, { status: 404, code: 'ERR_NOT_FOUND', device: PROCESS_DEVICE, key: 'snapshot' });
+  return s instanceof AoError ? s : (cleanSnapshot(s, view) ?? {});
+}
+
+/**
+ * Any other key (a deliberate departure: HyperBEAM's process@1.0 has no default): a stored key reads
+ * its value; otherwise the key runs "as execution" on the execution device, so a Lua process
+ * initialised with `lua.init` resolves its Lua functions (`add` → 8) and `normalize` reaches the
+ * device holding the state. A message answer gets the process's device, prefixes and schedule back.
+ */
+function executionDefault(key: string, base: Message, req: Message, opts: Opts = DEFAULT_OPTS): Maybe<Result> {
+  if (isPrivateKey(key)) return notFound(key, PROCESS_DEVICE, 'private keys cannot be resolved');
+  const stored = rawGet(base, key);
+  if (stored !== undefined) return okResult(stored);
+  const dev = rawGet(base, 'execution-device');
+  if (dev === undefined) return notFound(key, PROCESS_DEVICE, 'the process has no execution-device to hand it to');
+  const stale = staleState(base, key);
+  if (stale !== undefined) return new Result('error', stale);
+  const view = executionView(base, { keepSnapshot: true });
+  return andThen(resolveStep(view, req, key, internalOpts(opts)), (r) => {
+    if (r.status === 'error' || !isMessage(r.value) || r.value.device !== dev) return r;
+    const back = withChanges(
+      r.value,
+      new Map<string, unknown>([
+        ['device', deviceOf(base) ?? PROCESS_DEVICE],
+        ['input-prefix', rawGet(base, 'input-prefix') ?? UNSET],
+        ['output-prefixes', rawGet(base, 'output-prefixes') ?? UNSET],
+        ['schedule', rawGet(base, 'schedule') ?? UNSET],
+      ]),
+    );
+    return new Result(r.status, back);
+  });
+}
+
+const PROCESS_INFO = Object.freeze({ excludes: MESSAGE_KEYS, default: executionDefault });
+
 export const processDevice = defineDevice(PROCESS_DEVICE, {
+  info: PROCESS_INFO,
   schedule,
   init,
   compute,
   now,
   slot,
+  snapshot,
 });

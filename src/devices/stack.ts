@@ -347,21 +347,25 @@ function modeOf(base: Message, req: Message, key: string): 'fold' | 'map' {
 }
 
 const EXCLUDES: readonly string[] = ['set', 'keys'];
+/**
+ * Keys that always go through the stack, whatever `stack-keys` says: they reach the device
+ * holding the state (a stack whose keys are only `init` and `compute` can still be snapshotted
+ * and restored).
+ */
+export const STATE_KEYS: readonly string[] = ['snapshot', 'normalize'];
 const listCache = new WeakMap<object, readonly string[]>();
 
-/** `stack-keys` as a list (a numbered map is accepted too). */
+/** `stack-keys` as a list (a numbered map is accepted too), plus the state keys. */
 function stackKeysList(v: unknown): readonly string[] | undefined {
   if (v === undefined) return undefined;
-  if (Array.isArray(v)) return v as string[];
-  if (isMessage(v)) {
-    let l = listCache.get(v);
-    if (l === undefined) {
-      l = Object.values(v) as string[];
-      listCache.set(v, l);
-    }
-    return l;
+  const cacheable = typeof v === 'object' && v !== null;
+  let l = cacheable ? listCache.get(v) : undefined;
+  if (l === undefined) {
+    const given = Array.isArray(v) ? (v as string[]) : isMessage(v) ? (Object.values(v) as string[]) : [String(v)];
+    l = [...given, ...STATE_KEYS.filter((k) => !given.some((g) => typeof g === 'string' && normalizeKey(g) === k))];
+    if (cacheable) listCache.set(v, l);
   }
-  return [String(v)];
+  return l;
 }
 
 function transformer(base: Message): Message {

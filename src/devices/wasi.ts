@@ -112,36 +112,38 @@ IMPORT_PROVIDERS.set(WASI_DEVICE, (rt: WasmRuntime, module: string, _imports, wa
   let wasi = new WasiPreview1({ vfs: Vfs.fromMessage(STD_FILES) });
   let tables = wasiImportsFor(wasmModule, wasi, () => rt.instance);
   let startNs = 0n;
-  rt.beforeCall.push((state, req) => {
-    // The clock and random positions come from the state only: computing twice on the same
-    // message gives the same answer.
-    const saved = rawGet(state, 'wasi-counters');
-    const counters = isMessage(saved)
-      ? { elapsedNs: BigInt(String(saved['elapsed-ns'] ?? 0)), randomBytes: Number(saved['random-bytes'] ?? 0) }
-      : undefined;
-    const o = wasiOptions(state, req, counters);
-    startNs = o.startTime ?? 0n;
-    wasi = new WasiPreview1(o);
-    tables = wasiImportsFor(wasmModule, wasi, () => rt.instance);
-  });
-  rt.afterCall.push((state) => {
-    const c = wasi.counters;
-    return set(
-      state,
-      {
-        vfs: wasi.vfs.toMessage({ nested: true }),
-        'wasi-counters': { 'start-ns': startNs, 'elapsed-ns': c.elapsedNs, 'random-bytes': c.randomBytes },
-      },
-      undefined,
-      internalOpts(rt.opts),
-    );
-  });
-  // Indirection: the import functions are bound once at instantiation, the WASI state per call.
-  const out: Record<string, (...args: Array<number | bigint>) => unknown> = {};
+  // Indirection: the import functions are made once, the WASI state per call.
+  const functions: Record<string, (...args: Array<number | bigint>) => unknown> = {};
   for (const name of Object.keys(tables[module] ?? {})) {
-    out[name] = (...args) => tables[module]![name]!(...args);
+    functions[name] = (...args) => tables[module]![name]!(...args);
   }
-  return out as never;
+  return {
+    functions: functions as never,
+    beforeCall: (state, req) => {
+      // The clock and random positions come from the state only: computing twice on the same
+      // message gives the same answer.
+      const saved = rawGet(state, 'wasi-counters');
+      const counters = isMessage(saved)
+        ? { elapsedNs: BigInt(String(saved['elapsed-ns'] ?? 0)), randomBytes: Number(saved['random-bytes'] ?? 0) }
+        : undefined;
+      const o = wasiOptions(state, req, counters);
+      startNs = o.startTime ?? 0n;
+      wasi = new WasiPreview1(o);
+      tables = wasiImportsFor(wasmModule, wasi, () => rt.instance);
+    },
+    afterCall: (state) => {
+      const c = wasi.counters;
+      return set(
+        state,
+        {
+          vfs: wasi.vfs.toMessage({ nested: true }),
+          'wasi-counters': { 'start-ns': startNs, 'elapsed-ns': c.elapsedNs, 'random-bytes': c.randomBytes },
+        },
+        undefined,
+        internalOpts(rt.opts),
+      );
+    },
+  };
 });
 
 export const wasiDevice = defineDevice(WASI_DEVICE, {

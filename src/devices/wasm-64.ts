@@ -6,7 +6,7 @@
  * Keys:
  * - `init`
  *   - Assumes: an image at `<In>/image` (a cache ID, a message with `body`, or the bytes), else
- *     bytes at `body`; optional `<P>/stdlib/<module>` messages (import devices), `strict-imports`.
+ *     bytes at `body`.
  *   - Generates: the base with private `<P>/instance` (a `WasmInstance`), `<P>/write` (bytes →
  *     pointer, through the guest's malloc), `<P>/read` (pointer → bytes) and
  *     `<P>/import-resolver`. Legacy-exception images (AOS) are translated once (SPEC decision 4).
@@ -14,10 +14,13 @@
  *     same prefix is disposed (HyperBEAM leaked it).
  * - `compute`
  *   - Assumes: an instance or a `snapshot` (see `normalize`); `function` and `parameters` looked
- *     up in the request's body, the request, then the base; runs only when `pass` is 1 or absent.
+ *     up in the request's body, the request, then the base; runs only when `pass` is 1 or absent;
+ *     `<P>/stdlib/<module>` messages (import devices) and `strict-imports`, read from the message
+ *     being computed (HyperBEAM resolves each import against it), not from the one at init.
  *   - Generates: the state after the call's imports, with `results/<P>/type` (`ok` | `error`) and
- *     `results/<P>/output` (the results, or the trap text); calls of imports nobody provides are
- *     listed under `results/<P>/undefined-calls` (at most 100).
+ *     `results/<P>/output` (the results, or the trap text); calls of imports nobody provides
+ *     answer zeros (HyperBEAM's stub) and are listed under `results/<P>/undefined-calls` (this
+ *     call's, at most 100); with `strict-imports` they trap instead.
  *   - Side-effects: runs guest code on the live instance (shared by the messages derived from it).
  * - `import`
  *   - Assumes: the request's `module`, `func`, `args`, `func-sig`; a stdlib device at
@@ -47,10 +50,11 @@ import { DEFAULT_OPTS, type Opts } from '../ao/opts';
 import { getPriv, setPriv } from '../ao/private';
 import { as, get, getFirst, internalOpts, resolveInternal, set } from '../ao/resolve';
 import { cacheRead, cacheWrite } from '../ao/cache';
+import { pathParts } from '../ao/path';
 import { isNotFound, errorOf, isThenable } from '../ao/result';
 import { AoError, LimitError, WasmTrap } from '../errors';
 import { emscriptenImports } from '../emscripten';
-import { exitCodeOf } from '../wasi/preview1';
+import { exitCodeOf } from '../wasi';
 import { WasmInstance, type WasmImports, type WasmModule, type WasmValue } from '../wasm';
 import { loadImage } from '../wasm-image';
 import { inputPrefix, outputPrefix, snapshotBody } from './stack';
@@ -70,18 +74,33 @@ function raw(path: string, msg: Message, opts: Opts = DEFAULT_OPTS): any {
 
 
 /**
+ * What an import provider serves for one import module: its functions, and hooks run around each
+ * compute in which the provider is bound (e.g. wasi@1.0 loading its VFS from the state before the
+ * call and writing it back after).
+ */
+export interface ProvidedImports {
+  functions: WasmImports[string];
+  beforeCall?: (state: Message, req: Message) => void;
+  afterCall?: (state: Message) => Message;
+}
+
+/**
  * Providers of import functions for stdlib devices with a native fast path (wasi@1.0 registers
- * one): given the instance's runtime (its instance is set right after instantiation), the import
- * module name, its imports and the compiled module, return functions, or undefined to use the
- * generic AO-Core path.
+ * one), by device name: given the instance's runtime (its instance is set right after
+ * instantiation), the import module name, its imports and the compiled module, return what it
+ * serves, or undefined to use the generic AO-Core path. Called once per runtime, module and
+ * device; the result is reused by every compute whose state names that device.
  */
 export type ImportProvider = (
   rt: WasmRuntime,
   moduleName: string,
   imports: WasmModule['imports'],
   module: WasmModule,
-) => WasmImports[string] | undefined;
+) => ProvidedImports | undefined;
 export const IMPORT_PROVIDERS = new Map<string, ImportProvider>();
+
+type ImportFn = (...args: WasmValue[]) => unknown;
+type FuncImport = WasmModule['imports'][number];
 
 /** Live state of an instance, kept private at `<P>/runtime`. */
 export class WasmRuntime {
@@ -90,13 +109,19 @@ export class WasmRuntime {
   state: Message | undefined;
   opts: Opts = DEFAULT_OPTS;
   undefinedCalls: Message[] = [];
-  /** Hooks run before each compute call, on its state and request (e.g. wasi@1.0 loading its VFS). */
-  readonly beforeCall: Array<(state: Message, req: Message) => void> = [];
-  /** Hooks run after each compute on the final state (e.g. wasi@1.0 writing its VFS back). */
-  readonly afterCall: Array<(state: Message) => Message> = [];
+  /** The function serving each function import (by import index), chosen from the state. */
+  readonly slots: ImportFn[] = [];
+  /** Providers bound for the current compute (their hooks run around it). */
+  active: ProvidedImports[] = [];
+  /** What `slots` were chosen for: the state's stdlib message (by identity) and strictness. */
+  boundStdlib: unknown = null;
+  boundStrict: boolean | undefined;
+  /** Providers and emscripten shims made so far, reused by later bindings. */
+  readonly providers = new Map<string, ProvidedImports | null>();
+  emscripten: WasmImports[string] | undefined;
   constructor(
     readonly prefix: string,
-    readonly strictImports: boolean,
+    readonly module: WasmModule,
   ) {}
 }
 
@@ -111,10 +136,13 @@ function sigOf(type: { params: string[]; results: string[] } | undefined): strin
   return full.slice(0, -1);
 }
 
-/** The unknown-import stub (SPEC decision 3): zeros of the right types, the call recorded. */
-function stubImport(rt: WasmRuntime, module: string, name: string, results: string[]) {
+/**
+ * The unknown-import stub (SPEC decision 3): zeros of the right types, the call recorded under
+ * `results/<P>/undefined-calls`; with `strict-imports`, a trap.
+ */
+function stubImport(rt: WasmRuntime, module: string, name: string, results: string[], strict: boolean): ImportFn {
   return (...args: WasmValue[]) => {
-    if (rt.strictImports) {
+    if (strict) {
       throw new AoError(`import ${module}.${name} is not provided (strict-imports)`, { status: 500, code: 'ERR_WASM_IMPORT' });
     }
     if (rt.undefinedCalls.length < MAX_UNDEFINED_CALLS) rt.undefinedCalls.push({ module, func: name, args });
@@ -141,42 +169,95 @@ function importViaStdlib(state: Message, req: Message, opts: Opts): Message {
   throw errorOf(r);
 }
 
-function stdlibImport(rt: WasmRuntime, module: string, name: string, type: { params: string[]; results: string[] } | undefined) {
-  const sig = sigOf(type);
+function stdlibImport(rt: WasmRuntime, imp: FuncImport, strict: boolean): ImportFn {
+  const module = imp.module!;
+  const name = imp.name;
+  const sig = sigOf(imp.type);
+  const results = imp.type?.results ?? [];
+  const stub = stubImport(rt, module, name, results, strict);
   return (...args: WasmValue[]) => {
     const state = rt.state;
     if (!state) throw new AoError(`import ${module}.${name} called outside a compute`, { status: 500 });
     const out = importViaStdlib(state, { path: 'import', module, func: name, args, 'func-sig': sig }, rt.opts);
-    if (out['not-found']) return stubImport(rt, module, name, type?.results ?? [])(...args);
+    if (out['not-found']) return stub(...args);
     if (isMessage(out.state)) rt.state = out.state;
-    const results = Array.isArray(out.results) ? out.results : [];
-    return (type?.results.length ?? 0) > 1 ? results : results[0];
+    const values = Array.isArray(out.results) ? out.results : [];
+    return results.length > 1 ? values : values[0];
   };
 }
 
-/** The import table, fixed at init: fast providers, stdlib devices, emscripten, else stubs. */
-function buildImports(rt: WasmRuntime, module: WasmModule, base: Message): WasmImports {
-  const imports: WasmImports = {};
-  const byModule = new Map<string, WasmModule['imports'][number][]>();
-  for (const imp of module.imports) {
+/** A stored value at a `/`-separated path (raw reads, case-insensitive keys). */
+function rawPath(msg: unknown, path: string): unknown {
+  let v = msg;
+  for (const k of pathParts(path)) v = isMessage(v) ? rawGet(v, k) : undefined;
+  return v;
+}
+
+/** The provider serving `mod` through the stdlib device `device`, made once per runtime. */
+function providerFor(rt: WasmRuntime, mod: string, device: string, list: FuncImport[]): ProvidedImports | undefined {
+  const key = `${mod}\0${device}`;
+  let p = rt.providers.get(key);
+  if (p === undefined) {
+    p = IMPORT_PROVIDERS.get(device)?.(rt, mod, list, rt.module) ?? null;
+    rt.providers.set(key, p);
+  }
+  return p ?? undefined;
+}
+
+/**
+ * Choose the function serving every import for a compute on `state` (HyperBEAM resolves each
+ * import against the message being computed): a fast provider named by `<P>/stdlib/<module>`, else
+ * that stdlib device through AO-Core; emscripten's shims for `env`; else the stub. Cached while the
+ * state's stdlib message (by identity) and `strict-imports` stay the same, as they do from one
+ * message to the next of a process.
+ */
+function bindImports(rt: WasmRuntime, state: Message): void {
+  const stdlib = rawPath(state, joinPath(rt.prefix, 'stdlib')) ?? null;
+  const strict = [true, 'true'].includes(rawGet(state, 'strict-imports') as never);
+  if (stdlib === rt.boundStdlib && strict === rt.boundStrict) return;
+  const byModule = new Map<string, FuncImport[]>();
+  for (const imp of rt.module.imports) {
     if (imp.kind !== 'func') continue;
     const list = byModule.get(imp.module!) ?? [];
     list.push(imp);
     byModule.set(imp.module!, list);
   }
-  const getInstance = () => rt.instance;
+  const chosen = new Map<string, ImportFn>();
+  const active: ProvidedImports[] = [];
   for (const [mod, list] of byModule) {
-    const fns: WasmImports[string] = (imports[mod] = {});
-    const lib = raw(joinPath(rt.prefix, 'stdlib', mod), base, rt.opts);
-    let provided: WasmImports[string] | undefined;
+    const lib = isMessage(stdlib) ? rawGet(stdlib, mod) : undefined;
+    let provided: ProvidedImports | undefined;
     if (isMessage(lib)) {
       const dev = typeof lib.device === 'string' ? lib.device.toLowerCase() : undefined;
-      provided = dev ? IMPORT_PROVIDERS.get(dev)?.(rt, mod, list, module) : undefined;
-      if (!provided) for (const imp of list) fns[imp.name] = stdlibImport(rt, mod, imp.name, imp.type);
+      provided = dev ? providerFor(rt, mod, dev, list) : undefined;
+      if (provided) active.push(provided);
+      else for (const imp of list) chosen.set(`${mod}\0${imp.name}`, stdlibImport(rt, imp, strict));
     }
-    if (mod === 'env') Object.assign(fns, emscriptenImports(list.map((i) => i.name), getInstance));
-    if (provided) Object.assign(fns, provided);
-    for (const imp of list) fns[imp.name] ??= stubImport(rt, mod, imp.name, imp.type?.results ?? []);
+    if (mod === 'env') {
+      rt.emscripten ??= emscriptenImports(list.map((i) => i.name), () => rt.instance);
+      for (const [n, fn] of Object.entries(rt.emscripten)) chosen.set(`${mod}\0${n}`, fn);
+    }
+    if (provided) for (const [n, fn] of Object.entries(provided.functions)) chosen.set(`${mod}\0${n}`, fn as ImportFn);
+  }
+  let i = 0;
+  for (const imp of rt.module.imports) {
+    if (imp.kind !== 'func') continue;
+    const k = `${imp.module!}\0${imp.name}`;
+    rt.slots[i++] = chosen.get(k) ?? stubImport(rt, imp.module!, imp.name, imp.type?.results ?? [], strict);
+  }
+  rt.active = active;
+  rt.boundStdlib = stdlib;
+  rt.boundStrict = strict;
+}
+
+/** The import table handed to the instance: each function calls whatever its slot holds now. */
+function dispatchImports(rt: WasmRuntime): WasmImports {
+  const imports: WasmImports = {};
+  let i = 0;
+  for (const imp of rt.module.imports) {
+    if (imp.kind !== 'func') continue;
+    const slot = i++;
+    (imports[imp.module!] ??= {})[imp.name] = (...args: WasmValue[]) => rt.slots[slot]!(...args) as never;
   }
   return imports;
 }
@@ -211,12 +292,12 @@ async function init(base: Message, _req: Message, opts: Opts = DEFAULT_OPTS): Pr
     cacheDir: typeof opts.wasmCacheDir === 'string' ? opts.wasmCacheDir : undefined,
     fuel: raw('fuel', base) !== undefined,
   });
-  const strict = [true, 'true'].includes(raw('strict-imports', base));
-  const rt = new WasmRuntime(P, strict);
+  const rt = new WasmRuntime(P, module);
   rt.opts = opts;
+  bindImports(rt, base);
   const fuel = raw('fuel', base);
   const maxMemory = raw('max-memory', base);
-  rt.instance = new WasmInstance(module, buildImports(rt, module, base), {
+  rt.instance = new WasmInstance(module, dispatchImports(rt), {
     ...(fuel !== undefined ? { fuel: BigInt(fuel) } : {}),
     ...(maxMemory !== undefined ? { maxMemoryBytes: Number(maxMemory) } : {}),
   });
@@ -265,7 +346,9 @@ async function compute(base: Message, req: Message = {}, opts: Opts = DEFAULT_OP
   rt.state = state0;
   rt.opts = opts;
   rt.undefinedCalls = [];
-  for (const hook of rt.beforeCall) hook(state0, req);
+  bindImports(rt, state0);
+  const hooked = rt.active;
+  for (const p of hooked) p.beforeCall?.(state0, req);
   let type = 'ok';
   let output: unknown;
   try {
@@ -279,9 +362,11 @@ async function compute(base: Message, req: Message = {}, opts: Opts = DEFAULT_OP
   }
   let state = rt.state ?? state0;
   rt.state = undefined;
-  for (const hook of rt.afterCall) state = hook(state);
+  for (const p of hooked) if (p.afterCall) state = p.afterCall(state);
   const results: Message = { type, output };
+  // `undefined-calls` describes this call only: a stale list from an earlier compute is removed.
   if (rt.undefinedCalls.length > 0) results['undefined-calls'] = rt.undefinedCalls;
+  else if (rawPath(state, joinPath('results', P, 'undefined-calls')) !== undefined) results['undefined-calls'] = UNSET;
   return set(state, { [joinPath('results', P)]: results }, undefined, io);
 }
 

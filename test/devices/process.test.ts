@@ -37,6 +37,9 @@ function wasmProcess(image: string, extra: Message = {}): Message {
 
 const call = (fn: string, ...parameters: number[]) => ({ function: fn, parameters });
 
+/** A snapshot after every slot (HyperBEAM's test configuration, process_snapshot_slots = 1). */
+const EVERY_SLOT = { 'snapshot-interval': 1 };
+
 /** Schedule each body in turn. */
 async function scheduled(proc: Message, ...bodies: Message[]): Promise<Message> {
   let p = proc;
@@ -128,25 +131,43 @@ describe('process@1.0 on a WAT fixture (wasm-64@1.0)', () => {
     expect(await computeSlot(s0, 0)).toBe(s0);
   });
 
-  it('refuses an already calculated slot with 400 and an unscheduled slot with 404', async () => {
-    const p = await scheduled(wasmProcess(accImage), call('add', 1), call('add', 2));
-    const s1 = await computeSlot(p, 1);
-    const old = await rejection(computeSlot(s1, 0));
-    expect(old).toMatchObject({
-      status: 400,
-      code: 'ERR_ALREADY_CALCULATED',
-      key: 'compute',
-      device: 'process@1.0',
-      message: 'already calculated slot 0 (at slot 1)',
-    });
-    const missing = await rejection(computeSlot(s1, 5));
+  it('reads a past slot on a state of its own, never rewinding the live one; an unscheduled slot is a 404', async () => {
+    const p = await scheduled(wasmProcess(accImage), call('add', 1), call('add', 2), call('add', 4));
+    const s2 = await computeSlot(p, 2);
+    expect(s2.results.output).toEqual([7]);
+    const past = await computeSlot(s2, 0); // replayed from init: the only snapshot is of slot 0, taken first
+    expect([past['at-slot'], past.results.output]).toEqual([0, [1]]);
+    expect(wasm.instance(past)).not.toBe(wasm.instance(s2));
+    const s1 = await computeSlot(s2, 1);
+    expect(s1.results.output).toEqual([3]);
+    // s2 still holds the live state: it goes on from 7
+    const s3 = await computeSlot(await scheduled(s2, call('add', 8)), 3);
+    expect(s3.results.output).toEqual([15]);
+    const missing = await rejection(computeSlot(s2, 5));
     expect(missing).toMatchObject({
       status: 404,
       code: 'ERR_NOT_FOUND',
       phase: 'get-schedule',
       'attempted-slot': 5,
-      message: 'process@1.0: get-schedule failed at slot 5: slot 5 is not scheduled (the schedule ends at slot 1)',
+      message: 'process@1.0: get-schedule failed at slot 5: slot 5 is not scheduled (the schedule ends at slot 2)',
     });
+  });
+
+  it('bounds a historical replay: past historical-replay-limit slots from a restore point it answers 503', async () => {
+    const p = await scheduled(wasmProcess(accImage, { 'historical-replay-limit': 1, 'snapshot-interval': 0 }), call('add', 1), call('add', 2), call('add', 4));
+    const s2 = await computeSlot(p, 2);
+    const e = await rejection(computeSlot(s2, 1));
+    expect(e).toMatchObject({
+      status: 503,
+      code: 'ERR_REPLAY_LIMIT',
+      device: 'process@1.0',
+      message: 'process@1.0: slot 1 is in the past (at slot 2) and 2 slots from the nearest restore point (init); historical replays are limited to 1 slots',
+    });
+    expect((await computeSlot(s2, 0)).results.output).toEqual([1]); // one slot from init: within the limit
+    const withSnap = await scheduled(wasmProcess(accImage, { 'historical-replay-limit': 1, 'snapshot-interval': 1 }), call('add', 1), call('add', 2), call('add', 4));
+    const t2 = await computeSlot(withSnap, 2);
+    const fromSnapshot = await computeSlot({ ...t2, snapshot: (await computeSlot(withSnap, 0)).snapshot, 'snapshot-slot': 0 }, 1);
+    expect(fromSnapshot.results.output).toEqual([3]); // one slot after the snapshot of slot 0
   });
 
   it('rejects a slot that is not a non-negative integer and a process without execution-device', async () => {
@@ -221,7 +242,7 @@ describe('process@1.0 on a WAT fixture (wasm-64@1.0)', () => {
   });
 
   it('restores from the snapshot when the message comes back from the cache without live state', async () => {
-    const s1 = await computeSlot(await scheduled(wasmProcess(accImage), call('add', 5), call('add', 10), call('add', 1)), 1);
+    const s1 = await computeSlot(await scheduled(wasmProcess(accImage, EVERY_SLOT), call('add', 5), call('add', 10), call('add', 1)), 1);
     expect(s1['snapshot-slot']).toBe(1);
     expect(s1.snapshot.body).toBeInstanceOf(Uint8Array);
     const id = await cacheWrite(s1);
@@ -231,7 +252,7 @@ describe('process@1.0 on a WAT fixture (wasm-64@1.0)', () => {
   });
 
   it('restores a fresh process message that carries only the definition, schedule, snapshot and snapshot-slot', async () => {
-    const s1 = await computeSlot(await scheduled(wasmProcess(accImage), call('add', 5), call('add', 10), call('add', 1)), 1);
+    const s1 = await computeSlot(await scheduled(wasmProcess(accImage, EVERY_SLOT), call('add', 5), call('add', 10), call('add', 1)), 1);
     const fresh = { ...wasmProcess(accImage), schedule: s1.schedule, snapshot: s1.snapshot, 'snapshot-slot': 1 };
     const s2 = await computeSlot(fresh, 2);
     expect(s2.results.output).toEqual([16]);
@@ -239,7 +260,7 @@ describe('process@1.0 on a WAT fixture (wasm-64@1.0)', () => {
   });
 
   it('starts from the snapshot instead of replaying the slots before it', async () => {
-    const s1 = await computeSlot(await scheduled(wasmProcess(accImage), call('add', 5), call('add', 10)), 1);
+    const s1 = await computeSlot(await scheduled(wasmProcess(accImage, EVERY_SLOT), call('add', 5), call('add', 10)), 1);
     // Slots 0 and 1 would fail if they were replayed.
     const schedule = [
       { slot: 0, body: call('missing'), 'block-height': 0, 'block-timestamp': 0 },
@@ -260,6 +281,31 @@ describe('process@1.0 on a WAT fixture (wasm-64@1.0)', () => {
     const s3 = await computeSlot(resetPriv(s2), 3);
     expect(s3.results.output).toEqual([10]);
     expect(s3['snapshot-slot']).toBe(3);
+  });
+
+  it('snapshots by time by default (60 s, HyperBEAM process_snapshot_time), by slot count when snapshot-interval is set', async () => {
+    let clock = 1000;
+    const timed = { processClock: () => clock };
+    const p = await scheduled(wasmProcess(accImage), call('add', 1), call('add', 2), call('add', 4), call('add', 8));
+    const s0 = await resolve(p, { path: 'compute', slot: 0 }, timed);
+    expect(s0['snapshot-slot']).toBe(0); // no snapshot yet: the first slot takes one
+    clock = 1060;
+    const s1 = await resolve(s0, { path: 'compute', slot: 1 }, timed);
+    expect(s1['snapshot-slot']).toBe(0); // 60 s: not more than the interval
+    clock = 1061;
+    const s2 = await resolve(s1, { path: 'compute', slot: 2 }, timed);
+    expect([s2['snapshot-slot'], s2.results.output]).toEqual([2, [7]]);
+    const tenSeconds = await scheduled(wasmProcess(accImage, { 'snapshot-time': 10 }), call('add', 1), call('add', 2));
+    clock = 0;
+    const t0 = await resolve(tenSeconds, { path: 'compute', slot: 0 }, timed);
+    clock = 11;
+    expect((await resolve(t0, { path: 'compute', slot: 1 }, timed))['snapshot-slot']).toBe(1);
+    const bySlots = await scheduled(wasmProcess(accImage, { 'snapshot-interval': 2 }), call('add', 1), call('add', 2));
+    clock = 0;
+    const u0 = await resolve(bySlots, { path: 'compute', slot: 0 }, timed);
+    expect(u0['snapshot-slot']).toBeUndefined(); // slot counts only: slot 0 is 1 slot after "none" (-1)
+    clock = 10_000;
+    expect((await resolve(u0, { path: 'compute', slot: 1 }, timed))['snapshot-slot']).toBe(1);
   });
 
   it('re-initialises and replays the schedule when there is no snapshot (snapshot-interval 0)', async () => {
@@ -393,7 +439,7 @@ describeShared('process@1.0 on the shared fixtures', () => {
   });
 
   it('restore: X = 42, X = 1337 then `return X` → "1337" from a snapshot, via the cache and via a fresh message', async () => {
-    const p = await evals(await aosProcess(), 'X = 42', 'X = 1337', 'return X');
+    const p = await evals(await aosProcess(EVERY_SLOT), 'X = 42', 'X = 1337', 'return X');
     const s1 = await computeSlot(p, 1);
     expect(s1['snapshot-slot']).toBe(1);
     expect(await resolve(s1, 'snapshot/2/body', opts)).toBeInstanceOf(Uint8Array);
@@ -423,5 +469,54 @@ describeShared('process@1.0 on the shared fixtures', () => {
     expect(e.message).toMatch(/^process@1\.0: compute failed at slot 1: stack@1\.0 entry 1 \(json-iface@1\.0\)/);
     const s1 = await computeSlot(await evals(s0, 'return X'), 1);
     expect(await resolve(s1, 'results/data', opts)).toBe('42');
+  });
+});
+
+describe('process@1.0 hands the keys it does not define to its execution device (a departure from HyperBEAM)', () => {
+  const MATH = 'function add(a, b) return a + b end function greet(base, req) return "Hello, " .. (req.name or "stranger") .. "!" end Calls = 0 function bump() Calls = Calls + 1 return Calls end';
+  const luaProcess = (extra: Message = {}): Message => ({
+    device: 'process@1.0',
+    'execution-device': 'lua@5.3a',
+    module: { 'content-type': 'application/lua', body: MATH },
+    ...extra,
+  });
+
+  it('a Lua process made by lua.init calls its functions; stored keys read as stored; private keys stay hidden', async () => {
+    const { lua } = await import('../../src/devices/lua');
+    const p = await lua.init(luaProcess({ note: 'stored' }), {}, {});
+    expect(p.device).toBe('process@1.0');
+    expect(await resolve(p, { path: 'add', parameters: [5, 3] }, opts)).toBe(8);
+    expect(await resolve(p, { path: 'greet', name: 'Ada' }, opts)).toBe('Hello, Ada!');
+    expect(await resolve(p, 'note', opts)).toBe('stored');
+    expect(await resolve(p, 'execution-device', opts)).toBe('lua@5.3a');
+    expect((await rejection(resolve(p, 'priv', opts))).status).toBe(404);
+    expect(await resolve(p, 'keys', opts)).toEqual(['device', 'execution-device', 'module', 'note']);
+    const missing = await rejection(resolve(p, 'nope', opts));
+    expect([missing.status, missing.message]).toEqual([404, "Key 'nope' not found: no Lua function 'nope'"]);
+  });
+
+  it('snapshot gives the execution device snapshot; normalize restores it into a fresh process', async () => {
+    let p = await resolve(luaProcess(), 'init', opts);
+    expect(await resolve(p, 'bump', opts)).toBe(1);
+    expect(await resolve(p, 'bump', opts)).toBe(2);
+    const snap = await resolve(p, 'snapshot', opts);
+    expect(Object.keys(snap)).toEqual(['body']);
+    p = await resolve({ ...luaProcess(), snapshot: snap }, 'normalize', opts);
+    expect([p.device, p.snapshot]).toEqual(['process@1.0', undefined]);
+    expect(await resolve(p, 'bump', opts)).toBe(3);
+  });
+
+  it('refuses to reach a state that a newer message advanced (409), and needs an execution device (404)', async () => {
+    const p = await scheduled(wasmProcess(accImage), call('add', 1), call('add', 2));
+    const s0 = await computeSlot(p, 0);
+    const s1 = await computeSlot(s0, 1);
+    const stale = await rejection(resolve(s0, 'snapshot', opts));
+    expect([stale.status, stale.code]).toEqual([409, 'ERR_STALE_STATE']);
+    expect(stale.message).toBe(
+      "process@1.0: this message's execution state has moved on (a newer message computed from it), so 'snapshot' cannot run on it; use the newest message, or this one's stored snapshot",
+    );
+    expect(Object.keys(await resolve(s1, 'snapshot', opts))).toEqual(['body']);
+    const none = await rejection(resolve({ device: 'process@1.0' }, 'add', opts));
+    expect([none.status, none.message]).toEqual([404, "Key 'add' not found: the process has no execution-device to hand it to (device process@1.0)"]);
   });
 });

@@ -235,6 +235,27 @@ describe('stack@1.0 beyond HyperBEAM', () => {
     expect(await resolve(msg, 'other')).toBe('plain');
   });
 
+  it('sends snapshot and normalize through the stack whatever stack-keys says (they reach the state device)', async () => {
+    const counter: Device = {
+      compute: (m: Message) => ({ ...m, n: (m.n as number) + 1 }),
+      snapshot: (m: Message) => ({ body: String(m.n) }),
+      normalize: (m: Message) => {
+        const snap = m.snapshot as Message | undefined;
+        const { snapshot: _s, ...rest } = m;
+        return snap === undefined ? m : { ...rest, n: Number((snap.body as string) ?? (snap['1'] as Message).body) };
+      },
+    };
+    const msg = { device: 'stack@1.0', 'device-stack': [counter, 'multipass@1.0'], 'stack-keys': ['compute'], n: 0, snapshot: 'stored' };
+    const two = await resolve(await resolve(msg, 'compute'), 'compute');
+    expect(two.n).toBe(2);
+    expect(await resolve(two, { path: 'snapshot', mode: 'map' })).toEqual({ 1: { body: '2' } }); // multipass@1.0 adds nothing
+    const folded = await resolve(two, 'snapshot');
+    expect(folded.body).toBe('2');
+    const restored = await resolve({ ...msg, n: 0, snapshot: folded }, 'normalize');
+    expect([restored.n, restored.snapshot]).toEqual([2, undefined]);
+    expect(await resolve({ ...msg, other: 'plain' }, 'other')).toBe('plain'); // other keys still read as stored
+  });
+
   it('hands set and keys to message@1.0', async () => {
     const msg = stackOf({ 1: appendDevice('+D1') });
     expect(set(msg, 'result', 'X').result).toBe('X');

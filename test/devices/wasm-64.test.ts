@@ -73,6 +73,40 @@ describeShared('wasm-64@1.0 on the classic fixtures', () => {
     expect(await resolve(fresh, 'compute/results/output', opts)).toEqual([4]);
   });
 
+  it('state_export_and_restore (HyperBEAM dev_wasm.erl): the stdlib added after init is used, and the snapshot restores → [4]', async () => {
+    const msg0 = await wasm.cacheWasmImage(sharedFixture('pow_calculator.wasm'));
+    const base = await resolve(msg0, 'init', opts);
+    const extras = { function: 'pow', parameters: [2, 2], stdlib: { my_lib: { device: 'test-device@1.0' } } };
+    const resA = await resolve({ ...base, ...extras }, 'compute', opts);
+    expect(await resolve(resA, 'results/output', opts)).toEqual([4]);
+    expect(resA.results['undefined-calls']).toBeUndefined();
+    const state = await resolve(resA, 'snapshot', opts);
+    expect(await resolve({ ...msg0, ...extras, snapshot: state }, 'compute/results/output', opts)).toEqual([4]);
+  });
+
+  it('imported_function (HyperBEAM dev_wasm.erl): stdlib/my_lib set after init → pow(2, 5) = [32]', async () => {
+    const base = await resolve(await wasm.cacheWasmImage(sharedFixture('pow_calculator.wasm')), 'init', opts);
+    const r = await resolve({ ...base, function: 'pow', parameters: [2, 5], stdlib: { my_lib: { device: 'test-device@1.0' } } }, 'compute', opts);
+    expect(await resolve(r, 'results/output', opts)).toEqual([32]);
+  });
+
+  it('resolves imports against each computed message: the same instance with and without a stdlib', async () => {
+    const base = await resolve(await wasm.cacheWasmImage(sharedFixture('pow_calculator.wasm')), 'init', opts);
+    const without = await resolve({ ...base, function: 'pow', parameters: [2, 3] }, 'compute', opts);
+    expect(without.results.output).toEqual([0]); // HyperBEAM's stub answers 0 for every mul
+    expect(without.results['undefined-calls']).toEqual([
+      { module: 'my_lib', func: 'mul', args: [1, 2] },
+      { module: 'my_lib', func: 'mul', args: [0, 2] },
+      { module: 'my_lib', func: 'mul', args: [0, 2] },
+    ]);
+    const lib = { stdlib: { my_lib: { device: 'test-device@1.0' } } };
+    const withLib = await resolve({ ...without, ...lib, function: 'pow', parameters: [2, 3] }, 'compute', opts);
+    expect(withLib.results.output).toEqual([8]);
+    expect(withLib.results['undefined-calls']).toBeUndefined();
+    const strict = await resolve({ ...withLib, stdlib: {}, 'strict-imports': true, function: 'pow', parameters: [2, 3] }, 'compute', opts);
+    expect(strict.results).toEqual({ type: 'error', output: 'call trapped: import my_lib.mul threw: import my_lib.mul is not provided (strict-imports)' });
+  });
+
   it('rejects a snapshot taken from another image', async () => {
     const fac = await resolve(await wasm.cacheWasmImage(sharedFixture('test-print.wasm')), 'init', opts);
     const snap = await resolve(fac, 'snapshot', opts);
