@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
-import { fmt, medianMs, table } from './util.mjs';
+import { fmt, interleaved, medianMs, table } from './util.mjs';
 
 const require = createRequire(import.meta.url);
 const hb = require('../lib/index.js');
@@ -136,6 +136,57 @@ table('AOS Eval `return 1 + 1` throughput (same module, same messages, same run)
   ['hb-runtimes, resolve() through json-iface + wasm-64 + multipass', fmt(hbResolve), (hbResolve / best).toFixed(2)],
   ['@permaweb/ao-loader (V8), default (copies memory per message)', fmt(aolDefault), (aolDefault / best).toFixed(2)],
   ['@permaweb/ao-loader (V8), UNSAFE_MEMORY', fmt(aolUnsafe), (aolUnsafe / best).toFixed(2)],
+]);
+
+// ---- cost of the wall-clock deadline (epoch interruption) ----
+// Three engine/instance set-ups driven the same way through the native handles, in interleaved
+// rounds: the default (epoch checks compiled in, a 10 s deadline per call), the same code with
+// timeLimit: Infinity, and code compiled with interruptible: false (no epoch checks, engine
+// profile bit 4: hb-runtimes as it was before deadlines).
+const { native } = require('../lib/native.js');
+const { exposeInternals } = require('../lib/wasm-binary.js');
+const { translateLegacyExceptions } = require('../lib/wasm-image.js');
+const translatedImage = exposeInternals(await translateLegacyExceptions(image)).bytes;
+function nativeHandle(engineFlags, timeLimit) {
+  const m = native.WasmModule.compile(translatedImage, engineFlags);
+  const fns = m.imports().map((imp) => {
+    const r = imp.type?.results[0];
+    return () => (r === 'i64' ? 0n : r ? 0 : undefined);
+  });
+  const inst = new native.WasmInstance(m, fns, { timeLimit });
+  const fn = (name) => inst.exportIndex(name);
+  const [malloc, handle] = [fn('malloc'), fn('handle')];
+  const put = (text) => {
+    const bytes = Buffer.from(`${text}\0`);
+    const ptr = inst.call(malloc, BigInt(bytes.length));
+    inst.memoryWrite(ptr, bytes);
+    return ptr;
+  };
+  const envPtr = put(JSON.stringify(ENV));
+  const scratch = inst.call(malloc, 1n << 16n);
+  return (i) => {
+    inst.memoryWrite(scratch, Buffer.from(`${JSON.stringify(msgOf(i))}\0`));
+    return JSON.parse(inst.readCString(inst.call(handle, scratch, envPtr)));
+  };
+}
+const deadlineVariants = {
+  deadline: nativeHandle(0, 10_000),
+  infinity: nativeHandle(0, Infinity),
+  noEpoch: nativeHandle(4, Infinity),
+};
+for (const [name, evalOne] of Object.entries(deadlineVariants)) {
+  if (evalOne(0).response.Output.data !== '2') throw new Error(`${name}: wrong AOS answer`);
+  for (let i = 0; i < 50; i++) evalOne(i);
+}
+const deadlineRates = interleaved(deadlineVariants, (evalOne) => {
+  for (let i = 0; i < PER_ROUND; i++) evalOne(i);
+  return PER_ROUND;
+}, 3 * ROUNDS);
+const { deadline: dl, infinity: inf, noEpoch: none } = deadlineRates;
+table('Cost of the default deadline on AOS Eval (native handles, interleaved rounds, same run)', ['set-up', 'msgs/s (median)', 'speed vs no epoch checks'], [
+  ['default: epoch checks, 10 s deadline per call', fmt(dl), (dl / none).toFixed(3)],
+  ['epoch checks, timeLimit: Infinity', fmt(inf), (inf / none).toFixed(3)],
+  ['interruptible: false (no epoch checks, no deadline possible)', fmt(none), '1.000'],
 ]);
 
 // ---- module load ----

@@ -21,6 +21,24 @@ export function measure(fn, { rounds = 7, minMs = 150, iterations = 1000 } = {})
   return { median: rates[Math.floor(rates.length / 2)], min: rates[0], max: rates[rates.length - 1], rounds };
 }
 
+/**
+ * Rates of several variants measured in interleaved rounds (each round runs every variant once),
+ * so that a change in the machine's load affects them all alike: `{ name: median ops/s }`.
+ * `run(fn)` performs one round of `fn` and returns the number of operations it did.
+ */
+export function interleaved(variants, run, rounds = 15) {
+  const rates = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (const [name, fn] of Object.entries(variants)) {
+      const t0 = process.hrtime.bigint();
+      const ops = run(fn);
+      rates[name].push(ops / (Number(process.hrtime.bigint() - t0) / 1e9));
+    }
+  }
+  const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  return Object.fromEntries(Object.entries(rates).map(([k, xs]) => [k, median(xs)]));
+}
+
 /** Times `fn()` `rounds` times; returns the median duration in milliseconds. */
 export function medianMs(fn, rounds = 9) {
   const times = [];

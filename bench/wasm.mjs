@@ -1,7 +1,7 @@
 // WASM handle benchmarks: call overhead next to V8's WebAssembly in the same run, and snapshot /
 // restore of a 64 MiB memory next to Buffer copy bandwidth.
 import { createRequire } from 'node:module';
-import { fmt, measure, medianMs, table } from './util.mjs';
+import { fmt, interleaved, measure, medianMs, table } from './util.mjs';
 
 const require = createRequire(import.meta.url);
 const { WasmModule, WasmInstance } = require('../lib/index.js');
@@ -26,9 +26,26 @@ const ours = measure((n) => {
 const theirs = measure((n) => {
   for (let i = 0; i < n; i++) v8fac(5);
 }, { iterations: 100000 });
+// The same call without a deadline, and compiled without epoch checks, in interleaved rounds:
+// what the default time limit costs per call.
+const facVariants = {
+  deadline: inst,
+  infinity: new WasmInstance(WasmModule.compile(facBytes), {}, { timeLimit: Infinity }),
+  noEpoch: new WasmInstance(WasmModule.compile(facBytes, { interruptible: false })),
+};
+const CALLS = 200_000;
+const facRates = interleaved(facVariants, (i) => {
+  for (let k = 0; k < CALLS; k++) i.call('fac', args);
+  return CALLS;
+}, 21);
 table('WasmInstance#call(\'fac\', [5]) vs V8 WebAssembly (same export, same run)', ['runtime', 'calls/s (median)', 'ns/call', 'ratio to V8'], [
   ['hb-runtimes (Wasmtime, through the public API)', fmt(ours.median), (1e9 / ours.median).toFixed(0), (ours.median / theirs.median).toFixed(3)],
   ['V8 WebAssembly (JS→wasm inlined)', fmt(theirs.median), (1e9 / theirs.median).toFixed(1), '1.000'],
+]);
+table('Cost of the default time limit per call (`call(\'fac\', [5])`, interleaved rounds, same run)', ['set-up', 'ns/call (median)', 'speed vs no epoch checks'], [
+  ['default: 10 s deadline', (1e9 / facRates.deadline).toFixed(0), (facRates.deadline / facRates.noEpoch).toFixed(3)],
+  ['timeLimit: Infinity', (1e9 / facRates.infinity).toFixed(0), (facRates.infinity / facRates.noEpoch).toFixed(3)],
+  ['interruptible: false (no epoch checks)', (1e9 / facRates.noEpoch).toFixed(0), '1.000'],
 ]);
 
 // ---- snapshots of a 64 MiB memory ----

@@ -41,7 +41,9 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
 }
 
 Addon::~Addon() {
-  // Environment teardown: close children, then parents, then the engine (see addon.h).
+  // Environment teardown: stop the epoch ticker (it uses the engines), close children, then
+  // parents, then the engines (see addon.h).
+  ticker.Stop();
   std::vector<Closable*> handles = live_;
   std::stable_sort(handles.begin(), handles.end(), [](Closable* a, Closable* b) {
     return static_cast<int>(a->CloseRank()) < static_cast<int>(b->CloseRank());
@@ -59,7 +61,10 @@ Addon::~Addon() {
 
 wasm_engine_t* Addon::Engine(uint32_t flags) {
   flags &= kEngineFlagsCount - 1;
-  if (engines_[flags] == nullptr) engines_[flags] = NewEngine(flags);
+  if (engines_[flags] == nullptr) {
+    engines_[flags] = NewEngine(flags);
+    ticker.AddEngine(engines_[flags]);
+  }
   return engines_[flags];
 }
 

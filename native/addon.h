@@ -3,9 +3,10 @@
 // Lifetime design: every native handle (WasmModule, WasmInstance, LuaVM) is a Napi::ObjectWrap
 // deriving from Closable. A handle registers with the Addon of its environment only after its
 // construction succeeded and deregisters in Close(). When the environment is torn down (process
-// exit, worker termination) the Addon closes every handle still registered, children before
-// parents (instances before modules), and only then deletes the Wasmtime engine. After that a
-// late GC finalizer finds the handle already closed and frees nothing twice.
+// exit, worker termination) the Addon stops and joins its epoch ticker thread, closes every handle
+// still registered, children before parents (instances before modules), and only then deletes the
+// Wasmtime engines. After that a late GC finalizer finds the handle already closed and frees
+// nothing twice.
 #pragma once
 
 #include <napi.h>
@@ -14,7 +15,7 @@
 #include <string>
 #include <vector>
 
-struct wasm_engine_t;
+#include "wasm_ticker.h"
 
 namespace hbr {
 
@@ -62,6 +63,9 @@ class Addon : public Napi::Addon<Addon> {
   // The Wasmtime engine of this environment for a profile (EngineFlags), created on first use.
   wasm_engine_t* Engine(uint32_t flags);
 
+  // Advances the epoch of this environment's engines (the clock of WASM deadlines).
+  EpochTicker ticker;
+
   void Register(Closable* handle);
   void Deregister(Closable* handle);
 
@@ -71,7 +75,7 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value Checksum(const Napi::CallbackInfo& info);
 
   std::vector<Closable*> live_;
-  wasm_engine_t* engines_[4] = {nullptr, nullptr, nullptr, nullptr};
+  wasm_engine_t* engines_[8] = {};
 };
 
 // The Addon of the environment `env`.

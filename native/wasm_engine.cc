@@ -22,6 +22,7 @@ wasm_engine_t* NewEngine(uint32_t flags) {
   // Floats: NaN bits would otherwise depend on the CPU and the compiler's choices.
   wasmtime_config_cranelift_nan_canonicalization_set(config, true);
   wasmtime_config_consume_fuel_set(config, (flags & kEngineFuel) != 0);
+  wasmtime_config_epoch_interruption_set(config, (flags & kEngineNoEpoch) == 0);
   if (flags & kEngineNoSpectre) {
     wasmtime_config_cranelift_flag_set(config, "enable_heap_access_spectre_mitigation", "false");
     wasmtime_config_cranelift_flag_set(config, "enable_table_access_spectre_mitigation", "false");
@@ -31,22 +32,73 @@ wasm_engine_t* NewEngine(uint32_t flags) {
   return engine;
 }
 
-const char* ValKindName(wasm_valkind_t kind) {
-  switch (kind) {
-    case WASM_I32: return "i32";
-    case WASM_I64: return "i64";
-    case WASM_F32: return "f32";
-    case WASM_F64: return "f64";
-    case WASMTIME_V128: return "v128";
-    case WASM_EXTERNREF: return "externref";
-    case WASM_FUNCREF: return "funcref";
-    default: return "anyref";
+wasm_valkind_t ValKindOf(const wasm_valtype_t* type) {
+  wasmtime_valtype_t t;
+  wasmtime_valtype_new(type, &t);
+  wasm_valkind_t kind = kRefKind;
+  switch (t.kind) {
+    case WASMTIME_VALTYPE_KIND_I32: kind = WASM_I32; break;
+    case WASMTIME_VALTYPE_KIND_I64: kind = WASM_I64; break;
+    case WASMTIME_VALTYPE_KIND_F32: kind = WASM_F32; break;
+    case WASMTIME_VALTYPE_KIND_F64: kind = WASM_F64; break;
+    case WASMTIME_VALTYPE_KIND_V128: kind = WASMTIME_V128; break;
+    default: break;
   }
+  wasmtime_valtype_delete(&t);
+  return kind;
+}
+
+// The heap type's name, and whether `(ref null X)` has a short form ("funcref", "nullref", ...).
+static const char* HeapTypeName(wasmtime_heaptype_kind_t kind, const char** nullable_short) {
+  switch (kind) {
+    case WASMTIME_HEAPTYPE_KIND_EXTERN: *nullable_short = "externref"; return "extern";
+    case WASMTIME_HEAPTYPE_KIND_NOEXTERN: *nullable_short = "nullexternref"; return "noextern";
+    case WASMTIME_HEAPTYPE_KIND_FUNC: *nullable_short = "funcref"; return "func";
+    case WASMTIME_HEAPTYPE_KIND_CONCRETE_FUNC: return "$func";
+    case WASMTIME_HEAPTYPE_KIND_NOFUNC: *nullable_short = "nullfuncref"; return "nofunc";
+    case WASMTIME_HEAPTYPE_KIND_ANY: *nullable_short = "anyref"; return "any";
+    case WASMTIME_HEAPTYPE_KIND_NONE: *nullable_short = "nullref"; return "none";
+    case WASMTIME_HEAPTYPE_KIND_EQ: *nullable_short = "eqref"; return "eq";
+    case WASMTIME_HEAPTYPE_KIND_I31: *nullable_short = "i31ref"; return "i31";
+    case WASMTIME_HEAPTYPE_KIND_ARRAY: *nullable_short = "arrayref"; return "array";
+    case WASMTIME_HEAPTYPE_KIND_CONCRETE_ARRAY: return "$array";
+    case WASMTIME_HEAPTYPE_KIND_STRUCT: *nullable_short = "structref"; return "struct";
+    case WASMTIME_HEAPTYPE_KIND_CONCRETE_STRUCT: return "$struct";
+    case WASMTIME_HEAPTYPE_KIND_EXN: *nullable_short = "exnref"; return "exn";
+    case WASMTIME_HEAPTYPE_KIND_CONCRETE_EXN: return "$exn";
+    case WASMTIME_HEAPTYPE_KIND_NOEXN: *nullable_short = "nullexnref"; return "noexn";
+    default: return "?";
+  }
+}
+
+std::string ValTypeName(const wasm_valtype_t* type) {
+  wasmtime_valtype_t t;
+  wasmtime_valtype_new(type, &t);
+  std::string name;
+  switch (t.kind) {
+    case WASMTIME_VALTYPE_KIND_I32: name = "i32"; break;
+    case WASMTIME_VALTYPE_KIND_I64: name = "i64"; break;
+    case WASMTIME_VALTYPE_KIND_F32: name = "f32"; break;
+    case WASMTIME_VALTYPE_KIND_F64: name = "f64"; break;
+    case WASMTIME_VALTYPE_KIND_V128: name = "v128"; break;
+    default: {
+      const char* nullable_short = nullptr;
+      const char* heap = HeapTypeName(t.reftype.heaptype.kind, &nullable_short);
+      if (t.reftype.nullable && nullable_short != nullptr) {
+        name = nullable_short;
+      } else {
+        name = std::string(t.reftype.nullable ? "(ref null " : "(ref ") + heap + ")";
+      }
+      break;
+    }
+  }
+  wasmtime_valtype_delete(&t);
+  return name;
 }
 
 static Napi::Array ValTypesToJs(Napi::Env env, const wasm_valtype_vec_t* vec) {
   Napi::Array out = Napi::Array::New(env, vec->size);
-  for (size_t i = 0; i < vec->size; i++) out.Set(i, ValKindName(wasm_valtype_kind(vec->data[i])));
+  for (size_t i = 0; i < vec->size; i++) out.Set(i, ValTypeName(vec->data[i]));
   return out;
 }
 
@@ -85,15 +137,21 @@ Napi::Object ExternTypeToJs(Napi::Env env, const wasm_name_t* module, const wasm
     case WASM_EXTERN_GLOBAL: {
       const wasm_globaltype_t* gt = wasm_externtype_as_globaltype_const(type);
       Napi::Object d = Napi::Object::New(env);
-      d.Set("content", ValKindName(wasm_valtype_kind(wasm_globaltype_content(gt))));
+      d.Set("content", ValTypeName(wasm_globaltype_content(gt)));
       d.Set("mutable", wasm_globaltype_mutability(gt) == WASM_VAR);
       o.Set("kind", "global");
       o.Set("detail", d);
       break;
     }
-    case WASM_EXTERN_TABLE:
+    case WASM_EXTERN_TABLE: {
+      // Not wasm_tabletype_limits(): it panics on a 64-bit table whose limits exceed 32 bits.
+      const wasm_tabletype_t* tt = wasm_externtype_as_tabletype_const(type);
+      Napi::Object d = Napi::Object::New(env);
+      d.Set("element", ValTypeName(wasm_tabletype_element(tt)));
       o.Set("kind", "table");
+      o.Set("detail", d);
       break;
+    }
     default:
       o.Set("kind", "tag");
       break;
@@ -125,6 +183,12 @@ uint64_t ToOffset(Napi::Env env, const Napi::Value& v, const char* what) {
     return u;
   }
   throw InvalidArg(env, std::string(what) + " must be a number or a bigint");
+}
+
+double TimeLimitArg(Napi::Env env, const Napi::Value& v) {
+  double ms = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : std::nan("");
+  if (!(ms > 0)) throw InvalidArg(env, "timeLimit must be a positive number of milliseconds, or Infinity");
+  return ms > 1e12 ? INFINITY : ms;
 }
 
 }  // namespace hbr

@@ -1,6 +1,10 @@
 // WasmInstance: one instance of a WasmModule in its own Wasmtime store. Host imports are JS
 // functions called synchronously on the calling thread. Memory access, snapshots and calls all go
 // through this handle; it keeps its module's JS object alive.
+//
+// The implementation is split by concern: wasm_instance.cc (lifecycle and instantiation),
+// wasm_instance_call.cc (calls and host imports), wasm_instance_memory.cc (memory access) and
+// wasm_instance_snapshot.cc (snapshots); value conversions are in wasm_values.{h,cc}.
 #pragma once
 
 #include <napi.h>
@@ -12,13 +16,28 @@
 #include <vector>
 
 #include "addon.h"
+#include "wasm_limits.h"
+#include "wasm_values.h"
 
 namespace hbr {
 
 class WasmModule;
 
+// Limits. Every outermost call, and instantiation (start function included), runs under:
+// - a wall-clock deadline (`timeLimit` ms, per instance and per call; Infinity for none): the
+//   store's epoch deadline makes running wasm call OnEpoch every tick of the addon's EpochTicker,
+//   which ends the call once the deadline has passed; a host import returning past it ends the
+//   call too. Nested calls (from a host import back into the instance) share the outermost
+//   call's deadline;
+// - the fuel budget (`fuel`, for modules compiled with metering): deterministic;
+// - caps on memories and tables (hb_limits_t, wasm_limits.h): a refused growth returns -1 to the
+//   guest, and a call that then fails is reported as a memory LimitError.
 class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
  public:
+  static constexpr uint64_t kDefaultMemoryBytes = uint64_t{4} << 30;  // for a memory with no maximum
+  static constexpr uint64_t kDefaultTableElements = 10'000'000;
+  static constexpr double kDefaultTimeLimitMs = 10'000;  // DEFAULT_TIME_LIMIT_MS in src/limits.ts
+
   static void Init(Napi::Env env, Napi::Object exports, Addon* addon);
   // new WasmInstance(module, imports: (fn|undefined)[] in import order, options)
   explicit WasmInstance(const Napi::CallbackInfo& info);
@@ -31,12 +50,12 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
     WasmInstance* self;
     Napi::FunctionReference fn;
     std::string label;  // "module.name", for messages
-    std::vector<wasm_valkind_t> params, results;
+    Signature sig;      // sig.foreign set: JS cannot serve it, and a call traps
   };
   struct ExportFunc {
     wasmtime_func_t func;
-    std::vector<wasm_valkind_t> params, results;
-    bool numeric;  // only i32/i64/f32/f64: callable through the unchecked raw-value path
+    Signature sig;     // sig.foreign set: JS cannot call it
+    std::string label;  // "function 'f'", for messages
   };
   struct ExportGlobal {
     std::string name;
@@ -53,11 +72,27 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   // The body of Trampoline; returns a trap (and records the JS error) on failure. Never throws.
   wasm_trap_t* CallHost(HostImport* imp, wasmtime_caller_t* caller, const wasmtime_val_t* args,
                         wasmtime_val_t* results);
+  std::string CallJs(Napi::Env env, HostImport* imp, const wasmtime_val_t* args, wasmtime_val_t* results);
 
   Napi::Value ExportIndex(const Napi::CallbackInfo& info);
+  // call(index, ...args) / callLimited(timeLimitMs, index, ...args), and the same for callTable.
   Napi::Value Call(const Napi::CallbackInfo& info);
+  Napi::Value CallLimited(const Napi::CallbackInfo& info);
   Napi::Value CallTable(const Napi::CallbackInfo& info);
-  Napi::Value Invoke(const Napi::CallbackInfo& info, const ExportFunc& f, const char* what);
+  Napi::Value CallTableLimited(const Napi::CallbackInfo& info);
+  Napi::Value CallExport(const Napi::CallbackInfo& info, size_t at, double limit_ms);
+  Napi::Value CallElement(const Napi::CallbackInfo& info, size_t at, double limit_ms);
+  // Converts info[first..] per `f`'s signature, calls it, converts the results back.
+  Napi::Value Invoke(const Napi::CallbackInfo& info, size_t first, const ExportFunc& f, const char* what,
+                     double limit_ms);
+  // The per-call time limit at info[0] of the *Limited methods.
+  double CallLimitArg(const Napi::CallbackInfo& info) const;
+  // Starts the limits of an outermost call or of instantiation. Precondition: depth_ == 0.
+  void BeginOutermost(wasmtime_context_t* ctx, double limit_ms);
+  static wasmtime_error_t* OnEpoch(wasmtime_context_t* ctx, void* self, uint64_t* epoch_deadline_delta,
+                                   wasmtime_update_deadline_kind_t* update_kind);
+  // What the caps refused during this outermost call, for messages ("a memory grow to ...").
+  std::string RefusedGrowth() const;
   Napi::Value MemorySize(const Napi::CallbackInfo& info);
   Napi::Value MemoryGrow(const Napi::CallbackInfo& info);
   Napi::Value MemoryRead(const Napi::CallbackInfo& info);
@@ -67,6 +102,8 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   Napi::Value SnapshotSize(const Napi::CallbackInfo& info);
   Napi::Value Snapshot(const Napi::CallbackInfo& info);
   uint64_t SnapshotBytes();  // payload size; precondition: open
+  // Open, not inside a call, and every mutable global capturable; else throws.
+  void CheckSnapshotable(Napi::Env env, const char* what) const;
   Napi::Value Restore(const Napi::CallbackInfo& info);
   Napi::Value FuelConsumed(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
@@ -91,9 +128,18 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   std::unordered_map<std::string, int> func_index_;
   std::vector<ExportMemory> memories_;
   std::vector<wasmtime_table_t> tables_;  // exported tables, in export order
-  std::vector<ExportGlobal> globals_;  // exported mutable globals of value type
+  std::vector<ExportGlobal> globals_;  // exported mutable globals of numeric or v128 type
+  std::string uncapturable_;           // "global 'g' is a mutable anyref": no snapshots then
   uint64_t fuel_ = 0;                  // per-call budget; 0 = unlimited
-  uint64_t fuel_consumed_ = 0;         // by the last outermost call
+  uint64_t fuel_consumed_ = 0;         // by the last outermost call (or instantiation)
+  hb_limits_t limits_{};               // memory and table caps; the Rust limiter reads and counts here
+  double time_limit_ms_ = kDefaultTimeLimitMs;  // default of each outermost call; Infinity = none
+  bool interruptible_ = true;          // epoch checks compiled in (kEngineNoEpoch not set)
+  EpochTicker* ticker_ = nullptr;      // the environment's, owned by the Addon
+  uint64_t deadline_ns_ = UINT64_MAX;  // of the current outermost call (CoarseNowNs); MAX = none
+  double call_limit_ms_ = 0;           // its time limit, for messages
+  bool deadline_hit_ = false;          // the current outermost call passed its deadline
+  bool epoch_far_ = false;             // the store's epoch deadline was pushed away (no-deadline call)
   int depth_ = 0;                      // nesting of calls (host imports may call back in)
   bool close_pending_ = false;
   napi_env env_ = nullptr;             // valid during a call, for host imports

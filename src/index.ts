@@ -4,8 +4,9 @@
 export * from './errors';
 export * from './ao';
 export * from './devices';
-export { WasmModule, WasmInstance, imageHash } from './wasm';
-export type { WasmImports, WasmMemory, WasmValue, InstanceOptions, CompileOptions, FuncType, ExternDesc } from './wasm';
+export { DEFAULT_TIME_LIMIT_MS } from './limits';
+export { WasmModule, WasmInstance, imageHash, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_TABLE_ELEMENTS, DEFAULT_COMPILE_LIMITS } from './wasm';
+export type { WasmImports, WasmMemory, WasmValue, InstanceOptions, CallOptions, CompileOptions, CompileLimits, FuncType, ExternDesc } from './wasm';
 export { loadImage, translateLegacyExceptions } from './wasm-image';
 export { LuaVM, LUA_LIBS, LUA_SAFE_LIBS } from './lua';
 export type { LuaVMOptions, LuaRestoreOptions, LuaLib, LuaValue, LuaHostFunction } from './lua';

@@ -7,8 +7,12 @@
 import * as path from 'node:path';
 import { ERROR_CLASSES } from './errors';
 
-/** Value types of WebAssembly signatures as the addon reports them. */
-export type NativeValType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128' | 'funcref' | 'externref' | 'anyref' | 'exnref';
+/**
+ * Value types of WebAssembly signatures as the addon reports them, in the text format's names:
+ * the numeric types (the only ones that cross to JS), `v128`, and reference types (`funcref`,
+ * `externref`, `anyref`, `exnref`, ..., or `(ref null? <heap type>)`, `$func` for a concrete one).
+ */
+export type NativeValType = 'i32' | 'i64' | 'f32' | 'f64' | 'v128' | 'funcref' | 'externref' | 'anyref' | 'exnref' | (string & {});
 
 export interface NativeFuncType {
   params: NativeValType[];
@@ -20,7 +24,7 @@ export interface NativeExternDesc {
   name: string;
   kind: 'func' | 'memory' | 'table' | 'global' | 'tag';
   type?: NativeFuncType;
-  /** memories: `{ min, max?, is64 }` in pages; globals: `{ content, mutable }`. */
+  /** memories: `{ min, max?, is64 }` in pages; globals: `{ content, mutable }`; tables: `{ element }`. */
   detail?: Record<string, unknown>;
 }
 
@@ -35,7 +39,8 @@ export interface NativeWasmModule {
 export interface NativeWasmModuleCtor {
   /**
    * Compiles and validates `bytes` for an engine profile (bit 1: fuel metering, bit 2: no Spectre
-   * mitigations); throws WasmError with the engine's message.
+   * mitigations, bit 4: no epoch checks, so no time limit possible: `interruptible: false`);
+   * throws WasmError with the engine's message.
    */
   compile(bytes: Uint8Array, engineFlags?: number): NativeWasmModule;
   /** Loads code produced by `serialize()` for the same engine profile. */
@@ -46,12 +51,14 @@ export interface NativeWasmModuleCtor {
 export type NativeImportFn = (...args: Array<number | bigint>) => unknown;
 
 export interface NativeInstanceOptions {
-  /** Fuel per call (undefined: unlimited). */
+  /** Fuel for instantiation and per outermost call (undefined: unlimited). */
   fuel?: bigint;
-  /** Maximum size of each memory in bytes (undefined: the module's own maximum). */
+  /** Cap on each memory in bytes, ≥ 1 or Infinity (undefined: its declared maximum, or 4 GiB). */
   maxMemoryBytes?: number;
-  /** Unknown imports: trap (true) or stub returning zeros (false, the default when a stub fn is given). */
-  strictImports?: boolean;
+  /** Cap on each table's elements, or Infinity (undefined: 10 million). */
+  maxTableElements?: number;
+  /** Time limit in ms of instantiation and of each outermost call, or Infinity (undefined: 10 s). */
+  timeLimit?: number;
 }
 
 /** A live instance with its own Wasmtime store. */
@@ -63,8 +70,12 @@ export interface NativeWasmInstance {
    * Returns undefined for no result, the value for one result, an array for several.
    */
   call(index: number, ...args: unknown[]): number | bigint | undefined | Array<number | bigint>;
+  /** `call` with its own time limit in ms (Infinity: none); ignored for a nested call. */
+  callLimited(timeLimitMs: number, index: number, ...args: unknown[]): number | bigint | undefined | Array<number | bigint>;
   /** Calls element `index` of the first exported table (host-side call_indirect); like `call`. */
   callTable(index: number | bigint, ...args: unknown[]): number | bigint | undefined | Array<number | bigint>;
+  /** `callTable` with its own time limit in ms. */
+  callTableLimited(timeLimitMs: number, index: number | bigint, ...args: unknown[]): number | bigint | undefined | Array<number | bigint>;
   memorySize(): bigint;
   memoryGrow(pages: number | bigint): bigint;
   memoryRead(ptr: number | bigint, len: number | bigint): Buffer;

@@ -1,6 +1,7 @@
 /**
- * A minimal reader/rewriter of the WebAssembly binary format, for one job: make every mutable
- * global and every memory of a module reachable from outside by adding exports named
+ * A minimal reader/rewriter of the WebAssembly binary format (its section reader is shared with
+ * the code scan of wasm-code.ts), for one job: make every mutable global and every memory of a
+ * module reachable from outside by adding exports named
  * `hb:global:<index>` / `hb:memory:<index>` for those the module does not export itself. Wasmtime's
  * C API can only read and write exported items, and a complete snapshot needs them all (an
  * emscripten module's stack pointer, for instance, is a non-exported mutable global).
@@ -11,7 +12,7 @@
 
 export const INTERNAL_EXPORT_PREFIX = 'hb:';
 
-class Reader {
+export class Reader {
   pos: number;
   constructor(
     readonly b: Uint8Array,
@@ -50,7 +51,8 @@ class Reader {
   }
 }
 
-function uleb(n: number): number[] {
+/** Unsigned LEB128 encoding of `n`. */
+export function uleb(n: number): number[] {
   const out: number[] = [];
   do {
     let b = n % 128;
@@ -126,52 +128,76 @@ export function exposeInternals(image: Uint8Array): ExposeResult {
   }
 }
 
-function rewrite(image: Uint8Array): ExposeResult {
-  if (image.length < 8 || image[0] !== 0 || image[1] !== 0x61 || image[2] !== 0x73 || image[3] !== 0x6d) {
-    return { bytes: image, changed: false };
-  }
-  const r = new Reader(image, 8);
-  const sections: Array<{ id: number; start: number; end: number; contentStart: number }> = [];
-  let importedGlobals = 0;
-  let importedMemories = 0;
-  const mutableGlobals: number[] = []; // indices in the global index space
-  let definedMemories = 0;
-  const exported = { global: new Set<number>(), memory: new Set<number>() };
-  let exportEntries: Array<{ name: string; kind: number; index: number }> = [];
-  let exportSection = -1;
+export interface Section {
+  id: number;
+  start: number;
+  contentStart: number;
+  end: number;
+}
 
+/** The sections of a module, in order; undefined when it is not a module or a size runs past the end. */
+export function sectionsOf(image: Uint8Array): Section[] | undefined {
+  if (image.length < 8 || image[0] !== 0 || image[1] !== 0x61 || image[2] !== 0x73 || image[3] !== 0x6d) return undefined;
+  const r = new Reader(image, 8);
+  const sections: Section[] = [];
   while (r.pos < image.length) {
     const start = r.pos;
     const id = r.byte();
     const size = r.uleb();
     const contentStart = r.pos;
     const end = contentStart + size;
-    if (end > image.length) return { bytes: image, changed: false };
-    sections.push({ id, start, end, contentStart });
+    if (end > image.length) return undefined;
+    sections.push({ id, start, contentStart, end });
+    r.pos = end;
+  }
+  return sections;
+}
+
+/** How many functions, memories and globals a module imports (its import section). */
+export function importCounts(image: Uint8Array, section: Section | undefined): { funcs: number; memories: number; globals: number } {
+  const counts = { funcs: 0, memories: 0, globals: 0 };
+  if (!section) return counts;
+  const s = new Reader(image.subarray(0, section.end), section.contentStart);
+  const n = s.uleb();
+  for (let i = 0; i < n; i++) {
+    s.name();
+    s.name();
+    const kind = s.byte();
+    if (kind === 0x00) {
+      s.uleb();
+      counts.funcs++;
+    } else if (kind === 0x01) {
+      skipValType(s);
+      skipLimits(s);
+    } else if (kind === 0x02) {
+      skipLimits(s);
+      counts.memories++;
+    } else if (kind === 0x03) {
+      skipValType(s);
+      s.byte();
+      counts.globals++;
+    } else if (kind === 0x04) {
+      s.byte();
+      s.uleb();
+    } else throw new RangeError('unknown import kind');
+  }
+  return counts;
+}
+
+function rewrite(image: Uint8Array): ExposeResult {
+  const sections = sectionsOf(image);
+  if (!sections) return { bytes: image, changed: false };
+  const imports = importCounts(image, sections.find((x) => x.id === 2));
+  const mutableGlobals: number[] = []; // indices in the global index space
+  let definedMemories = 0;
+  const exported = { global: new Set<number>(), memory: new Set<number>() };
+  let exportEntries: Array<{ name: string; kind: number; index: number }> = [];
+  let exportSection = -1;
+
+  for (let k = 0; k < sections.length; k++) {
+    const { id, contentStart, end } = sections[k]!;
     const s = new Reader(image.subarray(0, end), contentStart);
-    if (id === 2) {
-      const n = s.uleb();
-      for (let i = 0; i < n; i++) {
-        s.name();
-        s.name();
-        const kind = s.byte();
-        if (kind === 0x00) s.uleb();
-        else if (kind === 0x01) {
-          skipValType(s);
-          skipLimits(s);
-        } else if (kind === 0x02) {
-          skipLimits(s);
-          importedMemories++;
-        } else if (kind === 0x03) {
-          skipValType(s);
-          s.byte();
-          importedGlobals++;
-        } else if (kind === 0x04) {
-          s.byte();
-          s.uleb();
-        } else throw new RangeError('unknown import kind');
-      }
-    } else if (id === 5) {
+    if (id === 5) {
       definedMemories = s.uleb();
     } else if (id === 6) {
       const n = s.uleb();
@@ -179,10 +205,10 @@ function rewrite(image: Uint8Array): ExposeResult {
         skipValType(s);
         const mut = s.byte();
         skipConstExpr(s);
-        if (mut === 1) mutableGlobals.push(importedGlobals + i);
+        if (mut === 1) mutableGlobals.push(imports.globals + i);
       }
     } else if (id === 7) {
-      exportSection = sections.length - 1;
+      exportSection = k;
       const n = s.uleb();
       exportEntries = [];
       for (let i = 0; i < n; i++) {
@@ -194,11 +220,10 @@ function rewrite(image: Uint8Array): ExposeResult {
         if (kind === 2) exported.memory.add(index);
       }
     }
-    r.pos = end;
   }
 
   const added: Array<{ name: string; kind: number; index: number }> = [];
-  for (let m = 0; m < importedMemories + definedMemories; m++) {
+  for (let m = 0; m < imports.memories + definedMemories; m++) {
     if (!exported.memory.has(m)) added.push({ name: `${INTERNAL_EXPORT_PREFIX}memory:${m}`, kind: 2, index: m });
   }
   for (const g of mutableGlobals) {

@@ -58,7 +58,7 @@ function usesLegacyExceptions(err: unknown): boolean {
  * image on disk as `<sha256>.exnref.wasm`).
  */
 export async function loadImage(image: Uint8Array, opts: LoadImageOptions = {}): Promise<WasmModule> {
-  const key = `${imageHash(image).toString('hex')}-${opts.fuel ? 1 : 0}-${opts.spectreMitigation === false ? 1 : 0}`;
+  const key = `${imageHash(image).toString('hex')}-${opts.fuel ? 1 : 0}-${opts.spectreMitigation === false ? 1 : 0}-${opts.interruptible === false ? 1 : 0}`;
   const hit = loaded.get(key);
   if (hit && !hit.disposed) return hit;
   let module: WasmModule;

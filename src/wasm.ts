@@ -8,17 +8,92 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AoError, WasmError, badArg } from './errors';
-import { native, type NativeExternDesc, type NativeFuncType, type NativeWasmInstance, type NativeWasmModule } from './native';
+import { DEFAULT_TIME_LIMIT_MS } from './limits';
+import {
+  native,
+  type NativeExternDesc,
+  type NativeFuncType,
+  type NativeInstanceOptions,
+  type NativeWasmInstance,
+  type NativeWasmModule,
+} from './native';
 import { INTERNAL_EXPORT_PREFIX, exposeInternals } from './wasm-binary';
+import { scanCode } from './wasm-code';
 
 export type WasmValue = number | bigint;
 export type { NativeFuncType as FuncType, NativeExternDesc as ExternDesc };
+
+/** Default cap on each memory that declares no maximum of its own: 4 GiB. */
+export const DEFAULT_MAX_MEMORY_BYTES = 4 * 1024 ** 3;
+/** Default cap on the elements of each table (a declared maximum applies as well). */
+export const DEFAULT_MAX_TABLE_ELEMENTS = 10_000_000;
+/** Compile limits: what `WasmModule.compile` accepts by default (costs measured in docs/wasm.md). */
+export const DEFAULT_COMPILE_LIMITS: Readonly<Required<CompileLimits>> = Object.freeze({
+  maxFunctionBytes: 1 << 20,
+  maxNestingDepth: 10_000,
+  maxLoopsSquared: 16_000_000,
+  maxBranchesSquared: 160_000_000,
+});
+
+/**
+ * Bounds on what compiling may cost, checked on the image before compiling (a few ms for an AOS
+ * image). Over a limit, `compile` throws a `WasmError` with code `ERR_WASM_TOO_LARGE`. Each takes
+ * `Infinity` to turn it off.
+ */
+export interface CompileLimits {
+  /** Largest function body in bytes (default 1 MiB; Wasmtime's own limit is 7,654,321). */
+  maxFunctionBytes?: number;
+  /** Most blocks open at once in a function (default 10,000). */
+  maxNestingDepth?: number;
+  /**
+   * Sum over the functions of the square of their number of loops (default 16 million: one
+   * function of 4,000 loops, or 1,600 functions of 100): compile time grows with it.
+   */
+  maxLoopsSquared?: number;
+  /**
+   * With `fuel: true` only: sum over the functions of the square of their number of conditional
+   * branches and loops, which fuel metering instruments (default 160 million: one function of
+   * 12,649, or AOS's 0.3 million many times over).
+   */
+  maxBranchesSquared?: number;
+}
+
+/** The compile limits of `opts`, validated, defaults filled in. */
+function compileLimits(opts: CompileOptions | undefined): Required<CompileLimits> {
+  const limit = (k: keyof CompileLimits): number =>
+    opts?.[k] === undefined ? DEFAULT_COMPILE_LIMITS[k] : capOption(opts[k], k, 'WasmModule.compile');
+  return {
+    maxFunctionBytes: limit('maxFunctionBytes'),
+    maxNestingDepth: limit('maxNestingDepth'),
+    maxLoopsSquared: limit('maxLoopsSquared'),
+    maxBranchesSquared: limit('maxBranchesSquared'),
+  };
+}
+
+/** Throws `ERR_WASM_TOO_LARGE` when `image` is over one of `limits` (branches only when `metered`). */
+function checkCompileLimits(image: Uint8Array, limits: Required<CompileLimits>, metered: boolean): void {
+  const over = (what: string, option: keyof CompileLimits): never => {
+    throw new WasmError(`${what}, over the compile limit of ${limits[option]} (compile option ${option})`, { code: 'ERR_WASM_TOO_LARGE' });
+  };
+  let loops2 = 0;
+  let branches2 = 0;
+  for (const f of scanCode(image)) {
+    if (f.size > limits.maxFunctionBytes) over(`function ${f.index} has a body of ${f.size} bytes`, 'maxFunctionBytes');
+    if (f.depth > limits.maxNestingDepth) over(`function ${f.index} nests ${f.depth} blocks`, 'maxNestingDepth');
+    loops2 += f.loops * f.loops;
+    branches2 += f.branches * f.branches;
+  }
+  if (loops2 > limits.maxLoopsSquared) over(`the sum over functions of their loops squared is ${loops2}`, 'maxLoopsSquared');
+  if (metered && branches2 > limits.maxBranchesSquared) {
+    over(`the sum over functions of their branches squared is ${branches2}`, 'maxBranchesSquared');
+  }
+}
 
 const MODULE_MAGIC = Buffer.from('HBMODULE');
 const MODULE_FORMAT = 2;
 const MODULE_HEADER = 8 + 4 + 4 + 32; // magic, format, engine flags, image hash
 
-export interface CompileOptions {
+export interface CompileOptions extends CompileLimits {
   /** Use the in-memory module cache (default true): the same image is never compiled twice. */
   cache?: boolean;
   /** Also keep compiled code in this directory (`<sha256>-<profile>-wasmtime-<version>.cwasm`). */
@@ -34,14 +109,26 @@ export interface CompileOptions {
    * hardening: only for guests you trust not to attack the host process.
    */
   spectreMitigation?: boolean;
+  /**
+   * Compile Wasmtime's epoch checks in, which wall-clock time limits need (default true). `false`
+   * is an explicit opt-out of every time limit for this module's instances (their `timeLimit` is
+   * then `Infinity`, and a finite one is refused) for about 10% of speed on AOS (docs/wasm.md):
+   * only with another bound on the guest, such as fuel.
+   */
+  interruptible?: boolean;
 }
-const COMPILE_OPTIONS = new Set(['cache', 'cacheDir', 'fuel', 'spectreMitigation']);
+const COMPILE_OPTIONS = new Set(['cache', 'cacheDir', 'fuel', 'spectreMitigation', 'interruptible', 'maxFunctionBytes', 'maxNestingDepth', 'maxLoopsSquared', 'maxBranchesSquared']);
 
 /** Engine profile bits (native/wasm_engine.h EngineFlags). */
 const ENGINE_FUEL = 1;
 const ENGINE_NO_SPECTRE = 2;
+const ENGINE_NO_EPOCH = 4;
 function engineFlags(opts: CompileOptions | undefined): number {
-  return (opts?.fuel ? ENGINE_FUEL : 0) | (opts?.spectreMitigation === false ? ENGINE_NO_SPECTRE : 0);
+  return (
+    (opts?.fuel ? ENGINE_FUEL : 0) |
+    (opts?.spectreMitigation === false ? ENGINE_NO_SPECTRE : 0) |
+    (opts?.interruptible === false ? ENGINE_NO_EPOCH : 0)
+  );
 }
 
 function checkOptions(opts: object | undefined, allowed: Set<string>, where: string): void {
@@ -50,6 +137,21 @@ function checkOptions(opts: object | undefined, allowed: Set<string>, where: str
   for (const k of Object.keys(opts)) {
     if (!allowed.has(k)) throw badArg(`${where}: unknown option '${k}' (allowed: ${[...allowed].join(', ')})`);
   }
+}
+
+/** A cap option: a non-negative integer, or `Infinity` (positive integers only when `positive`). */
+function capOption(value: unknown, name: string, where: string, positive = false): number {
+  const ok = value === Infinity || (typeof value === 'number' && Number.isSafeInteger(value) && value >= (positive ? 1 : 0));
+  if (!ok) throw badArg(`${where}: ${name} must be a ${positive ? 'positive' : 'non-negative'} integer or Infinity`);
+  return value as number;
+}
+
+/** A time limit option: a positive number of milliseconds, or `Infinity`. */
+function timeLimitOption(value: unknown, where: string): number {
+  if (typeof value !== 'number' || !(value > 0)) {
+    throw badArg(`${where}: timeLimit must be a positive number of milliseconds, or Infinity`);
+  }
+  return value;
 }
 
 function asBytes(bytes: unknown, where: string): Uint8Array {
@@ -72,6 +174,8 @@ export class WasmModule {
   readonly hash: Buffer;
   /** Whether fuel metering is compiled in (see `CompileOptions.fuel`). */
   readonly metered: boolean;
+  /** Whether epoch checks are compiled in, so that instances can have a time limit (`CompileOptions.interruptible`). */
+  readonly interruptible: boolean;
   readonly #flags: number;
   /** The module's imports, in order, with their types. */
   readonly imports: readonly NativeExternDesc[];
@@ -84,6 +188,7 @@ export class WasmModule {
     this.hash = hash;
     this.#flags = flags;
     this.metered = (flags & ENGINE_FUEL) !== 0;
+    this.interruptible = (flags & ENGINE_NO_EPOCH) === 0;
     this.imports = Object.freeze(handle.imports());
     this.exports = Object.freeze(handle.exports().filter((e) => !e.name.startsWith(INTERNAL_EXPORT_PREFIX)));
   }
@@ -95,6 +200,7 @@ export class WasmModule {
    */
   static compile(bytes: Uint8Array, opts?: CompileOptions): WasmModule {
     checkOptions(opts, COMPILE_OPTIONS, 'WasmModule.compile');
+    const limits = compileLimits(opts);
     const image = asBytes(bytes, 'WasmModule.compile');
     const hash = imageHash(image);
     const flags = engineFlags(opts);
@@ -114,6 +220,7 @@ export class WasmModule {
       }
     }
     if (!mod) {
+      checkCompileLimits(image, limits, Boolean(opts?.fuel));
       mod = new WasmModule(native.WasmModule.compile(exposeInternals(image).bytes, flags), hash, flags);
       if (file) writeAtomic(file, mod.serialize());
     }
@@ -192,19 +299,49 @@ export type WasmImports = Record<string, Record<string, (...args: WasmValue[]) =
 
 export interface InstanceOptions {
   /**
-   * Fuel budget for each outermost call; exceeding it throws a `LimitError` (limit `fuel`). Needs
-   * a module compiled with `{ fuel: true }`.
+   * Wall-clock time limit in milliseconds of instantiation (the start function included) and of
+   * each outermost call (default `DEFAULT_TIME_LIMIT_MS`, 10 s; `Infinity`: none). Time spent in
+   * host imports counts. Exceeding it throws a `LimitError` (limit `time`, trapCode `interrupt`).
+   * Machine-dependent: for a deterministic bound use `fuel`.
+   */
+  timeLimit?: number;
+  /**
+   * Fuel budget for instantiation (the start function) and for each outermost call; exceeding it
+   * throws a `LimitError` (limit `fuel`). Needs a module compiled with `{ fuel: true }`.
    */
   fuel?: number | bigint;
-  /** Cap on each memory's size in bytes; `memory.grow` beyond it fails (returns -1 in the guest). */
+  /**
+   * Cap on each memory's size in bytes (default: the memory's declared maximum, or
+   * `DEFAULT_MAX_MEMORY_BYTES`, 4 GiB, when it declares none; `Infinity`: only the declared
+   * maximum). A `memory.grow` beyond it returns -1 to the guest; a call that then traps, or an
+   * instantiation that needs more, throws a `LimitError` (limit `memory`).
+   */
   maxMemoryBytes?: number;
+  /**
+   * Cap on each table's elements (default `DEFAULT_MAX_TABLE_ELEMENTS`, 10 million; a declared
+   * maximum applies as well). Refusals behave as for memory.
+   */
+  maxTableElements?: number;
   /**
    * Function imports missing from `imports`: `'error'` (default) refuses to instantiate with a
    * `WasmError`; `'trap'` links a stub that traps with the import's name if the guest calls it.
    */
   missingImports?: 'error' | 'trap';
 }
-const INSTANCE_OPTIONS = new Set(['fuel', 'maxMemoryBytes', 'missingImports']);
+const INSTANCE_OPTIONS = new Set(['timeLimit', 'fuel', 'maxMemoryBytes', 'maxTableElements', 'missingImports']);
+
+/** Options of one call. */
+export interface CallOptions {
+  /** Wall-clock time limit of this call in milliseconds (default: the instance's `timeLimit`). Ignored for a call made from inside another call (a host import), which shares the outermost call's deadline. */
+  timeLimit?: number;
+}
+const CALL_OPTIONS = new Set(['timeLimit']);
+
+/** The time limit of a call given options; `instanceLimit` when they name none. */
+function callTimeLimit(opts: CallOptions, where: string, instanceLimit: number): number {
+  checkOptions(opts, CALL_OPTIONS, where);
+  return opts.timeLimit === undefined ? instanceLimit : timeLimitOption(opts.timeLimit, where);
+}
 
 /** Linear memory of an instance (its first exported memory). */
 export interface WasmMemory {
@@ -226,6 +363,7 @@ export class WasmInstance {
   readonly module: WasmModule;
   readonly memory: WasmMemory;
   readonly #index = new Map<string, number>();
+  readonly #timeLimit: number;
   #disposed = false;
 
   constructor(module: WasmModule, imports: WasmImports = {}, opts?: InstanceOptions) {
@@ -247,9 +385,18 @@ export class WasmInstance {
       }
       return fn as ((...args: Array<number | bigint>) => unknown) | undefined;
     });
-    const nopts: { fuel?: bigint; maxMemoryBytes?: number } = {};
+    this.#timeLimit =
+      opts?.timeLimit === undefined ? (module.interruptible ? DEFAULT_TIME_LIMIT_MS : Infinity) : timeLimitOption(opts.timeLimit, 'WasmInstance');
+    if (!module.interruptible && this.#timeLimit !== Infinity) {
+      throw badArg('WasmInstance: a timeLimit needs a module compiled with interruptible: true (the default)');
+    }
+    const nopts: NativeInstanceOptions = {
+      timeLimit: this.#timeLimit,
+      maxTableElements:
+        opts?.maxTableElements === undefined ? DEFAULT_MAX_TABLE_ELEMENTS : capOption(opts.maxTableElements, 'maxTableElements', 'WasmInstance'),
+    };
     if (opts?.fuel !== undefined) nopts.fuel = BigInt(opts.fuel);
-    if (opts?.maxMemoryBytes !== undefined) nopts.maxMemoryBytes = opts.maxMemoryBytes;
+    if (opts?.maxMemoryBytes !== undefined) nopts.maxMemoryBytes = capOption(opts.maxMemoryBytes, 'maxMemoryBytes', 'WasmInstance', true);
     this.#native = new native.WasmInstance(WasmModule.handleOf(module), fns, nopts);
     this.module = module;
     const mem = module.exports.find((e) => e.kind === 'memory') ?? module.imports.find((e) => e.kind === 'memory');
@@ -273,10 +420,11 @@ export class WasmInstance {
   /**
    * Calls an exported function. Arguments are converted to its signature (i64 takes bigint or a
    * safe integer; f32/f64 take any number); results come back as an array (i64 as bigint). A wrong
-   * name, arity or type is an `AoError` 400; a trap is a `WasmTrap` 500 with `trapCode` and
-   * `frames`; an exhausted fuel budget a `LimitError`.
+   * name, arity or type is an `AoError` 400 (a function with a type JS cannot carry, such as
+   * v128, a `WasmError` `ERR_WASM_TYPE`); a trap is a `WasmTrap` 500 with `trapCode` and `frames`;
+   * a limit reached (time, fuel, memory) a `LimitError`.
    */
-  call(name: string, args: readonly unknown[] = []): WasmValue[] {
+  call(name: string, args: readonly unknown[] = [], opts?: CallOptions): WasmValue[] {
     let idx = this.#index.get(name);
     if (idx === undefined) {
       idx = this.#native.exportIndex(name);
@@ -286,7 +434,7 @@ export class WasmInstance {
       this.#index.set(name, idx);
     }
     if (!Array.isArray(args)) throw badArg(`call(${name}): args must be an array`);
-    const r = this.#native.call(idx, ...args);
+    const r = opts === undefined ? this.#native.call(idx, ...args) : this.#native.callLimited(callTimeLimit(opts, 'call', this.#timeLimit), idx, ...args);
     return r === undefined ? [] : Array.isArray(r) ? r : [r];
   }
 
@@ -294,8 +442,9 @@ export class WasmInstance {
    * Calls element `index` of the module's (first exported) function table, as `call_indirect`
    * would: emscripten's `invoke_*` trampolines need it. Same conversions and errors as `call`.
    */
-  callTable(index: WasmValue, args: readonly unknown[] = []): WasmValue[] {
-    const r = this.#native.callTable(index, ...args);
+  callTable(index: WasmValue, args: readonly unknown[] = [], opts?: CallOptions): WasmValue[] {
+    const r =
+      opts === undefined ? this.#native.callTable(index, ...args) : this.#native.callTableLimited(callTimeLimit(opts, 'callTable', this.#timeLimit), index, ...args);
     return r === undefined ? [] : Array.isArray(r) ? r : [r];
   }
 
@@ -342,17 +491,20 @@ export class WasmInstance {
   }
 
   /**
-   * Captures every memory and mutable global into a versioned, checksummed blob tied to this
-   * module's image hash.
+   * Captures every memory and mutable global into a versioned blob tied to this module's image
+   * hash, checksummed over every byte (format in docs/wasm.md). Only between calls: from inside a
+   * call (a host import) it throws a busy `TypeError`. A module with a mutable reference-typed
+   * global cannot be snapshotted (`SnapshotError`).
    */
   snapshot(): Buffer {
     return this.#native.snapshot(this.module.hash, Buffer.allocUnsafe(this.#native.snapshotSize()));
   }
 
   /**
-   * Restores a snapshot taken from an instance of the same image. The blob is fully validated
-   * (magic, version, image, checksum, shapes) before anything is touched: a bad blob throws a
-   * `SnapshotError` and leaves the instance as it was.
+   * Restores a snapshot taken from an instance of the same image (format version 2, or 1 from
+   * earlier releases). The blob is fully validated (magic, version, flags, image, checksum, shapes)
+   * before anything is touched: a bad blob throws a `SnapshotError` and leaves the instance as it
+   * was. Only between calls: from inside a call (a host import) it throws a busy `TypeError`.
    */
   restore(snapshot: Uint8Array): void {
     this.#native.restore(asBytes(snapshot, 'WasmInstance.restore'), this.module.hash);

@@ -10,12 +10,12 @@ export interface ChildResult {
 }
 
 /** `code` runs as CommonJS with `addon` = the native binding (loaded like native.ts does). */
-export function runChild(code: string, nodeArgs: string[] = []): ChildResult {
+export function runChild(code: string, nodeArgs: string[] = [], timeoutMs = 120_000): ChildResult {
   const prelude =
     `const addon = require(${JSON.stringify(require.resolve('node-gyp-build'))})(${JSON.stringify(REPO_ROOT)});\n` +
     `class AoError extends Error { constructor(m, p = {}) { super(m); Object.assign(this, p); } }\n` +
     `addon.setErrorClasses({ AoError, WasmError: AoError, WasmTrap: AoError, LimitError: AoError, SnapshotError: AoError,` +
     ` LuaError: AoError, LuaSyntaxError: AoError, LuaRuntimeError: AoError, LuaMemoryError: AoError });\n`;
-  const r = spawnSync(process.execPath, [...nodeArgs, '-e', prelude + code], { encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, [...nodeArgs, '-e', prelude + code], { encoding: 'utf8', timeout: timeoutMs });
   return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }

@@ -5,6 +5,9 @@ import { runChild } from '../helpers/child';
 // fac(f64) -> f64, made from WAT by wabt (the same source as wasm-instance.test.ts).
 const FAC = `const fac = Buffer.from('AGFzbQEAAAABBgFgAXwBfAMCAQAHBwEDZmFjAAAKLgEsACAARAAAAAAAAPA/YwR8RAAAAAAAAPA/BSAAIABEAAAAAAAA8D+hEACiCws=', 'base64');`;
 
+// (module (func (export "spin") (loop (br 0)))), made by wabt.
+const SPIN = `const spin = Buffer.from('AGFzbQEAAAABBAFgAAADAgEABwgBBHNwaW4AAAoJAQcAA0AMAAsL', 'base64');`;
+
 describe('WasmModule and WasmInstance lifecycle', () => {
   it('frees instances collected by GC: RSS stays flat over many created and dropped', () => {
     const r = runChild(
@@ -81,5 +84,41 @@ describe('WasmModule and WasmInstance lifecycle', () => {
       `)}, { eval: true, workerData: { gyp, root: process.cwd(), fac: [...fac] } });
       w.once('message', async () => { await w.terminate(); console.log('terminated'); });`);
     expect(r).toMatchObject({ status: 0, stdout: 'terminated\n', stderr: '' });
+  });
+
+  it('exits on its own after calls with deadlines: the epoch ticker keeps nothing alive', () => {
+    const r = runChild(`${SPIN}
+      const i = new addon.WasmInstance(addon.WasmModule.compile(spin), [], { timeLimit: 20 });
+      try { i.call(0); } catch (e) { console.log(e.limit, e.message); }`);
+    expect(r).toMatchObject({ status: 0, signal: null, stdout: 'time call exceeded its time limit of 20 ms\n', stderr: '' });
+  });
+
+  it('terminates a worker in the middle of a call with a deadline: the call ends, then the ticker is joined', () => {
+    const r = runChild(`${SPIN}
+      const { Worker } = require('node:worker_threads');
+      const gyp = require.resolve('node-gyp-build', { paths: [process.cwd()] });
+      const src = ${JSON.stringify(`
+        const { parentPort, workerData } = require('node:worker_threads');
+        const addon = require(workerData.gyp)(workerData.root);
+        addon.setErrorClasses({ AoError: Error, LimitError: Error, WasmError: Error, WasmTrap: Error });
+        const i = new addon.WasmInstance(addon.WasmModule.compile(Buffer.from(workerData.spin)), [], { timeLimit: workerData.ms });
+        parentPort.postMessage('calling');
+        try { i.call(0); } catch (e) { parentPort.postMessage(e.message); }
+      `)};
+      const run = (ms, terminate) => new Promise((res, rej) => {
+        const w = new Worker(src, { eval: true, workerData: { gyp, root: process.cwd(), spin: [...spin], ms } });
+        const seen = [];
+        w.on('message', (m) => { seen.push(m); if (terminate && m === 'calling') w.terminate(); });
+        w.once('error', rej);
+        w.once('exit', (code) => res({ code, seen }));
+      });
+      (async () => {
+        const done = await run(20, false);
+        const cut = await run(300, true);
+        console.log(JSON.stringify({ done, cut: cut.seen[0] }));
+      })();`);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ done: { code: 0, seen: ['calling', 'call exceeded its time limit of 20 ms'] }, cut: 'calling' });
   });
 });

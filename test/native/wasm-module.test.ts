@@ -60,7 +60,7 @@ describe('WasmModule.compile()', () => {
 
   it('rejects misspelled options', () => {
     expect(() => WasmModule.compile(facBytes, { cach: true } as never)).toThrow(
-      "WasmModule.compile: unknown option 'cach' (allowed: cache, cacheDir, fuel, spectreMitigation)",
+      "WasmModule.compile: unknown option 'cach' (allowed: cache, cacheDir, fuel, spectreMitigation, interruptible, maxFunctionBytes, maxNestingDepth, maxLoopsSquared, maxBranchesSquared)",
     );
   });
 

@@ -1,0 +1,98 @@
+// WasmInstance, part 3: access to linear memory from the host.
+#include "wasm_instance.h"
+
+#include <cstring>
+
+#include "errors.h"
+#include "wasm_engine.h"
+
+namespace hbr {
+
+const WasmInstance::ExportMemory& WasmInstance::Memory(Napi::Env env) const {
+  CheckOpen(env);
+  if (memories_.empty()) {
+    throw MakeError(env, "AoError", "the module exports no memory",
+                    {{"status", Napi::Number::New(env, 400)}, {"code", Napi::String::New(env, "ERR_NO_MEMORY")}});
+  }
+  return memories_[0];
+}
+
+static Napi::Error OutOfBounds(Napi::Env env, const char* op, uint64_t ptr, uint64_t len, uint64_t size) {
+  return MakeError(env, "AoError",
+                   std::string(op) + " of " + std::to_string(len) + " bytes at " + std::to_string(ptr) +
+                       " is out of bounds (memory size " + std::to_string(size) + ")",
+                   {{"status", Napi::Number::New(env, 400)}, {"code", Napi::String::New(env, "ERR_OUT_OF_BOUNDS")}});
+}
+
+Napi::Value WasmInstance::HasMemory(const Napi::CallbackInfo& info) {
+  CheckOpen(info.Env());
+  return Napi::Boolean::New(info.Env(), !memories_.empty());
+}
+
+Napi::Value WasmInstance::MemorySize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ExportMemory& m = Memory(env);
+  return Napi::BigInt::New(env, static_cast<uint64_t>(wasmtime_memory_data_size(Ctx(), &m.memory)));
+}
+
+Napi::Value WasmInstance::MemoryGrow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ExportMemory& m = Memory(env);
+  uint64_t delta = ToOffset(env, info[0], "pages");
+  uint64_t prev = 0;
+  const uint64_t refused = limits_.refused;
+  wasmtime_error_t* error = wasmtime_memory_grow(Ctx(), &m.memory, delta, &prev);
+  if (error != nullptr) {
+    std::string text = "memory.grow(" + std::to_string(delta) + ") failed: " + TakeErrorMessage(error);
+    if (limits_.refused != refused) {
+      throw MakeError(env, "LimitError", text + " (" + RefusedGrowth() + ")", {{"limit", Napi::String::New(env, "memory")}});
+    }
+    throw MakeError(env, "AoError", text,
+                    {{"status", Napi::Number::New(env, 400)}, {"code", Napi::String::New(env, "ERR_MEMORY_GROW")}});
+  }
+  return Napi::BigInt::New(env, prev);
+}
+
+Napi::Value WasmInstance::MemoryRead(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ExportMemory& m = Memory(env);
+  uint64_t ptr = ToOffset(env, info[0], "ptr");
+  uint64_t len = ToOffset(env, info[1], "len");
+  wasmtime_context_t* ctx = Ctx();
+  uint64_t size = wasmtime_memory_data_size(ctx, &m.memory);  // current size: it changes after grow
+  if (ptr > size || len > size - ptr) throw OutOfBounds(env, "read", ptr, len, size);
+  return Napi::Buffer<uint8_t>::Copy(env, wasmtime_memory_data(ctx, &m.memory) + ptr, len);
+}
+
+Napi::Value WasmInstance::MemoryWrite(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ExportMemory& m = Memory(env);
+  uint64_t ptr = ToOffset(env, info[0], "ptr");
+  if (!info[1].IsTypedArray()) throw InvalidArg(env, "write(ptr, bytes): bytes must be a Uint8Array");
+  Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
+  const uint8_t* src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  uint64_t len = ta.ByteLength();
+  wasmtime_context_t* ctx = Ctx();
+  uint64_t size = wasmtime_memory_data_size(ctx, &m.memory);
+  if (ptr > size || len > size - ptr) throw OutOfBounds(env, "write", ptr, len, size);
+  std::memcpy(wasmtime_memory_data(ctx, &m.memory) + ptr, src, len);
+  return env.Undefined();
+}
+
+Napi::Value WasmInstance::ReadCString(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ExportMemory& m = Memory(env);
+  uint64_t ptr = ToOffset(env, info[0], "ptr");
+  wasmtime_context_t* ctx = Ctx();
+  uint64_t size = wasmtime_memory_data_size(ctx, &m.memory);
+  if (ptr >= size) throw OutOfBounds(env, "string read", ptr, 1, size);
+  const uint8_t* base = wasmtime_memory_data(ctx, &m.memory) + ptr;
+  const void* nul = std::memchr(base, 0, size - ptr);
+  if (nul == nullptr) {
+    throw MakeError(env, "AoError", "string at " + std::to_string(ptr) + " has no NUL terminator before the end of memory",
+                    {{"status", Napi::Number::New(env, 400)}, {"code", Napi::String::New(env, "ERR_OUT_OF_BOUNDS")}});
+  }
+  return Napi::Buffer<uint8_t>::Copy(env, base, static_cast<const uint8_t*>(nul) - base);
+}
+
+}  // namespace hbr
