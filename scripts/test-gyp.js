@@ -31,6 +31,10 @@ async function main() {
     fs.copyFileSync(src, path.join(work, f));
   }
   fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(work, 'node_modules'), 'dir');
+  // The compiled TypeScript (lib/, untracked) too: suites that spawn children require lib/index.js,
+  // and a copy (not a symlink) makes node-gyp-build resolve this copy's build/Release.
+  if (!fs.existsSync(path.join(ROOT, 'lib', 'index.js'))) throw new Error('lib/ is not built: run `npm run build:ts` first');
+  fs.cpSync(path.join(ROOT, 'lib'), path.join(work, 'lib'), { recursive: true });
   log(`gyp lane: node-gyp rebuild in ${work} with Node ${execFileSync(node, ['--version'], { encoding: 'utf8' }).trim()} headers`);
   const env = {
     ...process.env,
