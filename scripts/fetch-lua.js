@@ -206,7 +206,11 @@ function meteredLvm(src) {
 // snapshot; the sandbox's setmetatable refuses __gc) run with debug hooks on, so under the
 // instruction budget (Lua turns hooks off there); their errors are dropped as in Lua 5.4 instead of
 // being raised from whatever allocation ran the collector (which may be outside any protected
-// call); and the meter's `finalizing` count lets the addon refuse host functions meanwhile.
+// call), and, as in Lua 5.4, the error object luaD_pcall leaves is popped: left there, every failed
+// finalizer raised the stack top by one under the C function that triggered the collection, which
+// then read a wrong slot (a finalizer fails with "C stack overflow" when the collection runs deep
+// in an error handler's recursion: issue #14's xpcall segfault); and the meter's `finalizing`
+// count lets the addon refuse host functions meanwhile.
 function budgetedFinalizers(src) {
   const f = 'lgc.c';
   src = includeMeter(src, f);
@@ -216,7 +220,8 @@ function budgetedFinalizers(src) {
     '    hb_meter_of(L)->finalizing++;\n    status = luaD_pcall(L, dothecall, NULL, savestack(L, L->top - 2), 0);\n' +
       '    hb_meter_of(L)->finalizing--;\n');
   src = patch(src, f, '    if (status != LUA_OK && propagateerrors) {  /* error while running __gc? */\n',
-    '    (void)propagateerrors;  /* hb-runtimes: finalizer errors are dropped */\n    if (status != LUA_OK && 0) {  /* error while running __gc? */\n');
+    '    (void)propagateerrors;  /* hb-runtimes: finalizer errors are dropped (their error object popped) */\n' +
+      '    if (status != LUA_OK) L->top--;\n    if (status != LUA_OK && 0) {  /* error while running __gc? */\n');
   return src;
 }
 
