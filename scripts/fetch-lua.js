@@ -73,6 +73,11 @@ typedef struct hb_meter {
    raises the limit error (so it is called only where a Lua error may be raised). */
 void hb_meter_settle(lua_State *L);
 
+/* Implemented by the addon, called by lua_resume: the coroutine L takes the count hook of the
+   thread that resumes it (Lua copies hooks only when a thread is created), so that limits that
+   begin with a call also reach coroutines created before it or restored from a snapshot. */
+void hb_resume_hook(lua_State *L, lua_State *from);
+
 /* The meter of the VM whose call runs on this thread (NULL outside calls), for code without a
    lua_State: HB_DEFER only lowers the credit; the next HB_TICK or count hook settles it. */
 extern __thread hb_meter *hb_meter_current;
@@ -269,14 +274,18 @@ function meteredLtable(src) {
 }
 
 // ldo.c: a call with many arguments (f(table.unpack(t)), tail calls of vararg functions) and a
-// return of many results move every value: a step per 4 values beyond 64.
+// return of many results move every value: a step per 4 values beyond 64. lua_resume gives the
+// coroutine the count hook of the resuming thread (hb_resume_hook).
 function meteredLdo(src) {
   const f = 'ldo.c';
   src = includeMeter(src, f);
   src = patch(src, f, '      int n = cast_int(L->top - func) - 1;  /* number of real arguments */\n',
     '      int n = cast_int(L->top - func) - 1;  /* number of real arguments */\n      if (n > 64) HB_TICK(L, n >> 2);\n');
-  return patch(src, f, '  int wanted = ci->nresults;\n  if (L->hookmask & (LUA_MASKRET | LUA_MASKLINE)) {\n',
+  src = patch(src, f, '  int wanted = ci->nresults;\n  if (L->hookmask & (LUA_MASKRET | LUA_MASKLINE)) {\n',
     '  int wanted = ci->nresults;\n  if (nres > 64) HB_TICK(L, nres >> 2);\n  if (L->hookmask & (LUA_MASKRET | LUA_MASKLINE)) {\n');
+  // lua_resume: the coroutine ticks like the thread that resumes it (hb_resume_hook).
+  return patch(src, f, '  unsigned short oldnny = L->nny;  /* save "number of non-yieldable" calls */\n  lua_lock(L);\n',
+    '  unsigned short oldnny = L->nny;  /* save "number of non-yieldable" calls */\n  lua_lock(L);\n  hb_resume_hook(L, from);\n');
 }
 
 // ltablib.c: table.sort re-randomizes its pivot from clock() and time() when a partition comes out

@@ -105,12 +105,28 @@ export interface NativeLuaVMOptions {
   memoryLimit?: number;
   /** VM instructions per outermost call. */
   instructionLimit?: number;
+  /** Wall-clock limit of each outermost call in ms (Infinity: none; default 10 s). */
+  timeLimit?: number;
+  /** Where `print` writes: the VM's output buffer (default) or the process's stdout. */
+  print?: 'capture' | 'stdout';
+  /** Bytes of `print` output kept per outermost call (default 1 MiB). */
+  outputLimit?: number;
+  /** `os.time`/`os.date`/`os.clock`: fixed and UTC (default), or the real clock. */
+  clock?: 'fixed' | 'real';
 }
 
 /** One Lua 5.3 state (`lua_State`). Values cross as described in docs/lua-vm.md. */
 export interface NativeLuaVM {
   /** Compiles `code` (text only) as chunk `name` and runs it; returns its results. */
   load(code: string | Uint8Array, name: string): unknown[] | Buffer;
+  /** `load` with this call's time limit in ms (ignored inside another call). */
+  loadLimited(timeLimit: number, code: string | Uint8Array, name: string): unknown[] | Buffer;
+  /** `call` with this call's time limit in ms (ignored inside another call). */
+  callLimited(timeLimit: number, fn: string, ...args: unknown[]): unknown[] | Buffer;
+  /** `callPacked` with this call's time limit in ms (ignored inside another call). */
+  callPackedLimited(timeLimit: number, fn: string, buf: Uint8Array, len: number, nargs: number): unknown[] | number | Buffer;
+  /** The `print` output of the latest outermost call, and the bytes dropped past `outputLimit`. */
+  output(): [Buffer, number];
   /**
    * Calls the global function `fn` (or dotted path `a.b.f`, raw lookups) with the arguments; returns all
    * results, or (when one is a table) the results packed in a Buffer (see `lua-packed.ts`).
@@ -143,7 +159,7 @@ export interface NativeLuaVM {
 export interface NativeLuaVMCtor {
   new (options?: NativeLuaVMOptions): NativeLuaVM;
   /** A new VM from a snapshot; the blob is fully validated before anything is created. */
-  restore(snapshot: Uint8Array, options?: Pick<NativeLuaVMOptions, 'memoryLimit' | 'instructionLimit'>): NativeLuaVM;
+  restore(snapshot: Uint8Array, options?: Omit<NativeLuaVMOptions, 'libs'>): NativeLuaVM;
 }
 // ---- end LuaVM --------------------------------------------------------------------------------
 

@@ -653,7 +653,7 @@ describe('LuaVM lifecycle', () => {
     );
     expect(thrown(() => new LuaVM({ instructionLimit: 0 })).message).toBe('new LuaVM(): instructionLimit must be a positive integer, got 0');
     expect(thrown(() => LuaVM.restore(new LuaVM().snapshot(), { libs: [] } as never)).message).toBe(
-      "LuaVM.restore(): unknown option 'libs' (allowed: memoryLimit, instructionLimit)",
+      "LuaVM.restore(): unknown option 'libs' (allowed: memoryLimit, instructionLimit, timeLimit, print, outputLimit, clock)",
     );
   });
 
