@@ -412,8 +412,11 @@ const LuaNamedPointer* LuaVmPointers(size_t* n) {
 }
 
 int LuaHostTrampoline(lua_State* L) {
-  int n = VmOf(L)->InvokeHost(L);
+  LuaVM* vm = VmOf(L);
+  int n = vm->InvokeHost(L);
   if (n < 0) return lua_error(L);
+  // A host function that returns past the deadline (or after the budget ran out) ends the call.
+  if (vm->budget().deadline_ns != UINT64_MAX && !Charge(vm, 0) && vm->InCall()) RaiseLimit(L);
   return n;
 }
 
