@@ -58,6 +58,10 @@ struct LuaRestoreCtx {
   const LuaSnapshotPrefix* pre;
   const int* host_slots;  // host path index -> slot of the restored VM
   int aux_size;           // the restored aux table needs at least this many array slots
+  // The reader's scratch (malloc'd by the trampoline, freed by the caller after the protected call,
+  // whatever its outcome): the host's memory, outside the state's memoryLimit.
+  void* objs_mem = nullptr;
+  void* scratch_mem = nullptr;
 };
 
 // lua_CFunction; argument 1: light userdata LuaRestoreCtx*. Builds the snapshot's objects in the

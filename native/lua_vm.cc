@@ -1216,6 +1216,8 @@ Napi::Value LuaVM::Restore(const Napi::CallbackInfo& info) {
   LuaRestoreCtx ctx{&pre, slots.data(), kAuxSize};
   lua_State* L = vm->L_;
   int st = lua_checkstack(L, 8) ? vm->Protected(L, LuaRestoreTrampoline, &ctx) : LUA_ERRMEM;
+  std::free(ctx.objs_mem);
+  std::free(ctx.scratch_mem);
   if (st != LUA_OK) {
     std::string msg = LuaString(L, -1);
     bool mem = st == LUA_ERRMEM || vm->alloc_.refused;
