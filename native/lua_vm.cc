@@ -558,6 +558,7 @@ void LuaVM::Init(Napi::Env env, Napi::Object exports, Addon* addon) {
                       InstanceMethod<&LuaVM::MemoryUsed>("memoryUsed"),
                       InstanceMethod<&LuaVM::Dispose>("dispose"),
                       StaticMethod<&LuaVM::Restore>("restore"),
+                      StaticMethod<&LuaVM::Check>("check"),
                   });
   addon->lua_vm_ctor = Napi::Persistent(ctor);
   exports.Set("LuaVM", ctor);
@@ -1180,6 +1181,16 @@ Napi::Value LuaVM::Snapshot(const Napi::CallbackInfo& info) {
   Napi::Value blob = SerializeLuaState(env, L_, aux_ref_, libs_, rng_, host_paths_);
   if (blob.IsUndefined()) throw MakeError(env, "LuaMemoryError", OutOfMemory("to snapshot the state", alloc_));
   return blob;
+}
+
+Napi::Value LuaVM::Check(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throw InvalidArg(env, "LuaVM.check(snapshot): snapshot must be a Uint8Array");
+  }
+  Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
+  ReadLuaSnapshot(env, bytes.Data(), bytes.ByteLength());
+  return env.Undefined();
 }
 
 Napi::Value LuaVM::Restore(const Napi::CallbackInfo& info) {

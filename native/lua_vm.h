@@ -136,6 +136,8 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
   Napi::Value GetOutput(const Napi::CallbackInfo& info);  // [text as a Buffer, dropped bytes]
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   static Napi::Value Restore(const Napi::CallbackInfo& info);
+  // check(bytes): the checks restore makes before creating anything (header, checksum, prefix).
+  static Napi::Value Check(const Napi::CallbackInfo& info);
 
   // Throws TypeError unless the VM is open and, with `idle`, not inside a call. (Methods cannot be
   // called on foreign objects: V8 checks the receiver against the class before calling them.)

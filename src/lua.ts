@@ -8,6 +8,7 @@
 import { badArg } from './errors';
 import { DEFAULT_TIME_LIMIT_MS } from './limits';
 import { acquireWriter, decodeBuffer, decodeValues, packedHost, packValue } from './lua-packed';
+import { seal, unseal } from './lua-trust';
 import { native, type NativeLuaVM, type NativeLuaVMOptions } from './native';
 
 /** Library names accepted by `libs`. */
@@ -60,7 +61,13 @@ export interface LuaVMOptions {
 }
 
 /** Options of a restored VM (its libraries come from the snapshot). */
-export type LuaRestoreOptions = Omit<LuaVMOptions, 'libs'>;
+export interface LuaRestoreOptions extends Omit<LuaVMOptions, 'libs'> {
+  /**
+   * Restore a snapshot that this node did not seal (another node's, or an unsealed one). Its
+   * bytecode is then run unverified: only for snapshots whose origin you trust (docs/lua-vm.md, "Trust").
+   */
+  trusted?: boolean;
+}
 
 /** Options of one `load`/`call`. */
 export interface LuaCallOptions {
@@ -76,7 +83,8 @@ export type LuaValue = null | boolean | number | bigint | string | Uint8Array | 
 export type LuaHostFunction = (...args: any[]) => unknown;
 
 const VM_OPTIONS = ['libs', 'memoryLimit', 'instructionLimit', 'timeLimit', 'print', 'outputLimit', 'clock'] as const;
-const RESTORE_OPTIONS = ['memoryLimit', 'instructionLimit', 'timeLimit', 'print', 'outputLimit', 'clock'] as const;
+const COMMON_OPTIONS = ['memoryLimit', 'instructionLimit', 'timeLimit', 'print', 'outputLimit', 'clock'] as const;
+const RESTORE_OPTIONS = [...COMMON_OPTIONS, 'trusted'] as const;
 const CALL_OPTIONS = ['timeLimit'] as const;
 const PATH = /^[^.]+(\.[^.]+)*$/;
 
@@ -119,7 +127,7 @@ function checkChoice<T extends string>(v: unknown, name: string, choices: readon
 }
 
 /** The options every VM has (constructor and restore). */
-function commonOptions(o: Partial<Record<(typeof RESTORE_OPTIONS)[number], unknown>>, where: string): NativeLuaVMOptions {
+function commonOptions(o: Partial<Record<(typeof COMMON_OPTIONS)[number], unknown>>, where: string): NativeLuaVMOptions {
   const out: NativeLuaVMOptions = {};
   const memoryLimit = checkLimit(o.memoryLimit, 'memoryLimit', where);
   const instructionLimit = checkLimit(o.instructionLimit, 'instructionLimit', where);
@@ -276,20 +284,27 @@ export class LuaVM {
     return this.#h.memoryUsed();
   }
 
-  /** A snapshot (format v2, see docs/lua-vm.md) of the whole state; not allowed during a call. */
+  /**
+   * A snapshot (format v2, see docs/lua-vm.md) of the whole state, sealed under this node's key
+   * (docs/lua-vm.md, "Trust"); not allowed during a call.
+   */
   snapshot(): Buffer {
-    return this.#h.snapshot();
+    return seal(this.#h.snapshot());
   }
 
   /**
-   * A new VM from `snapshot()` bytes. The blob is validated (magic, version, word size, length,
-   * checksum) before anything is created; any problem throws `SnapshotError`. Host functions are
+   * A new VM from `snapshot()` bytes. The seal is checked (a snapshot this node did not seal is
+   * refused with `SnapshotError` 403 `ERR_SNAPSHOT_UNTRUSTED` unless `trusted: true`), then the blob
+   * is validated (magic, version, word size, length, checksum) before anything is created; any
+   * problem throws `SnapshotError`. Host functions are
    * restored by path and must be registered again with `setGlobalFunction`.
    */
   static restore(snapshot: Uint8Array, opts?: LuaRestoreOptions): LuaVM {
     if (!(snapshot instanceof Uint8Array)) throw badArg('LuaVM.restore(snapshot): snapshot must be a Uint8Array');
     const o = checkOptions(opts, RESTORE_OPTIONS, 'LuaVM.restore()');
-    adopting = native.LuaVM.restore(snapshot, commonOptions(o, 'LuaVM.restore()'));
+    if (o.trusted !== undefined && typeof o.trusted !== 'boolean') throw badArg('LuaVM.restore(): trusted must be a boolean');
+    const limits = commonOptions(o, 'LuaVM.restore()');
+    adopting = native.LuaVM.restore(unseal(snapshot, o.trusted === true), limits);
     return new LuaVM();
   }
 

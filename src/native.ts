@@ -160,6 +160,8 @@ export interface NativeLuaVMCtor {
   new (options?: NativeLuaVMOptions): NativeLuaVM;
   /** A new VM from a snapshot; the blob is fully validated before anything is created. */
   restore(snapshot: Uint8Array, options?: Omit<NativeLuaVMOptions, 'libs'>): NativeLuaVM;
+  /** The checks `restore` makes before creating anything (header, checksum, prefix): throws a SnapshotError. */
+  check(snapshot: Uint8Array): void;
 }
 // ---- end LuaVM --------------------------------------------------------------------------------
 
@@ -171,6 +173,8 @@ export interface NativeBinding {
   versions(): { wasmtime: string; lua: string; napi: number };
   /** XXH3-64 of the bytes. */
   checksum(bytes: Uint8Array): bigint;
+  /** The process-wide snapshot key: `candidate` becomes it if none is set yet, or when `replace`. */
+  snapshotKey(candidate: Uint8Array, replace?: boolean): Buffer;
 }
 
 function load(): NativeBinding {

@@ -5,6 +5,7 @@ import type { Message } from '../../src/ao';
 import { AoError, LimitError, LuaMemoryError, LuaRuntimeError, LuaSyntaxError, SnapshotError } from '../../src/errors';
 import { aosLuaProcess, DEFAULT_LUA_INSTRUCTION_LIMIT, DEFAULT_LUA_SANDBOX, lua, rsaCommitment } from '../../src/devices/lua';
 import { DEFAULT_TIME_LIMIT_MS } from '../../src/limits';
+import { SEAL_BYTES } from '../../src/lua-trust';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
 import { rejection } from '../helpers/thrown';
 
@@ -212,12 +213,26 @@ describe('lua@5.3a errors', () => {
   it('refuses an altered snapshot (checksum) without touching the message', async () => {
     const i = await lua.init(luaBase(MATH), {}, {});
     const body = Buffer.from((await lua.snapshot(i, {}, {})).body as Uint8Array);
-    body[body.length - 5] ^= 0xff;
+    body[body.length - SEAL_BYTES - 5] ^= 0xff;
     const bad = { ...luaBase(MATH), snapshot: { body } };
     const e = await rejection(lua.normalize(bad, {}, {}));
     expect(e).toBeInstanceOf(SnapshotError);
     expect(e.message).toContain('checksum mismatch');
     expect(bad.snapshot.body).toBe(body);
+  });
+
+  it('refuses a snapshot this node did not seal (403 ERR_SNAPSHOT_UNTRUSTED)', async () => {
+    const i = await lua.init(luaBase(MATH), {}, {});
+    const sealed = Buffer.from((await lua.snapshot(i, {}, {})).body as Uint8Array);
+    expect(await resolve(await lua.normalize({ ...luaBase(MATH), snapshot: { body: sealed } }, {}, {}), { path: 'add', parameters: [2, 3] })).toBe(5);
+    const forged = Buffer.from(sealed);
+    forged[forged.length - SEAL_BYTES] ^= 1; // the tag
+    const e = await rejection(lua.normalize({ ...luaBase(MATH), snapshot: { body: forged } }, {}, {}));
+    expect(e).toBeInstanceOf(SnapshotError);
+    expect(e).toMatchObject({ status: 403, code: 'ERR_SNAPSHOT_UNTRUSTED' });
+    const bare = sealed.subarray(0, sealed.length - SEAL_BYTES);
+    const e2 = await rejection(lua.normalize({ ...luaBase(MATH), snapshot: { body: bare } }, {}, {}));
+    expect(e2).toMatchObject({ status: 403, code: 'ERR_SNAPSHOT_UNTRUSTED' });
   });
 
   it('rejects bad limits', async () => {
