@@ -482,15 +482,19 @@ describe('memory errors inside xpcall message handlers (issue #14)', () => {
     const lib = JSON.stringify(path.join(REPO_ROOT, 'lib', 'index.js'));
     const r = runChild(
       `const hb = require(${lib});
-      const base = { device: 'lua@5.3a', 'memory-limit': 64 << 20,
+      const base = { device: 'lua@5.3a', 'memory-limit': 64 << 20, 'instruction-limit': 1e12,
         module: { 'content-type': 'application/lua', name: 'm.lua', body: ${JSON.stringify(`function bomb() ${LOOP} end function two() return 2 end`)} } };
       (async () => {
         const b = await hb.lua.init(base, {}, {});
         const out = [await hb.resolve(b, 'bomb'), await hb.resolve(b, 'two')];
+        // Under the default step budget the refusals' emergency collections spend it first.
+        const d = await hb.lua.init({ ...base, 'instruction-limit': undefined }, {}, {});
+        await hb.resolve(d, 'bomb').catch((e) => out.push(e.code));
+        out.push(await hb.resolve(d, 'two'));
         console.log(JSON.stringify(out));
       })().catch((e) => { console.log('failed', e.message); });`,
     );
     expect(r).toMatchObject({ signal: null, status: 0, stderr: '' });
-    expect(JSON.parse(r.stdout)).toEqual(['error in error handling', 2]);
+    expect(JSON.parse(r.stdout)).toEqual(['error in error handling', 2, 'ERR_LIMIT_STEPS', 2]);
   });
 });
