@@ -91,6 +91,14 @@ describe('the instruction budget inside C library functions', () => {
     expectLimit(vm, "while true do coroutine.resume(coroutine.create(function() string.rep('x', 1e8) end)) end");
   });
 
+  it('reaches coroutines created before the limit applied, or restored from a snapshot taken without one', () => {
+    const free = new LuaVM({ timeLimit: Infinity });
+    free.load('co = coroutine.wrap(function() coroutine.yield(1) local n = 0 while true do n = n + 1 end end) co()', 'm');
+    const restored = LuaVM.restore(free.snapshot(), { instructionLimit: LIMIT });
+    restored.load('function add(a, b) return a + b end', 'helpers');
+    expectLimit(restored, 'co()');
+  });
+
   it('skips xpcall message handlers once a C loop spent the budget', () => {
     const vm = vmWith({ instructionLimit: LIMIT });
     expectLimit(vm, "xpcall(string.rep, function() while true do end end, 'x', 1e8) return 'escaped'");
