@@ -22,7 +22,9 @@ const TAG_BYTES = 32;
 export const SEAL_BYTES = TAG_BYTES + MARK.length;
 const MIN_KEY_BYTES = 16;
 
-let key: Buffer | undefined;
+// This thread's proposal for the process key (used if no thread has set one yet). The key itself
+// is read from the addon each time, so a key set on another thread applies here too.
+let candidate: Buffer | undefined;
 
 function envKey(): Buffer | undefined {
   const hex = process.env.HB_RUNTIMES_SNAPSHOT_KEY;
@@ -34,11 +36,8 @@ function envKey(): Buffer | undefined {
 }
 
 function nodeKey(): Buffer {
-  if (key === undefined) {
-    const fromEnv = envKey();
-    key = native.snapshotKey(fromEnv ?? randomBytes(32), fromEnv !== undefined);
-  }
-  return key;
+  candidate ??= envKey() ?? randomBytes(32);
+  return native.snapshotKey(candidate);
 }
 
 /**
@@ -47,7 +46,7 @@ function nodeKey(): Buffer {
  */
 export function setLuaSnapshotKey(k: Uint8Array): void {
   if (!(k instanceof Uint8Array) || k.length < MIN_KEY_BYTES) throw badArg(`setLuaSnapshotKey(key): key must be a Uint8Array of at least ${MIN_KEY_BYTES} bytes`);
-  key = native.snapshotKey(Uint8Array.from(k), true);
+  native.snapshotKey(Uint8Array.from(k), true);
 }
 
 function tagOf(body: Uint8Array): Buffer {
