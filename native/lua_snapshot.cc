@@ -1817,7 +1817,7 @@ int LuaRestoreTrampoline(lua_State* L) {
 }
 
 Napi::Value SerializeLuaState(Napi::Env env, lua_State* L, int aux_ref, uint16_t libs, const uint64_t rng[4],
-                              const std::vector<std::string>& host_paths) {
+                              const std::vector<std::string>& host_paths, size_t spare) {
   // The scratch (object ids, the output being built) is the host's memory, not the guest's: it
   // does not count against memoryLimit, so a state near its limit can still be snapshotted.
   LAlloc<uint8_t> a(HostAlloc, nullptr);
@@ -1847,7 +1847,10 @@ Napi::Value SerializeLuaState(Napi::Env env, lua_State* L, int aux_ref, uint16_t
       PutBytes(pre, cn.name.data(), cn.name.size());
     }
     size_t plen = pre.size() + s.out().size();
-    Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, kLuaSnapshotHeaderSize + plen);
+    // `spare` zero bytes after the snapshot: room for the seal (src/lua-trust.ts), so that sealing
+    // does not copy the snapshot.
+    Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, kLuaSnapshotHeaderSize + plen + spare);
+    if (spare > 0) std::memset(buf.Data() + kLuaSnapshotHeaderSize + plen, 0, spare);
     uint8_t* o = buf.Data();
     std::memcpy(o, kMagic, 6);
     for (int i = 0; i < 4; i++) o[6 + i] = static_cast<uint8_t>(kLuaSnapshotVersion >> (8 * i));

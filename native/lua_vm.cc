@@ -1178,7 +1178,9 @@ Napi::Value LuaVM::Globals(const Napi::CallbackInfo& info) {
 Napi::Value LuaVM::Snapshot(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckUsable(env, true);
-  Napi::Value blob = SerializeLuaState(env, L_, aux_ref_, libs_, rng_, host_paths_);
+  // snapshot(spare): `spare` bytes of room after the snapshot (for the seal).
+  size_t spare = info[0].IsNumber() ? static_cast<size_t>(std::max(0.0, std::min(info[0].As<Napi::Number>().DoubleValue(), 4096.0))) : 0;
+  Napi::Value blob = SerializeLuaState(env, L_, aux_ref_, libs_, rng_, host_paths_, spare);
   if (blob.IsUndefined()) throw MakeError(env, "LuaMemoryError", OutOfMemory("to snapshot the state", alloc_));
   return blob;
 }

@@ -53,9 +53,15 @@ function tagOf(body: Uint8Array): Buffer {
   return createHmac('sha256', nodeKey()).update(body).digest();
 }
 
-/** The native snapshot `body`, sealed under the node key. */
-export function seal(body: Buffer): Buffer {
-  return Buffer.concat([body, tagOf(body), MARK]);
+/**
+ * Seals in place: `blob` is a native snapshot followed by SEAL_BYTES of room (the native
+ * `snapshot(SEAL_BYTES)`), which receive the tag and the mark.
+ */
+export function sealInPlace(blob: Buffer): Buffer {
+  const n = blob.length - SEAL_BYTES;
+  tagOf(blob.subarray(0, n)).copy(blob, n);
+  MARK.copy(blob, n + TAG_BYTES);
+  return blob;
 }
 
 /** True when `bytes` ends with a seal (whatever its key). */

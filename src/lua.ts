@@ -8,7 +8,7 @@
 import { badArg } from './errors';
 import { DEFAULT_TIME_LIMIT_MS } from './limits';
 import { acquireWriter, decodeBuffer, decodeValues, packedHost, packValue } from './lua-packed';
-import { seal, unseal } from './lua-trust';
+import { SEAL_BYTES, sealInPlace, unseal } from './lua-trust';
 import { native, type NativeLuaVM, type NativeLuaVMOptions } from './native';
 
 /** Library names accepted by `libs`. */
@@ -289,7 +289,7 @@ export class LuaVM {
    * (docs/lua-vm.md, "Trust"); not allowed during a call.
    */
   snapshot(): Buffer {
-    return seal(this.#h.snapshot());
+    return sealInPlace(this.#h.snapshot(SEAL_BYTES));
   }
 
   /**

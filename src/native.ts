@@ -149,7 +149,7 @@ export interface NativeLuaVM {
   /** Sorted string keys of the globals table. */
   globals(): string[];
   /** A v1 snapshot blob (see docs/lua-vm.md). */
-  snapshot(): Buffer;
+  snapshot(spare?: number): Buffer;
   /** Bytes currently allocated by the state. */
   memoryUsed(): number;
   /** Closes the state; deferred until the outermost call returns when called during one. */
