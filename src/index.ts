@@ -9,7 +9,8 @@ export { WasmModule, WasmInstance, imageHash, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_
 export type { WasmImports, WasmMemory, WasmValue, InstanceOptions, CallOptions, CompileOptions, CompileLimits, FuncType, ExternDesc } from './wasm';
 export { loadImage, translateLegacyExceptions } from './wasm-image';
 export { LuaVM, LUA_LIBS, LUA_SAFE_LIBS } from './lua';
-export type { LuaVMOptions, LuaRestoreOptions, LuaLib, LuaValue, LuaHostFunction } from './lua';
+export { setLuaSnapshotKey } from './lua-trust';
+export type { LuaVMOptions, LuaRestoreOptions, LuaCallOptions, LuaLib, LuaValue, LuaHostFunction } from './lua';
 export { Vfs, VfsError, WasiPreview1, WasiExit, exitCodeOf, wasiImportsFor } from './wasi';
 export type { VfsMessage, WasiOptions } from './wasi';
 export { startServer } from './serve';
