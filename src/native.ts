@@ -59,6 +59,8 @@ export interface NativeInstanceOptions {
   maxTableElements?: number;
   /** Time limit in ms of instantiation and of each outermost call, or Infinity (undefined: 10 s). */
   timeLimit?: number;
+  /** Track writes to memory for incremental snapshots (undefined: true). */
+  trackWrites?: boolean;
 }
 
 /** A live instance with its own Wasmtime store. */
@@ -87,7 +89,14 @@ export interface NativeWasmInstance {
   snapshotSize(): number;
   /** Writes the snapshot blob into `into` (exactly `snapshotSize()` bytes, e.g. Buffer.allocUnsafe). */
   snapshot(moduleHash: Uint8Array, into: Buffer): Buffer;
-  restore(blob: Uint8Array, moduleHash: Uint8Array): void;
+  /** Restores a full blob, then the deltas that follow it, all verified first. */
+  restore(blobs: Uint8Array[], moduleHash: Uint8Array): void;
+  /** A delta blob: what changed since the latest snapshot, whose id must be `sinceId`. */
+  snapshotDelta(moduleHash: Uint8Array, sinceId: bigint): Buffer;
+  /** Writes the full blob to `fd` in chunks. */
+  snapshotToFd(moduleHash: Uint8Array, fd: number): { bytes: number; id: bigint };
+  /** Restores the full snapshot in the file `fd` (`size` bytes), then `deltas`. */
+  restoreFromFd(fd: number, size: number, moduleHash: Uint8Array, deltas: Uint8Array[]): void;
   fuelConsumed(): bigint;
   dispose(): void;
 }
