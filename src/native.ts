@@ -164,6 +164,8 @@ export interface NativeBinding {
   versions(): { wasmtime: string; lua: string; napi: number };
   /** XXH3-64 of the bytes. */
   checksum(bytes: Uint8Array): bigint;
+  /** Whether incremental snapshots can track writes on this system (userfaultfd WP_ASYNC + PAGEMAP_SCAN). */
+  writeTracking(): boolean;
 }
 
 function load(): NativeBinding {

@@ -634,6 +634,15 @@ export class WasmInstance {
     }
   }
 
+  /**
+   * Whether this system tracks memory writes for incremental snapshots (Linux ≥ 6.7 with
+   * userfaultfd allowed; `HB_RUNTIMES_NO_WRITE_TRACKING=1` turns it off). Without it a delta holds
+   * every page: still exact, but as large as a full snapshot.
+   */
+  static get writeTracking(): boolean {
+    return native.writeTracking();
+  }
+
   /** Fuel consumed by the last outermost call (0 when no budget was set). */
   get fuelConsumed(): bigint {
     return this.#native.fuelConsumed();
