@@ -262,6 +262,7 @@ void WasmInstance::ApplyPlans(Napi::Env env, const std::vector<snap::Plan>& plan
   CheckPlans(plans);
   wasmtime_context_t* ctx = Ctx();
   auto fail = [&](const std::string& why) { return MakeError(env, "SnapshotError", "invalid WASM snapshot: " + why); };
+  for (WriteTracker& t : trackers_) t.Suspend();  // armed again by MarkSnapshot at the end
   // Grow first (the only step that can fail before anything is written).
   std::vector<uint64_t> before(memories_.size());
   for (size_t i = 0; i < memories_.size(); i++) {

@@ -131,12 +131,17 @@ bool WriteTracker::Register(uint8_t* begin, uint64_t len) {
   return ioctl(Shared().uffd, UFFDIO_REGISTER, &r) == 0;
 }
 
-bool WriteTracker::Protect(uint8_t* begin, uint64_t len) {
+bool WriteTracker::Protect(uint8_t* begin, uint64_t len, bool on) {
   uffdio_writeprotect w{};
   w.range.start = reinterpret_cast<uint64_t>(begin);
   w.range.len = len;
-  w.mode = UFFDIO_WRITEPROTECT_MODE_WP;
+  w.mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0;
   return ioctl(Shared().uffd, UFFDIO_WRITEPROTECT, &w) == 0;
+}
+
+void WriteTracker::Suspend() {
+  if (armed_ && !Protect(base_, size_, false)) base_ = nullptr;  // re-register from scratch in Arm
+  armed_ = false;
 }
 
 void WriteTracker::Arm(uint8_t* base, uint64_t size) {
@@ -147,7 +152,7 @@ void WriteTracker::Arm(uint8_t* base, uint64_t size) {
   if (armed_ && base == base_ && size >= size_) {
     // Same mapping: re-protect what was written, and take in what the memory grew by.
     bool ok = Scan(base, base, base + size_, kScanWpMatching | kScanCheckWpAsync, kPageIsWritten, 0, nullptr);
-    if (ok && size > size_) ok = Register(base + size_, size - size_) && Protect(base + size_, size - size_);
+    if (ok && size > size_) ok = Register(base + size_, size - size_) && Protect(base + size_, size - size_, true);
     armed_ = ok;
     size_ = size;
     if (ok) return;
@@ -155,7 +160,7 @@ void WriteTracker::Arm(uint8_t* base, uint64_t size) {
   // First use, or the memory moved: register (again) and write-protect everything.
   base_ = base;
   size_ = size;
-  armed_ = Register(base, size) && Protect(base, size);
+  armed_ = Register(base, size) && Protect(base, size, true);
 }
 
 bool WriteTracker::Collect(uint8_t* base, uint64_t size, std::vector<DirtyRange>* out) {
@@ -166,7 +171,7 @@ bool WriteTracker::Collect(uint8_t* base, uint64_t size, std::vector<DirtyRange>
     // Grown since: not registered yet, so what is populated there counts (an anonymous page never
     // populated is zero); then it is registered and protected like the rest.
     ok = Scan(base, base + size_, base + size, 0, 0, kPageIsPresent | kPageIsSwapped, out) &&
-         Register(base + size_, size - size_) && Protect(base + size_, size - size_);
+         Register(base + size_, size - size_) && Protect(base + size_, size - size_, true);
     size_ = size;
   }
   if (!ok) {
@@ -182,7 +187,8 @@ bool WriteTracker::Collect(uint8_t* base, uint64_t size, std::vector<DirtyRange>
 
 bool WriteTracker::Supported() { return false; }
 bool WriteTracker::Register(uint8_t*, uint64_t) { return false; }
-bool WriteTracker::Protect(uint8_t*, uint64_t) { return false; }
+bool WriteTracker::Protect(uint8_t*, uint64_t, bool) { return false; }
+void WriteTracker::Suspend() { armed_ = false; }
 void WriteTracker::Arm(uint8_t*, uint64_t) { armed_ = false; }
 bool WriteTracker::Collect(uint8_t*, uint64_t size, std::vector<DirtyRange>* out) {
   out->clear();

@@ -41,11 +41,14 @@ class WriteTracker {
   // Forget the state: the next Collect reports the whole memory (after a failure between a
   // Collect and the snapshot that needed it).
   void Disarm() { armed_ = false; }
+  // Stops tracking before the host rewrites the whole memory (a restore): write-protected pages
+  // would each take a fault. Arm starts again afterwards; until then Collect reports everything.
+  void Suspend();
   bool armed() const { return armed_; }
 
  private:
   bool Register(uint8_t* begin, uint64_t len);
-  bool Protect(uint8_t* begin, uint64_t len);
+  bool Protect(uint8_t* begin, uint64_t len, bool on);
   uint8_t* base_ = nullptr;
   uint64_t size_ = 0;  // tracked (registered and write-protected) bytes from base_
   bool armed_ = false;
