@@ -3,10 +3,13 @@
  * `snapshot({ since })` and `restore(base, ...deltas)` give byte-identical state, across memory
  * growth and global changes; wrong chains are refused before anything is touched.
  */
+import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SnapshotError, WasmInstance, WasmModule, snapshotId } from '../../src/index';
 import { native } from '../../src/native';
 import { Rng } from '../helpers/wasm-gen';
+import { runChild } from '../helpers/child';
+import { REPO_ROOT } from '../helpers/fixtures';
 import { thrown } from '../helpers/thrown';
 import { wat, watAll } from '../helpers/wat';
 
@@ -14,11 +17,12 @@ let mod: WasmModule;
 let two: WasmModule;
 const PAGE = 65536;
 
+let mod0Bytes: Uint8Array;
+
 beforeAll(async () => {
   // 32-bit memory of 16 pages that may grow to 64; a non-exported mutable global; guest stores and
   // bulk-memory ops, so that writes come from wasm code as well as from the host.
-  mod = WasmModule.compile(
-    await wat(`(module
+  mod0Bytes = await wat(`(module
       (memory (export "memory") 16 64)
       (global $g (mut i64) (i64.const 7))
       (data (i32.const 100) "initial data")
@@ -27,8 +31,8 @@ beforeAll(async () => {
       (func (export "copy") (param i32 i32 i32) (memory.copy (local.get 0) (local.get 1) (local.get 2)))
       (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
       (func (export "setg") (param i64) (global.set $g (local.get 0)))
-      (func (export "getg") (result i64) (global.get $g)))`),
-  );
+      (func (export "getg") (result i64) (global.get $g)))`);
+  mod = WasmModule.compile(mod0Bytes);
   // Two memories, one of them 64-bit.
   two = WasmModule.compile(
     await watAll(`(module
@@ -239,5 +243,37 @@ describe('refusals', () => {
     const truncated = resealed(Buffer.concat([d.subarray(0, d.length - 12), Buffer.alloc(8)]));
     expect(thrown(() => b.restore(base, truncated))).toBeInstanceOf(SnapshotError);
     expect(b.memory.read(5 * PAGE, 1)[0]).toBe(0);
+  });
+});
+
+describe('without write tracking (HB_RUNTIMES_NO_WRITE_TRACKING=1, as on a kernel before 6.7)', () => {
+  it('deltas hold every page and chains stay exact', () => {
+    process.env.HB_RUNTIMES_NO_WRITE_TRACKING = '1';
+    let r;
+    try {
+      r = runChild(`
+        const hb = require(${JSON.stringify(path.join(REPO_ROOT, 'lib', 'index.js'))});
+        const mod = hb.WasmModule.compile(Buffer.from(${JSON.stringify(Buffer.from(mod0Bytes).toString('base64'))}, 'base64'));
+        const a = new hb.WasmInstance(mod);
+        const base = a.snapshot();
+        a.call('store', [70000, 1]);
+        a.call('grow', [1]);
+        a.call('store', [17 * 65536 - 1, 2]);
+        const d1 = a.snapshot({ since: base });
+        a.call('setg', [3n]);
+        const d2 = a.snapshot({ since: d1 });
+        const b = new hb.WasmInstance(mod);
+        b.restore(base, d1, d2);
+        console.log(JSON.stringify({ tracking: hb.WasmInstance.writeTracking, d1: d1.length, d2: d2.length, same: b.snapshot().equals(a.snapshot()) }));
+      `);
+    } finally {
+      delete process.env.HB_RUNTIMES_NO_WRITE_TRACKING;
+    }
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout);
+    expect(out.tracking).toBe(false);
+    expect(out.d1).toBeGreaterThan(17 * PAGE);
+    expect(out.d2).toBeGreaterThan(17 * PAGE);
+    expect(out.same).toBe(true);
   });
 });
