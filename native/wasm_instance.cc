@@ -69,7 +69,11 @@ WasmInstance::WasmInstance(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Wa
     v = opts.Get("timeLimit");
     if (!v.IsUndefined()) time_limit_ms_ = TimeLimitArg(env, v);
     v = opts.Get("trackWrites");
-    if (!v.IsUndefined()) track_writes_ = v.ToBoolean().Value();
+    if (v.IsBoolean()) {
+      track_always_ = v.As<Napi::Boolean>().Value();
+      track_never_ = !track_always_;
+      track_writes_ = track_always_;
+    }
   }
   const bool metered_engine = (module->EngineFlags() & kEngineFuel) != 0;
   if (fuel_ != 0 && !metered_engine) {

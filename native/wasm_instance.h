@@ -163,7 +163,12 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   std::vector<ExportGlobal> globals_;  // exported mutable globals of numeric or v128 type
   std::string uncapturable_;           // "global 'g' is a mutable anyref": no snapshots then
   std::vector<WriteTracker> trackers_;  // one per memory, for incremental snapshots
-  bool track_writes_ = true;           // option trackWrites
+  // Option trackWrites: true tracks from the first snapshot; false never; undefined ("auto") from
+  // the first incremental snapshot on (which holds every page), so that instances that never take
+  // one never pay for the write-protect faults.
+  bool track_always_ = false;
+  bool track_never_ = false;
+  bool track_writes_ = false;          // tracking is on (always, or auto after a first delta)
   bool has_last_ = false;              // a snapshot was taken or restored: deltas can follow it
   uint64_t last_id_ = 0;               // its id (trailer checksum)
   uint64_t fuel_ = 0;                  // per-call budget; 0 = unlimited

@@ -168,6 +168,8 @@ Napi::Value WasmInstance::SnapshotDelta(const Napi::CallbackInfo& info) {
                                 "full one first)");
   }
   wasmtime_context_t* ctx = Ctx();
+  // "auto": tracking starts now; this delta (nothing tracked yet) holds every page.
+  if (!track_never_) track_writes_ = true;
   std::vector<std::vector<DirtyRange>> dirty(memories_.size());
   try {
     uint64_t payload = 8 + 4 + 4;

@@ -59,7 +59,7 @@ export interface NativeInstanceOptions {
   maxTableElements?: number;
   /** Time limit in ms of instantiation and of each outermost call, or Infinity (undefined: 10 s). */
   timeLimit?: number;
-  /** Track writes to memory for incremental snapshots (undefined: true). */
+  /** Track writes for incremental snapshots: true from the first snapshot, false never, undefined from the first delta. */
   trackWrites?: boolean;
 }
 

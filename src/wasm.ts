@@ -342,9 +342,11 @@ export interface InstanceOptions {
    */
   missingImports?: 'error' | 'trap';
   /**
-   * Track which memory pages the guest writes, so that `snapshot({ since })` copies only those
-   * (default true; Linux ≥ 6.7, elsewhere a delta holds every page). Each page's first write after
-   * a snapshot then costs a minor fault (~1 µs).
+   * Track which memory pages are written, so that `snapshot({ since })` copies only those (Linux ≥
+   * 6.7; elsewhere a delta holds every page). `true`: from the first snapshot or restore on;
+   * `false`: never (every delta holds every page); default (undefined): from the first incremental
+   * snapshot on, which itself holds every page, so that instances that never take one pay nothing.
+   * While tracking, each page's first write after a snapshot costs a minor fault (~1 µs).
    */
   trackWrites?: boolean;
 }
@@ -456,7 +458,10 @@ export class WasmInstance {
     };
     if (opts?.fuel !== undefined) nopts.fuel = BigInt(opts.fuel);
     if (opts?.maxMemoryBytes !== undefined) nopts.maxMemoryBytes = capOption(opts.maxMemoryBytes, 'maxMemoryBytes', 'WasmInstance', true);
-    if (opts?.trackWrites !== undefined) nopts.trackWrites = Boolean(opts.trackWrites);
+    if (opts?.trackWrites !== undefined) {
+      if (typeof opts.trackWrites !== 'boolean') throw badArg('WasmInstance: trackWrites must be a boolean');
+      nopts.trackWrites = opts.trackWrites;
+    }
     this.#native = new native.WasmInstance(WasmModule.handleOf(module), fns, nopts);
     this.module = module;
     const mem = module.exports.find((e) => e.kind === 'memory') ?? module.imports.find((e) => e.kind === 'memory');

@@ -71,7 +71,7 @@ describe('snapshot({ since })', () => {
   });
 
   it.skipIf(!WasmInstance.writeTracking)('costs what changed: two written pages of a 1 MiB memory give a delta of two pages', () => {
-    const a = new WasmInstance(mod);
+    const a = new WasmInstance(mod, {}, { trackWrites: true });
     const base = a.snapshot();
     expect(base.length).toBeGreaterThan(16 * PAGE);
     a.call('store', [3 * PAGE, 1]);
@@ -87,9 +87,23 @@ describe('snapshot({ since })', () => {
     expect(b.memory.read(12 * PAGE + 4095, 1)[0]).toBe(2);
   });
 
+  it.skipIf(!WasmInstance.writeTracking)('by default, tracking starts with the first incremental snapshot, which holds every page', () => {
+    const a = new WasmInstance(mod);
+    const base = a.snapshot();
+    a.call('store', [3 * PAGE, 1]);
+    const d1 = a.snapshot({ since: base }); // nothing was tracked before: every page
+    expect(d1.length).toBeGreaterThan(16 * PAGE);
+    a.call('store', [4 * PAGE, 2]);
+    const d2 = a.snapshot({ since: d1 }); // tracked from d1 on: one page
+    expect(d2.length).toBeLessThan(4096 + 200);
+    const b = new WasmInstance(mod);
+    b.restore(base, d1, d2);
+    expect(b.snapshot().equals(a.snapshot())).toBe(true);
+  });
+
   it('follows growth between snapshots, and chains of many deltas (random writes, guest and host)', () => {
     const rng = new Rng(0x5eed);
-    const a = new WasmInstance(mod);
+    const a = new WasmInstance(mod, {}, { trackWrites: true });
     const base = a.snapshot();
     const deltas: Buffer[] = [];
     let pages = 16;
@@ -139,11 +153,11 @@ describe('snapshot({ since })', () => {
   });
 
   it('continues on another instance: deltas taken after restore(base, ...deltas) follow the last one', () => {
-    const a = new WasmInstance(mod);
+    const a = new WasmInstance(mod, {}, { trackWrites: true });
     const base = a.snapshot();
     a.call('store', [1, 1]);
     const d1 = a.snapshot({ since: base });
-    const b = new WasmInstance(mod);
+    const b = new WasmInstance(mod, {}, { trackWrites: true });
     b.restore(base, d1);
     b.call('store', [2, 2]);
     const d2 = b.snapshot({ since: d1 });
@@ -222,7 +236,7 @@ describe('refusals', () => {
   });
 
   it('a damaged delta is a SnapshotError (checksum; runs out of bounds or out of order even when resealed)', () => {
-    const a = new WasmInstance(mod);
+    const a = new WasmInstance(mod, {}, { trackWrites: true });
     const base = a.snapshot();
     a.call('store', [5 * PAGE, 1]);
     a.call('store', [9 * PAGE, 2]);
@@ -254,7 +268,7 @@ describe('without write tracking (HB_RUNTIMES_NO_WRITE_TRACKING=1, as on a kerne
       r = runChild(`
         const hb = require(${JSON.stringify(path.join(REPO_ROOT, 'lib', 'index.js'))});
         const mod = hb.WasmModule.compile(Buffer.from(${JSON.stringify(Buffer.from(mod0Bytes).toString('base64'))}, 'base64'));
-        const a = new hb.WasmInstance(mod);
+        const a = new hb.WasmInstance(mod, {}, { trackWrites: true });
         const base = a.snapshot();
         a.call('store', [70000, 1]);
         a.call('grow', [1]);

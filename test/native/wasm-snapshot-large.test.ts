@@ -62,7 +62,7 @@ describe('a 5 GiB memory', { sequential: true, timeout: 600_000 }, () => {
     expect(fs.statSync(file).size).toBe(bytes);
     a.dispose();
 
-    const b = new WasmInstance(mod);
+    const b = new WasmInstance(mod, {}, { trackWrites: true });
     b.restoreFromFile(file);
     expect(b.memory.size).toBe(SIZE);
     for (const [at, v] of MARKS) expect(b.call('load', [at])).toEqual([v]);
