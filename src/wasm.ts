@@ -20,9 +20,11 @@ import {
 } from './native';
 import { INTERNAL_EXPORT_PREFIX, exposeInternals } from './wasm-binary';
 import { scanCode } from './wasm-code';
+import { SNAPSHOT_FILE_OPTIONS, SNAPSHOT_OPTIONS, snapshotId, syncDir, type SnapshotFileOptions, type SnapshotOptions } from './wasm-snapshot';
 
 export type WasmValue = number | bigint;
 export type { NativeFuncType as FuncType, NativeExternDesc as ExternDesc };
+export { snapshotId, type SnapshotFileOptions, type SnapshotOptions };
 
 /** Default cap on each memory that declares no maximum of its own: 4 GiB. */
 export const DEFAULT_MAX_MEMORY_BYTES = 4 * 1024 ** 3;
@@ -295,19 +297,6 @@ function writeAtomic(file: string, data: Uint8Array): void {
   fs.renameSync(tmp, file);
 }
 
-/** fsyncs a directory, so that a rename in it is durable (not every platform allows it). */
-function syncDir(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(dir, 'r');
-    fs.fsyncSync(fd);
-  } catch {
-    // directories cannot be opened or synced everywhere
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
-  }
-}
-
 /** Host functions by module and name: `{ env: { log: (x) => … } }`. */
 export type WasmImports = Record<string, Record<string, (...args: WasmValue[]) => unknown>>;
 
@@ -351,45 +340,6 @@ export interface InstanceOptions {
   trackWrites?: boolean;
 }
 const INSTANCE_OPTIONS = new Set(['timeLimit', 'fuel', 'maxMemoryBytes', 'maxTableElements', 'missingImports', 'trackWrites']);
-
-/** Options of `snapshot()`. */
-export interface SnapshotOptions {
-  /**
-   * Take an incremental snapshot (a delta) holding only what changed since `since`, which must be
-   * this instance's latest snapshot (taken or restored; a blob, or the path of a snapshot file).
-   */
-  since?: Uint8Array | string;
-}
-const SNAPSHOT_OPTIONS = new Set(['since']);
-
-/** Options of `snapshotToFile()`. */
-export interface SnapshotFileOptions {
-  /** fsync the file (and its directory) before returning (default false). */
-  fsync?: boolean;
-}
-const SNAPSHOT_FILE_OPTIONS = new Set(['fsync']);
-
-/**
- * The id of a snapshot (full or incremental): the XXH3-64 checksum in its last 8 bytes (for a
- * version 1 blob, the one in its header). A blob, or the path of a snapshot file. Not verified.
- */
-export function snapshotId(snapshot: Uint8Array | string): bigint {
-  let tail: Buffer;
-  if (typeof snapshot === 'string') {
-    const fd = fs.openSync(snapshot, 'r');
-    try {
-      const size = fs.fstatSync(fd).size;
-      tail = Buffer.alloc(8);
-      if (size < 64 || fs.readSync(fd, tail, 0, 8, size - 8) !== 8) throw new SnapshotError(`${snapshot} is not a WASM snapshot (too short)`);
-    } finally {
-      fs.closeSync(fd);
-    }
-    return tail.readBigUInt64LE(0);
-  }
-  const b = Buffer.from(asBytes(snapshot, 'snapshotId').buffer, snapshot.byteOffset, snapshot.byteLength);
-  if (b.length < 64 || b.toString('latin1', 0, 6) !== 'HBWASM') throw new SnapshotError('not a WASM snapshot');
-  return b.readUInt32LE(8) === 1 ? b.readBigUInt64LE(56) : b.readBigUInt64LE(b.length - 8);
-}
 
 /** Options of one call. */
 export interface CallOptions {

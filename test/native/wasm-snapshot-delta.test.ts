@@ -194,6 +194,14 @@ describe('snapshot({ since })', () => {
 });
 
 describe('refusals', () => {
+  it('checks options and ids', () => {
+    expect((thrown(() => new WasmInstance(mod, {}, { trackWrites: 'yes' as unknown as boolean })) as { code?: string }).code).toBe('ERR_INVALID_ARG');
+    const a = new WasmInstance(mod);
+    expect(thrown(() => a.snapshot({ bogus: 1 } as never)).message).toBe("snapshot: unknown option 'bogus' (allowed: since)");
+    expect(thrown(() => a.snapshot({ since: Buffer.from('not a snapshot at all, just some bytes long enough to pass a length check') }))).toBeInstanceOf(SnapshotError);
+    expect(snapshotId(a.snapshot())).toBe(a.snapshot().readBigUInt64LE(a.snapshot().length - 8));
+  });
+
   it('snapshot({ since }) needs this instance\'s latest snapshot', () => {
     const a = new WasmInstance(mod);
     const noBase = thrown(() => a.snapshot({ since: new WasmInstance(mod).snapshot() }));
