@@ -268,6 +268,38 @@ describe('refusals', () => {
   });
 });
 
+describe('in worker threads', () => {
+  it('tracks each instance on its own while several threads take deltas at once', async () => {
+    const { Worker } = await import('node:worker_threads');
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const hb = require(workerData.lib);
+      const mod = hb.WasmModule.compile(Buffer.from(workerData.image, 'base64'));
+      const a = new hb.WasmInstance(mod, {}, { trackWrites: true });
+      const base = a.snapshot();
+      const deltas = [];
+      for (let i = 0; i < 200; i++) {
+        a.call('store', [(i * 7919 + workerData.seed) % (16 * 65536), i & 255]);
+        deltas.push(a.snapshot({ since: deltas.at(-1) ?? base }));
+      }
+      const b = new hb.WasmInstance(mod);
+      b.restore(base, ...deltas);
+      parentPort.postMessage({ same: b.snapshot().equals(a.snapshot()), max: Math.max(...deltas.map((d) => d.length)) });
+    `;
+    const run = (seed: number) =>
+      new Promise<{ same: boolean; max: number }>((resolve, reject) => {
+        const w = new Worker(code, { eval: true, workerData: { lib: path.join(REPO_ROOT, 'lib', 'index.js'), image: Buffer.from(mod0Bytes).toString('base64'), seed } });
+        w.once('message', resolve);
+        w.once('error', reject);
+      });
+    const results = await Promise.all([run(1), run(2), run(3)]);
+    for (const r of results) {
+      expect(r.same).toBe(true);
+      if (WasmInstance.writeTracking) expect(r.max).toBeLessThan(2 * 4096 + 200);
+    }
+  });
+});
+
 describe('without write tracking (HB_RUNTIMES_NO_WRITE_TRACKING=1, as on a kernel before 6.7)', () => {
   it('deltas hold every page and chains stay exact', () => {
     process.env.HB_RUNTIMES_NO_WRITE_TRACKING = '1';
