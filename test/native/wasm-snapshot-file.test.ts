@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SnapshotError, WasmInstance, WasmModule, snapshotId } from '../../src/index';
 import { native } from '../../src/native';
@@ -114,5 +115,64 @@ describe('snapshotToFile / restoreFromFile', () => {
     expect((thrown(() => a.restoreFromFile(path.join(dir, 'nope.snap'))) as NodeJS.ErrnoException).code).toBe('ENOENT');
     expect((thrown(() => a.snapshotToFile(path.join(dir, 'no-such-dir', 'x.snap'))) as NodeJS.ErrnoException).code).toBe('ENOENT');
     expect(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
+describe('a file that changes while it is restored', () => {
+  it('gives a whole state, a SnapshotError with the instance untouched, or a disposed instance: never a half-restored one in use', async () => {
+    const a = sample();
+    a.call('grow', [1000n - 7n]); // 1000 pages: each pass reads ~64 MiB
+    const file = path.join(dir, 'racy.snap');
+    a.snapshotToFile(file);
+    const good = a.snapshot();
+    const at = good.length - 8 - 4 - 4 - 1 - 4 - 4 - 1000; // a byte of memory near its end
+    const flipped = Buffer.from(good);
+    flipped[at] ^= 0xff;
+    // A worker toggles that byte in the file as fast as it can while the main thread restores.
+    const stop = new Int32Array(new SharedArrayBuffer(8)); // [0]: stop, [1]: toggles so far
+    const w = new Worker(
+      `const { workerData } = require('node:worker_threads'); const fs = require('node:fs');
+       const fd = fs.openSync(workerData.file, 'r+'); const b = Buffer.alloc(1); let v = workerData.v;
+       while (Atomics.load(workerData.stop, 0) === 0) { b[0] = v ^= 0xff; fs.writeSync(fd, b, 0, 1, workerData.at); Atomics.add(workerData.stop, 1, 1); }
+       fs.closeSync(fd);`,
+      { eval: true, workerData: { file, at, v: good[at]!, stop } },
+    );
+    const outcomes = { whole: 0, refused: 0, disposed: 0 };
+    try {
+      while (Atomics.load(stop, 1) < 100) await new Promise((r) => setTimeout(r, 5)); // the worker is toggling
+      for (let i = 0; i < 12; i++) {
+        const b = new WasmInstance(mod);
+        b.call('store', [1n, 1]);
+        const before = b.snapshot();
+        let e: unknown;
+        try {
+          b.restoreFromFile(file);
+        } catch (err) {
+          e = err;
+        }
+        if (e === undefined) {
+          const s = b.snapshot();
+          expect(s.equals(good) || s.equals(flipped)).toBe(true);
+          outcomes.whole++;
+        } else {
+          expect(e).toBeInstanceOf(SnapshotError);
+          if ((e as { disposed?: boolean }).disposed) {
+            expect((e as Error).message).toMatch(/the file changed while it was being restored .*was disposed/);
+            expect(b.disposed).toBe(true);
+            expect(() => b.call('getg')).toThrow(TypeError);
+            outcomes.disposed++;
+          } else {
+            expect((e as Error).message).toBe('invalid WASM snapshot: checksum mismatch');
+            expect(b.snapshot().equals(before)).toBe(true);
+            outcomes.refused++;
+          }
+        }
+        b.dispose();
+      }
+    } finally {
+      Atomics.store(stop, 0, 1);
+      await new Promise((r) => w.once('exit', r));
+    }
+    expect(outcomes.whole + outcomes.refused + outcomes.disposed).toBe(12);
   });
 });
