@@ -129,7 +129,9 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   std::vector<snap::Plan> ParseBlobs(Napi::Env env, const Napi::Array& blobs, const uint8_t* hash, size_t first_index);
   // Reads the base's memories from the file into `dsts`, hashing the whole file again on the way;
   // false when the checksum no longer matches `plan.id` (the file changed since it was parsed).
-  bool CopyFromFile(int fd, uint64_t file_size, const snap::Plan& plan, const std::vector<uint8_t*>& dsts);
+  // `fresh[i]`: the offset from which memory i is known to be zero (grown by this restore).
+  bool CopyFromFile(int fd, uint64_t file_size, const snap::Plan& plan, const std::vector<uint8_t*>& dsts,
+                    const std::vector<uint64_t>& fresh);
   // Payload size of a full snapshot now (precondition: open); and the header-to-trailer writer.
   template <class W>
   void WriteFull(W& w, const uint8_t* hash, uint64_t payload);

@@ -116,7 +116,7 @@ void WasmInstance::WriteFull(W& w, const uint8_t* hash, uint64_t payload) {
     w.U32(static_cast<uint32_t>(m.name.size()));
     w.Bytes(m.name.data(), m.name.size());
     w.U64(size);
-    w.Bytes(wasmtime_memory_data(ctx, &m.memory), size);
+    w.Memory(wasmtime_memory_data(ctx, &m.memory), size);
   }
   WriteGlobals(w);
 }
@@ -293,7 +293,7 @@ void WasmInstance::ApplyPlans(Napi::Env env, const std::vector<snap::Plan>& plan
     bool same = false;
     std::string why = "its checksum no longer matches";
     try {
-      same = CopyFromFile(fd, file_size, plans[0], dsts);
+      same = CopyFromFile(fd, file_size, plans[0], dsts, before);
     } catch (const std::exception& e) {
       why = e.what();
     }

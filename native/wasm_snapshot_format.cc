@@ -1,6 +1,7 @@
 // The WASM snapshot format: writers and parsers (see wasm_snapshot_format.h for the layout).
 #include "wasm_snapshot_format.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,7 +12,52 @@
 
 namespace hbr::snap {
 
+const uint8_t kZeros[65536] = {};
+
+bool AllZero(const uint8_t* p, size_t n) {
+  uint64_t acc = 0;
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    uint64_t w[8];
+    std::memcpy(w, p + i, 64);
+    acc |= w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7];
+    if (acc != 0) return false;
+  }
+  for (; i < n; i++) acc |= p[i];
+  return acc == 0;
+}
+
+void FileWriter::Memory(const uint8_t* p, uint64_t n) {
+  Flush();
+  written_ += n;
+  constexpr size_t kBlock = sizeof kZeros;
+  constexpr size_t kSlice = size_t{4} << 20;
+  for (uint64_t at = 0; at < n; at += kSlice) {
+    size_t len = static_cast<size_t>(std::min<uint64_t>(kSlice, n - at));
+    const uint8_t* slice = p + at;
+    hash_.Update(slice, len);
+    size_t run = 0;  // non-zero bytes from slice + done - run, not written yet
+    size_t done = 0;
+    for (; done < len; done += kBlock) {
+      size_t b = std::min(kBlock, len - done);
+      if (AllZero(slice + done, b)) {
+        WriteAll(slice + done - run, run);
+        run = 0;
+        hole_ += b;
+      } else {
+        run += b;
+      }
+    }
+    WriteAll(slice + done - run, run);
+  }
+}
+
 void FileWriter::WriteAll(const uint8_t* p, size_t n) {
+  if (n == 0) return;
+  if (hole_ > 0) {
+    if (::lseek(fd_, static_cast<off_t>(hole_), SEEK_CUR) < 0) throw std::system_error(errno, std::generic_category(), "lseek");
+    hole_ = 0;
+  }
   while (n > 0) {
     // Linux writes at most 0x7ffff000 bytes per call.
     ssize_t k = ::write(fd_, p, std::min<size_t>(n, size_t{1} << 30));

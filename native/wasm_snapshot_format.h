@@ -72,6 +72,7 @@ struct BufferWriter {
   void U8(uint8_t v) { Bytes(&v, 1); }
   void U32(uint32_t v) { Bytes(&v, 4); }
   void U64(uint64_t v) { Bytes(&v, 8); }
+  void Memory(const uint8_t* src, uint64_t n) { Bytes(src, static_cast<size_t>(n)); }
 };
 
 // Writes to a file descriptor in chunks, hashing every byte: small fields go through a buffer,
@@ -80,6 +81,9 @@ class FileWriter {
  public:
   explicit FileWriter(int fd) : fd_(fd) { buf_.reserve(kBuffer); }
   void Bytes(const void* src, size_t n);
+  // Memory contents: like Bytes, but 64 KiB blocks of zeros are skipped with lseek, leaving holes
+  // (the file reads the same; a mostly empty memory takes little disk and no write bandwidth).
+  void Memory(const uint8_t* p, uint64_t n);
   void U8(uint8_t v) { Bytes(&v, 1); }
   void U32(uint32_t v) { Bytes(&v, 4); }
   void U64(uint64_t v) { Bytes(&v, 8); }
@@ -95,7 +99,13 @@ class FileWriter {
   std::vector<uint8_t> buf_;
   Hasher hash_;
   uint64_t written_ = 0;
+  uint64_t hole_ = 0;  // bytes of zeros not written yet (seeked over before the next write)
 };
+
+// Whether n bytes at p are all zero.
+bool AllZero(const uint8_t* p, size_t n);
+// 64 KiB of zeros.
+extern const uint8_t kZeros[65536];
 
 // Where a run's bytes are: in memory (`src`), or at `file_off` of the file being restored.
 struct Run {
