@@ -63,6 +63,25 @@ describe('snapshotToFile / restoreFromFile', () => {
     expect(c.snapshot().equals(blob)).toBe(true);
   });
 
+  it('keeps zeros as holes, and restores them as zeros over an instance that has data there', () => {
+    const a = sample();
+    const file = path.join(dir, 'holes.snap');
+    a.snapshotToFile(file);
+    const blob = a.snapshot();
+    expect(fs.statSync(file).blocks * 512).toBeLessThan(blob.length / 4); // two non-zero bytes in 7 pages
+    const b = new WasmInstance(mod);
+    b.call('grow', [5n]); // 9 pages: more than the snapshot's 7
+    b.memory.write(0, Buffer.alloc(9 * PAGE, 0xff));
+    b.call('grow', [0n]);
+    const e = thrown(() => b.restoreFromFile(file));
+    expect(e.message).toBe('invalid WASM snapshot: memory \'memory\' is 458752 bytes but the instance already has 589824 (restore into a fresh instance)');
+    const c = new WasmInstance(mod);
+    c.call('grow', [2n]); // 6 pages of 0xff, the snapshot has 7
+    c.memory.write(0, Buffer.alloc(6 * PAGE, 0xff));
+    c.restoreFromFile(file);
+    expect(c.snapshot().equals(blob)).toBe(true);
+  });
+
   it('restores a file then deltas; a file can be the `since` of a delta', () => {
     const a = sample();
     const file = path.join(dir, 'base.snap');
