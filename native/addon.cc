@@ -11,6 +11,7 @@
 #include "wasm_engine.h"
 #include "wasm_instance.h"
 #include "wasm_module.h"
+#include "wasm_write_tracker.h"
 
 extern "C" uint64_t hb_xxh3_64(const uint8_t* data, size_t len);
 extern "C" {
@@ -37,6 +38,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
                            InstanceMethod("versions", &Addon::Versions),
                            InstanceMethod("checksum", &Addon::Checksum),
                            InstanceMethod("snapshotKey", &Addon::SnapshotKey),
+                           InstanceMethod("writeTracking", &Addon::WriteTracking),
                        });
   WasmModule::Init(env, exports, this);
   WasmInstance::Init(env, exports, this);
@@ -97,6 +99,10 @@ Napi::Value Addon::Versions(const Napi::CallbackInfo& info) {
 }
 
 // checksum(bytes) -> bigint: XXH3-64 of a buffer (used by snapshot formats on both sides).
+Napi::Value Addon::WriteTracking(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), WriteTracker::Supported());
+}
+
 Napi::Value Addon::Checksum(const Napi::CallbackInfo& info) {
   if (!info[0].IsTypedArray()) throw InvalidArg(info.Env(), "checksum(bytes): Uint8Array expected");
   Napi::Uint8Array a = info[0].As<Napi::Uint8Array>();

@@ -74,6 +74,7 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value Versions(const Napi::CallbackInfo& info);
   Napi::Value Checksum(const Napi::CallbackInfo& info);
   Napi::Value SnapshotKey(const Napi::CallbackInfo& info);
+  Napi::Value WriteTracking(const Napi::CallbackInfo& info);
 
   std::vector<Closable*> live_;
   wasm_engine_t* engines_[8] = {};

@@ -59,6 +59,8 @@ export interface NativeInstanceOptions {
   maxTableElements?: number;
   /** Time limit in ms of instantiation and of each outermost call, or Infinity (undefined: 10 s). */
   timeLimit?: number;
+  /** Track writes for incremental snapshots: true from the first snapshot, false never, undefined from the first delta. */
+  trackWrites?: boolean;
 }
 
 /** A live instance with its own Wasmtime store. */
@@ -87,7 +89,14 @@ export interface NativeWasmInstance {
   snapshotSize(): number;
   /** Writes the snapshot blob into `into` (exactly `snapshotSize()` bytes, e.g. Buffer.allocUnsafe). */
   snapshot(moduleHash: Uint8Array, into: Buffer): Buffer;
-  restore(blob: Uint8Array, moduleHash: Uint8Array): void;
+  /** Restores a full blob, then the deltas that follow it, all verified first. */
+  restore(blobs: Uint8Array[], moduleHash: Uint8Array): void;
+  /** A delta blob: what changed since the latest snapshot, whose id must be `sinceId`. */
+  snapshotDelta(moduleHash: Uint8Array, sinceId: bigint): Buffer;
+  /** Writes the full blob to `fd` in chunks. */
+  snapshotToFd(moduleHash: Uint8Array, fd: number): { bytes: number; id: bigint };
+  /** Restores the full snapshot in the file `fd` (`size` bytes), then `deltas`. */
+  restoreFromFd(fd: number, size: number, moduleHash: Uint8Array, deltas: Uint8Array[]): void;
   fuelConsumed(): bigint;
   dispose(): void;
 }
@@ -175,6 +184,8 @@ export interface NativeBinding {
   checksum(bytes: Uint8Array): bigint;
   /** The process-wide snapshot key: `candidate` becomes it if none is set yet, or when `replace`. */
   snapshotKey(candidate: Uint8Array, replace?: boolean): Buffer;
+  /** Whether incremental snapshots can track writes on this system (userfaultfd WP_ASYNC + PAGEMAP_SCAN). */
+  writeTracking(): boolean;
 }
 
 function load(): NativeBinding {
