@@ -1,5 +1,5 @@
 'use strict';
-// `npm run prebuild`: prebuildify writes prebuilds/<platform>-<arch>/hb-runtimes.napi.node (N-API,
+// `npm run build:prebuilt`: prebuildify writes prebuilds/<platform>-<arch>/hb-runtimes.napi.node (N-API,
 // so one binary serves every Node version). prebuildify drives node-gyp; we hand it a stand-in
 // (node-gyp-shim.js) that runs our own cached build instead, then prebuildify names, strips and
 // places the binary as usual.

@@ -1,6 +1,6 @@
 'use strict';
 // `npm run test:pack`: proves the published package works on a machine without build tools.
-//   1. npm pack (the prebuilt binary must already be in prebuilds/: `npm run prebuild`)
+//   1. npm pack (the prebuilt binary must already be in prebuilds/: `npm run build:prebuilt`)
 //   2. install the tarball into an empty temporary project with a PATH that holds only node, npm
 //      and sh: no compiler, no cmake, no cargo/rustc. The install script must find the prebuild.
 //   3. use it there through require(), import and the CLI, and print `N passed, N failed`.
@@ -12,7 +12,7 @@ const { ROOT, log } = require('./deps');
 
 const prebuilds = path.join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`);
 if (!fs.existsSync(prebuilds) || !fs.readdirSync(prebuilds).some((f) => f.endsWith('.node'))) {
-  log(`no prebuilt binary in ${prebuilds}: run \`npm run prebuild\` first`);
+  log(`no prebuilt binary in ${prebuilds}: run \`npm run build:prebuilt\` first`);
   process.exit(1);
 }
 

@@ -1,7 +1,7 @@
 /**
  * The declared surface of the native addon (`hb_runtimes.node`). This is the only module that
- * loads the binary: node-gyp-build looks in `prebuilds/<platform>-<arch>/` first, then in
- * `build/Release/` (a local source build). Public classes in `wasm.ts` and `lua.ts` wrap these
+ * loads the binary: node-gyp-build loads `build/Release/` (a local source build) when
+ * there is one, else the prebuilt binary in `prebuilds/<platform>-<arch>/`. Public classes in `wasm.ts` and `lua.ts` wrap these
  * handles; nothing else touches them.
  */
 import * as path from 'node:path';
