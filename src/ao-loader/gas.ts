@@ -1,0 +1,34 @@
+/**
+ * The gas counter of one loaded process (ao-loader's `Module.gas`): refilled before each
+ * message, read back as `GasUsed`; past `limit` the guest stops with `Error('out of gas!')`.
+ */
+
+export const DEFAULT_GAS_LIMIT = 9e15;
+
+export class Gas {
+  used = 0;
+  constructor(readonly limit: number) {}
+  use(amount: number): void {
+    this.used += amount;
+    if (this.used > this.limit) throw new OutOfGas();
+  }
+  refill(): void {
+    this.used = 0;
+  }
+}
+
+/** `Error('out of gas!')`, as ao-loader throws it (a plain Error with that message). */
+export class OutOfGas extends Error {
+  constructor() {
+    super('out of gas!');
+    this.name = 'Error';
+  }
+}
+
+/** emscripten's `ExitStatus`, thrown when the guest calls `exit(status)`. */
+export class ExitStatus extends Error {
+  constructor(readonly status: number) {
+    super(`Program terminated with exit(${status})`);
+    this.name = 'ExitStatus';
+  }
+}
