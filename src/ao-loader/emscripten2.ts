@@ -43,7 +43,7 @@ export function emscripten2Imports(rt: Runtime, fs: EmFS, gas: Gas, programName:
   return {
     env: {
       ...syscalls(rt, fs, { ioctlWrites: false }),
-      invoke_vii: (i, a, b) => rt.invoke(i!, [a!, b!]),
+      invoke_vii: (i, a, b) => rt.invoke('vii', i!, [a!, b!]),
       _emscripten_throw_longjmp: () => {
         throw new Longjmp();
       },

@@ -38,8 +38,8 @@ export function emscripten4Imports(rt: Runtime, fs: EmFS, clock: Clock, gas: Gas
 
   return {
     ...syscalls(rt, fs, { ioctlWrites: true }),
-    invoke_vii: (i, a, b) => rt.invoke(i!, [a!, b!]),
-    invoke_vjj: (i, a, b) => rt.invoke(i!, [a!, b!]),
+    invoke_vii: (i, a, b) => rt.invoke('vii', i!, [a!, b!]),
+    invoke_vjj: (i, a, b) => rt.invoke('vjj', i!, [a!, b!]),
     _emscripten_throw_longjmp: () => {
       throw new Longjmp();
     },

@@ -143,15 +143,21 @@ export class Runtime {
     return Number(this.call(this.gen === 'emscripten2' ? 'stackAlloc' : '_emscripten_stack_alloc', [this.arg(n)]));
   }
 
-  /** `invoke_<sig>(index, ...args)`: a table call that catches longjmp as emscripten does. */
-  invoke(index: WasmValue, args: WasmValue[]): undefined {
+  /**
+   * `invoke_<sig>(index, ...args)`: a table call that catches longjmp as emscripten does. Later
+   * generations call through the module's `dynCall_<sig>` export (whose frame Asyncify saves
+   * too), emscripten2 through the table.
+   */
+  invoke(sig: string, index: WasmValue, args: WasmValue[]): undefined {
     const sp = this.stackSave();
     try {
-      this.inst.callTable(index, args);
+      if (this.gen === 'emscripten2') this.inst.callTable(index, args);
+      else this.call(`dynCall_${sig}`, [Number(index), ...args]);
     } catch (e) {
       if (!causeIs(e, Longjmp)) throw e;
       this.stackRestore(sp);
-      this.call('setThrew', [this.arg(1), 0]);
+      const t = this.inst.module.exportType('setThrew');
+      this.call('setThrew', [t?.params[0] === 'i64' ? 1n : 1, 0]);
     }
     return undefined;
   }
