@@ -25,10 +25,17 @@ export class OutOfGas extends Error {
   }
 }
 
-/** emscripten's `ExitStatus`, thrown when the guest calls `exit(status)`. */
-export class ExitStatus extends Error {
-  constructor(readonly status: number) {
-    super(`Program terminated with exit(${status})`);
+/**
+ * emscripten's `ExitStatus`, thrown when the guest calls `exit(status)`: like emscripten's, a
+ * plain object (not an Error) with own `name`, `message` and `status`.
+ */
+export class ExitStatus {
+  readonly name: string;
+  readonly message: string;
+  readonly status: number;
+  constructor(status: number) {
     this.name = 'ExitStatus';
+    this.message = `Program terminated with exit(${status})`;
+    this.status = status;
   }
 }

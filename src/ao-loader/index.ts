@@ -6,7 +6,7 @@
  * One instance per loader, as in ao-loader: `handle(null, …)` continues from the instance's
  * current memory; `handle(memory, …)` first writes `memory` over it (growing it when needed).
  */
-import { AoError, badArg } from '../errors';
+import { AoError, LimitError, badArg } from '../errors';
 import { WasmInstance, type WasmValue } from '../wasm';
 import { loadImage } from '../wasm-image';
 import { Clock } from './clock';
@@ -133,7 +133,7 @@ export default async function AoLoader(binary: unknown, options?: AoLoaderOption
 
 /** The guest's errors as ao-loader gives them: `Error('out of gas!')`, `ExitStatus`, or the trap. */
 function unwrap(e: unknown): unknown {
-  return causeIs(e, OutOfGas) ?? causeIs(e, ExitStatus) ?? e;
+  return causeIs(e, OutOfGas) ?? causeIs(e, ExitStatus) ?? causeIs(e, LimitError) ?? e;
 }
 function run<T>(f: () => T): T {
   try {

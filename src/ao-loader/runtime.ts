@@ -6,7 +6,7 @@
  * the promise settles). Every write to memory is the one emscripten makes, so that the memory
  * image stays byte-equal with @permaweb/ao-loader's.
  */
-import { AoError } from '../errors';
+import { AoError, LimitError } from '../errors';
 import type { WasmInstance, WasmValue } from '../wasm';
 import type { Generation } from './formats';
 
@@ -17,10 +17,10 @@ export class Longjmp extends Error {
   }
 }
 
+/** `e` or the first error of class `cls` down its `cause` chain (traps wrap what imports threw). */
 function causeIs<T>(e: unknown, cls: new (...a: never[]) => T): T | undefined {
-  if (e instanceof cls) return e;
-  const c = (e as { cause?: unknown } | null)?.cause;
-  return c instanceof cls ? c : undefined;
+  for (let c = e, depth = 0; c && depth < 64; c = (c as { cause?: unknown }).cause, depth++) if (c instanceof cls) return c;
+  return undefined;
 }
 export { causeIs };
 
@@ -196,6 +196,7 @@ export class Runtime {
       this.#asyncState = 1;
       const hdr = this.wide ? 24 : 12;
       const ptr = this.malloc(hdr + ASYNC_STACK_SIZE);
+      if (!ptr) throw new LimitError(`Asyncify could not allocate its ${hdr + ASYNC_STACK_SIZE}-byte buffer: out of memory`, { limit: 'memory' });
       this.setPtr(ptr, ptr + hdr);
       this.setPtr(ptr + (this.wide ? 8 : 4), ptr + hdr + ASYNC_STACK_SIZE);
       this.setI32(ptr + (this.wide ? 16 : 8), this.#callStackId(this.#exportStack[0]!));
