@@ -67,7 +67,7 @@ export function emscripten4Imports(rt: Runtime, fs: EmFS, clock: Clock, gas: Gas
     __asyncjs__weavedrive_open: (name, mode) => asyncResult(rt.handleAsync(() => drive.open(rt.cstr(n(name)), n(mode)))),
     __asyncjs__weavedrive_read: (fd, dst, length) => asyncResult(rt.handleAsync(() => drive.read(n(fd), n(dst), n(length)))),
     __asyncjs__weavedrive_close: (fd) => asyncResult(rt.handleAsync(() => drive.close(n(fd)))),
-    metering_gasUsed: () => gas.used | 0,
+    metering_gasUsed: () => gas.sync() | 0,
     _emscripten_memcpy_js: (dest, src, num) => {
       rt.write(n(dest), rt.bytes(n(src), n(num)));
     },

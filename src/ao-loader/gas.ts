@@ -7,7 +7,14 @@ export const DEFAULT_GAS_LIMIT = 9e15;
 
 export class Gas {
   used = 0;
+  /** Reads the in-module counter, when the image is metered inside (wasm-meter). */
+  read?: () => number;
   constructor(readonly limit: number) {}
+  /** `used` from the in-module counter. */
+  sync(): number {
+    if (this.read) this.used = this.read();
+    return this.used;
+  }
   use(amount: number): void {
     this.used += amount;
     if (this.used > this.limit) throw new OutOfGas();

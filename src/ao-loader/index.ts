@@ -7,8 +7,9 @@
  * current memory; `handle(memory, …)` first writes `memory` over it (growing it when needed).
  */
 import { AoError, LimitError, badArg } from '../errors';
-import { WasmInstance, type WasmValue } from '../wasm';
+import { WasmInstance, imageHash, type WasmValue } from '../wasm';
 import { loadImage } from '../wasm-image';
+import { GAS_GET, GAS_LIMIT_SET, GAS_SET, meterModule } from '../wasm-meter/module';
 import { Clock } from './clock';
 import { emscripten2Imports } from './emscripten2';
 import { emscripten4Imports, type WeaveDriveHooks } from './emscripten4';
@@ -88,7 +89,8 @@ export default async function AoLoader(binary: unknown, options?: AoLoaderOption
   const rt = new Runtime(format.generation, heapMax);
   const drive = weaveDrive(opts);
 
-  const module = await loadImage(bytes);
+  const module = await loadImage(meteredImage(bytes, format.metering));
+  const metered = module.exports.some((e) => e.name === GAS_GET);
   let imports: Record<string, Record<string, (...a: WasmValue[]) => unknown>>;
   if (format.generation === 'emscripten2') {
     const { env, metering } = emscripten2Imports(rt, fs, gas, (opts.argv?.[0] ?? './this.program').replace(/\\/g, '/'));
@@ -102,6 +104,10 @@ export default async function AoLoader(binary: unknown, options?: AoLoaderOption
     ...(opts.timeLimit === undefined ? {} : { timeLimit: opts.timeLimit }),
   });
   rt.inst = inst;
+  if (metered) {
+    inst.call(GAS_LIMIT_SET, [BigInt(Math.min(Math.floor(gas.limit), 2 ** 63 - 1024))]);
+    gas.read = () => Number(inst.call(GAS_GET)[0]);
+  }
   run(() => start(rt, format.generation, opts.argv));
   if (format.dataDir) fs.createPath('/', 'data');
 
@@ -112,7 +118,12 @@ export default async function AoLoader(binary: unknown, options?: AoLoaderOption
       inst.memory.write(0, image);
     }
     gas.refill();
-    const out = await runAsync(() => callHandle(rt, JSON.stringify(msg), JSON.stringify(env)));
+    if (metered) inst.call(GAS_SET, [0n]);
+    const out = await runAsync(
+      () => callHandle(rt, JSON.stringify(msg), JSON.stringify(env)),
+      () => (metered ? gas.sync() > gas.limit : false),
+    );
+    if (metered) gas.sync();
     const { ok, response } = JSON.parse(out) as { ok: boolean; response: Record<string, unknown> };
     if (!ok) throw response;
     const size = Number(inst.memory.size);
@@ -142,12 +153,29 @@ function run<T>(f: () => T): T {
     throw unwrap(e);
   }
 }
-async function runAsync<T>(f: () => Promise<T>): Promise<T> {
+async function runAsync<T>(f: () => Promise<T>, outOfGas: () => boolean): Promise<T> {
   try {
     return await f();
   } catch (e) {
+    if (outOfGas()) throw new OutOfGas();
     throw unwrap(e);
   }
+}
+
+const meteredCache = new Map<string, Uint8Array>();
+
+/**
+ * The image with its gas counted inside: wasm-metering's injection for the `-metering` formats,
+ * and the built-in `metering.usegas` calls of AOS 1 images turned into the same counter.
+ */
+function meteredImage(bytes: Uint8Array, inject: boolean): Uint8Array {
+  const key = `${imageHash(bytes).toString('hex')}-${inject}`;
+  let out = meteredCache.get(key);
+  if (!out) {
+    out = meterModule(bytes, { inject, replaceImport: { module: 'metering', name: 'usegas' } });
+    meteredCache.set(key, out);
+  }
+  return out;
 }
 
 /** emscripten's start-up: stack, stack cookie, constructors, and `main` for emscripten2. */
