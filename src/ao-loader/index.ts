@@ -108,7 +108,12 @@ export default async function AoLoader(binary: unknown, options?: AoLoaderOption
     inst.call(GAS_LIMIT_SET, [BigInt(Math.min(Math.floor(gas.limit), 2 ** 63 - 1024))]);
     gas.read = () => Number(inst.call(GAS_GET)[0]);
   }
-  run(() => start(rt, format.generation, opts.argv));
+  try {
+    start(rt, format.generation, opts.argv);
+  } catch (e) {
+    if (metered && gas.sync() > gas.limit) throw new OutOfGas();
+    throw unwrap(e);
+  }
   if (format.dataDir) fs.createPath('/', 'data');
 
   return async (memory, msg, env) => {
@@ -145,13 +150,6 @@ export default async function AoLoader(binary: unknown, options?: AoLoaderOption
 /** The guest's errors as ao-loader gives them: `Error('out of gas!')`, `ExitStatus`, or the trap. */
 function unwrap(e: unknown): unknown {
   return causeIs(e, OutOfGas) ?? causeIs(e, ExitStatus) ?? causeIs(e, LimitError) ?? e;
-}
-function run<T>(f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    throw unwrap(e);
-  }
 }
 async function runAsync<T>(f: () => Promise<T>, outOfGas: () => boolean): Promise<T> {
   try {
