@@ -278,6 +278,7 @@ Napi::Value WasmInstance::Restore(const Napi::CallbackInfo& info) {
     wasmtime_error_t* error = wasmtime_global_set(ctx, &p.g->global, &v);
     if (error != nullptr) throw fail("cannot set global '" + p.g->name + "': " + TakeErrorMessage(error));
   }
+  RefreshView(env);
   return env.Undefined();
 }
 

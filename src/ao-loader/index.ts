@@ -116,11 +116,12 @@ export default async function AoLoader(binary: unknown, options?: AoLoaderOption
   }
   if (format.dataDir) fs.createPath('/', 'data');
 
+  let live: ArrayBuffer | undefined; // the view handed out by the last UNSAFE_MEMORY result
   return async (memory, msg, env) => {
-    if (memory !== null && memory !== undefined) {
+    if (memory !== null && memory !== undefined && !(memory instanceof ArrayBuffer && memory === live)) {
       const image = toBytes(memory, 'handle');
       if (rt.size < image.byteLength) rt.resizeHeap(image.byteLength);
-      inst.memory.write(0, image);
+      rt.heap().set(image, 0);
     }
     gas.refill();
     if (metered) inst.call(GAS_SET, [0n]);
@@ -131,9 +132,12 @@ export default async function AoLoader(binary: unknown, options?: AoLoaderOption
     if (metered) gas.sync();
     const { ok, response } = JSON.parse(out) as { ok: boolean; response: Record<string, unknown> };
     if (!ok) throw response;
-    const size = Number(inst.memory.size);
-    const bytesOut = inst.memory.read(0, size);
-    const Memory: Uint8Array | ArrayBuffer = opts.UNSAFE_MEMORY === true ? (bytesOut.buffer as ArrayBuffer).slice(bytesOut.byteOffset, bytesOut.byteOffset + size) : new Uint8Array(bytesOut.buffer, bytesOut.byteOffset, size);
+    // UNSAFE_MEMORY: the memory itself (detached when it next grows), as ao-loader's HEAPU8.buffer
+    let Memory: Uint8Array | ArrayBuffer;
+    if (opts.UNSAFE_MEMORY === true) {
+      live = rt.heap().buffer as ArrayBuffer;
+      Memory = live;
+    } else Memory = rt.heap().slice();
     return {
       Memory,
       Error: response.Error,

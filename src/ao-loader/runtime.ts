@@ -42,47 +42,59 @@ export class Runtime {
   }
 
   // --- memory ---------------------------------------------------------------------------
+  #u8 = new Uint8Array(0);
+  #dv = new DataView(new ArrayBuffer(0));
+
+  /** The live memory (a view that the native side detaches when memory grows or moves). */
+  heap(): Uint8Array {
+    if (this.#u8.byteLength === 0) {
+      const buf = this.inst.memory.view();
+      this.#u8 = new Uint8Array(buf);
+      this.#dv = new DataView(buf);
+    }
+    return this.#u8;
+  }
+  #view(): DataView {
+    this.heap();
+    return this.#dv;
+  }
   get size(): number {
-    return Number(this.inst.memory.size);
+    return this.heap().byteLength;
   }
   ptr(v: WasmValue): number {
     return Number(v);
   }
   bytes(p: number, n: number): Buffer {
-    return this.inst.memory.read(p, n);
+    const h = this.heap();
+    if (p < 0 || p + n > h.byteLength) throw new RangeError(`memory access out of bounds: ${n} bytes at ${p}`);
+    return Buffer.from(h.slice(p, p + n).buffer);
   }
   write(p: number, b: Uint8Array): void {
-    this.inst.memory.write(p, b);
+    const h = this.heap();
+    if (p < 0 || p + b.byteLength > h.byteLength) throw new RangeError(`memory access out of bounds: ${b.byteLength} bytes at ${p}`);
+    h.set(b, p);
   }
   i32(p: number): number {
-    return this.bytes(p, 4).readInt32LE(0);
+    return this.#view().getInt32(p, true);
   }
   u32(p: number): number {
-    return this.bytes(p, 4).readUInt32LE(0);
+    return this.#view().getUint32(p, true);
   }
   /** A pointer-sized value (u32, or u64 on wasm64). */
   uptr(p: number): number {
-    return this.wide ? Number(this.bytes(p, 8).readBigUInt64LE(0)) : this.u32(p);
+    return this.wide ? Number(this.#view().getBigUint64(p, true)) : this.u32(p);
   }
   setI32(p: number, v: number): void {
-    const b = Buffer.allocUnsafe(4);
-    b.writeInt32LE(v | 0);
-    this.write(p, b);
+    this.#view().setInt32(p, v | 0, true);
   }
   setU32(p: number, v: number): void {
-    const b = Buffer.allocUnsafe(4);
-    b.writeUInt32LE(v >>> 0);
-    this.write(p, b);
+    this.#view().setUint32(p, v >>> 0, true);
   }
   setI16(p: number, v: number): void {
-    const b = Buffer.allocUnsafe(2);
-    b.writeInt16LE(v);
-    this.write(p, b);
+    this.#view().setInt16(p, v, true);
   }
   setU64(p: number, v: number | bigint): void {
-    const b = Buffer.allocUnsafe(8);
-    b.writeBigUInt64LE(BigInt.asUintN(64, BigInt(v)));
-    this.write(p, b);
+    this.#view().setBigUint64(p, BigInt.asUintN(64, BigInt(v)), true);
   }
   /** emscripten's 64-bit store of a double (`tempI64` split): low word, then the high word. */
   setI53(p: number, v: number): void {
@@ -96,7 +108,11 @@ export class Runtime {
     else this.setU32(p, v);
   }
   cstr(p: number): string {
-    return p ? this.inst.readString(p).toString('utf8') : '';
+    if (!p) return '';
+    const h = this.heap();
+    let end = p;
+    while (end < h.length && h[end] !== 0) end++;
+    return Buffer.from(h.buffer, h.byteOffset + p, end - p).toString('utf8');
   }
   /** `stringToUTF8(str, ptr, max)`: at most max-1 bytes (whole characters) and a NUL. */
   writeString(str: string, p: number, max: number): number {
