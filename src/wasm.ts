@@ -357,8 +357,8 @@ export interface WasmMemory {
   readonly is64: boolean;
   /**
    * The memory itself as an ArrayBuffer, without a copy. The view is detached (byteLength 0)
-   * when the memory grows or moves, when a snapshot is restored, and at `dispose()`: take a new
-   * one then. It never outlives the memory.
+   * when the memory grows or moves (a `restore()` that changes its size included) and at
+   * `dispose()`: take a new one then. It never outlives the memory.
    */
   view(): ArrayBuffer;
 }
