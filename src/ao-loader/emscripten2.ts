@@ -8,7 +8,7 @@ import type { WasmValue } from '../wasm';
 import { breakDown, formatTime, makeTime } from './clock';
 import type { EmFS } from './fs';
 import { ExitStatus, type Gas } from './gas';
-import { Longjmp, type Runtime } from './runtime';
+import { LONGJMP, type Runtime } from './runtime';
 import { syscalls } from './syscalls';
 
 type Fn = (...a: WasmValue[]) => WasmValue | undefined | void;
@@ -45,7 +45,7 @@ export function emscripten2Imports(rt: Runtime, fs: EmFS, gas: Gas, programName:
       ...syscalls(rt, fs, { ioctlWrites: false }),
       invoke_vii: (i, a, b) => rt.invoke('vii', i!, [a!, b!]),
       _emscripten_throw_longjmp: () => {
-        throw new Longjmp();
+        throw LONGJMP;
       },
       abort: () => {
         throw new Error('Aborted(native code called abort())');

@@ -8,7 +8,7 @@ import type { WasmValue } from '../wasm';
 import { breakDown, formatTime, makeTime, type Clock } from './clock';
 import type { EmFS } from './fs';
 import { ExitStatus, type Gas } from './gas';
-import { Longjmp, type Runtime } from './runtime';
+import { LONGJMP, type Runtime } from './runtime';
 import { syscalls } from './syscalls';
 
 type Fn = (...a: WasmValue[]) => WasmValue | undefined | void;
@@ -41,7 +41,7 @@ export function emscripten4Imports(rt: Runtime, fs: EmFS, clock: Clock, gas: Gas
     invoke_vii: (i, a, b) => rt.invoke('vii', i!, [a!, b!]),
     invoke_vjj: (i, a, b) => rt.invoke('vjj', i!, [a!, b!]),
     _emscripten_throw_longjmp: () => {
-      throw new Longjmp();
+      throw LONGJMP;
     },
     strftime: (s, maxsize, format, tm) => {
       const p = n(tm);

@@ -16,7 +16,7 @@ import { emscripten4Imports, type WeaveDriveHooks } from './emscripten4';
 import { formatOf } from './formats';
 import { EmFS } from './fs';
 import { DEFAULT_GAS_LIMIT, ExitStatus, Gas, OutOfGas } from './gas';
-import { Longjmp, Runtime, causeIs } from './runtime';
+import { Runtime, causeIs } from './runtime';
 
 export { ExitStatus, OutOfGas };
 
@@ -238,4 +238,3 @@ function weaveDrive(opts: AoLoaderOptions): WeaveDriveHooks {
   };
 }
 
-void Longjmp;

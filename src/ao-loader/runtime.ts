@@ -10,12 +10,14 @@ import { AoError, LimitError } from '../errors';
 import type { WasmInstance, WasmValue } from '../wasm';
 import type { Generation } from './formats';
 
-/** Thrown by `_emscripten_throw_longjmp`: unwinds to the nearest `invoke_*`. */
-export class Longjmp extends Error {
-  constructor() {
-    super('longjmp');
-  }
+/**
+ * Thrown by `_emscripten_throw_longjmp`: unwinds to the nearest `invoke_*`. Not an Error (no
+ * stack to capture: AOS longjmps on every Lua error); one instance serves every throw.
+ */
+export class Longjmp {
+  readonly message = 'longjmp';
 }
+export const LONGJMP = new Longjmp();
 
 /** `e` or the first error of class `cls` down its `cause` chain (traps wrap what imports threw). */
 function causeIs<T>(e: unknown, cls: new (...a: never[]) => T): T | undefined {
