@@ -10,14 +10,9 @@ import type { EmFS } from './fs';
 import { ExitStatus, type Gas } from './gas';
 import { LONGJMP, type Runtime } from './runtime';
 import { syscalls } from './syscalls';
+import type { WeaveDriveHooks } from './weavedrive';
 
 type Fn = (...a: WasmValue[]) => WasmValue | undefined | void;
-
-export interface WeaveDriveHooks {
-  open(filename: string, mode: number): Promise<unknown>;
-  read(fd: number, dst: number, length: number): Promise<unknown>;
-  close(fd: number): Promise<unknown>;
-}
 
 export function emscripten4Imports(rt: Runtime, fs: EmFS, clock: Clock, gas: Gas, drive: WeaveDriveHooks): Record<string, Fn> {
   const n = (v: WasmValue | undefined): number => Number(v ?? 0);

@@ -50,6 +50,8 @@ export interface FsNode {
   size: number;
   /** Character devices: 'tty' (fds 0-2, /dev/tty) or 'null'. */
   device?: 'tty' | 'null';
+  /** A WeaveDrive file: its bytes are on Arweave, read through the drive, not here. */
+  remote?: boolean;
 }
 
 export interface Stream {
@@ -215,6 +217,19 @@ export class EmFS {
     resize(node, len);
   }
 
+  /** Creates (or reuses) the file `path` of `size` bytes held remotely, and opens it read-only. */
+  openRemote(path: string, size: number): Stream {
+    let node: FsNode;
+    try {
+      node = this.lookup(path);
+    } catch {
+      node = this.#create(path, 0o100444);
+    }
+    node.remote = true;
+    node.size = size;
+    return this.#newStream(node, 0, normalize(path));
+  }
+
   close(fd: number): void {
     this.stream(fd);
     this.streams[fd] = undefined;
@@ -229,6 +244,7 @@ export class EmFS {
     if ((s.flags & 2097155) === 1) throw new FsError(E.BADF);
     if (EmFS.isDir(s.node)) throw new FsError(E.ISDIR);
     if (s.node.device) return 0; // the terminal is at end of input, /dev/null is empty
+    if (s.node.remote) throw new FsError(E.IO); // WeaveDrive files are read through the drive
     const pos = position ?? s.position;
     const n = Math.max(0, Math.min(dst.length, s.node.size - pos));
     if (n > 0) dst.set(s.node.data!.subarray(pos, pos + n));

@@ -12,11 +12,12 @@ import { loadImage } from '../wasm-image';
 import { GAS_GET, GAS_LIMIT_SET, GAS_SET, meterModule } from '../wasm-meter/module';
 import { Clock } from './clock';
 import { emscripten2Imports } from './emscripten2';
-import { emscripten4Imports, type WeaveDriveHooks } from './emscripten4';
+import { emscripten4Imports } from './emscripten4';
 import { formatOf } from './formats';
 import { EmFS } from './fs';
 import { DEFAULT_GAS_LIMIT, ExitStatus, Gas, OutOfGas } from './gas';
 import { Runtime, causeIs } from './runtime';
+import { NO_DRIVE, weaveDrive, type WeaveDriveOptions } from './weavedrive';
 
 export { ExitStatus, OutOfGas };
 
@@ -39,7 +40,12 @@ export interface AoLoaderOptions {
    * `process.argv.slice(1)`, which makes its memory depend on the host.
    */
   argv?: string[];
-  /** WeaveDrive hooks, as ao-loader takes them: `WeaveDrive(Module, FS)` returning `{ open, read, close }`. */
+  /**
+   * hb-runtimes: WeaveDrive (AOS 2 images), files `/data/<tx id>` read from a gateway:
+   * `{ gateway, fetch, admissible }` (docs/ao-loader.md). ao-loader's `WeaveDrive(Module, FS)`
+   * factory needs emscripten's JavaScript objects and is refused.
+   */
+  weaveDrive?: WeaveDriveOptions;
   WeaveDrive?: unknown;
   [k: string]: unknown;
 }
@@ -87,7 +93,13 @@ export default async function AoLoader(binary: unknown, options?: AoLoaderOption
   const fs = new EmFS(clock);
   const heapMax = Math.min(format.heapMax, memoryLimit ?? Infinity);
   const rt = new Runtime(format.generation, heapMax);
-  const drive = weaveDrive(opts);
+  if (opts.WeaveDrive !== undefined) {
+    throw new AoError("AoLoader: ao-loader's WeaveDrive(Module, FS) factory needs emscripten's JavaScript runtime; use the weaveDrive option ({ gateway, fetch, admissible })", {
+      status: 400,
+      code: 'ERR_UNSUPPORTED',
+    });
+  }
+  const drive = opts.weaveDrive ? weaveDrive(opts.weaveDrive, rt, fs) : NO_DRIVE;
 
   const module = await loadImage(meteredImage(bytes, format.metering));
   const metered = module.exports.some((e) => e.name === GAS_GET);
@@ -223,18 +235,4 @@ async function callHandle(rt: Runtime, msg: string, env: string): Promise<string
   return rt.cstr(Number(ret));
 }
 
-function weaveDrive(opts: AoLoaderOptions): WeaveDriveHooks {
-  const factory = opts.WeaveDrive as ((module: unknown, fs: unknown) => { open(f: string, m?: number): unknown; read(fd: number, dst: number, len: number): unknown; close(fd: number): unknown }) | undefined;
-  return {
-    open: async (name, mode) => (factory ? factory(opts, undefined).open(name, mode) : null),
-    read: async (fd, dst, len) => {
-      if (!factory) throw new TypeError('Module2.WeaveDrive is not a function');
-      return factory(opts, undefined).read(fd, dst, len);
-    },
-    close: async (fd) => {
-      if (!factory) throw new TypeError('Module2.WeaveDrive is not a function');
-      return factory(opts, undefined).close(fd);
-    },
-  };
-}
 
