@@ -80,12 +80,7 @@ function limitNumber(v: unknown, name: string): number | undefined {
 export default async function AoLoader(binary: unknown, options?: AoLoaderOptions | null): Promise<Handle> {
   const opts: AoLoaderOptions = options && typeof options === 'object' ? options : { format: 'wasm32-unknown-emscripten' };
   const format = formatOf(opts.format);
-  if (typeof binary === 'function') {
-    throw new AoError('AoLoader: the instantiate-callback form hands the loader a V8 instance; hb-runtimes needs the module bytes', {
-      status: 400,
-      code: 'ERR_UNSUPPORTED',
-    });
-  }
+  if (typeof binary === 'function') return v8Fallback(binary, opts);
   const bytes = toBytes(binary, 'AoLoader');
   const memoryLimit = limitNumber(opts.memoryLimit, 'memoryLimit');
   const gas = new Gas(limitNumber(opts.computeLimit, 'computeLimit') ?? DEFAULT_GAS_LIMIT);
@@ -161,6 +156,25 @@ export default async function AoLoader(binary: unknown, options?: AoLoaderOption
       GasUsed: gas.used,
     };
   };
+}
+
+/**
+ * The instantiate-callback form hands the loader a V8 instance, which Wasmtime cannot run: it is
+ * delegated to @permaweb/ao-loader itself when the host has it installed (V8 then runs it, with
+ * ao-loader's behaviour, global patches included); otherwise it is refused.
+ */
+async function v8Fallback(fn: unknown, opts: AoLoaderOptions): Promise<Handle> {
+  let ref: (b: unknown, o: unknown) => Promise<Handle>;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    ref = require('@permaweb/ao-loader');
+  } catch {
+    throw new AoError('AoLoader: the instantiate-callback form hands the loader a V8 instance; hb-runtimes runs module bytes (install @permaweb/ao-loader to fall back to it for this form)', {
+      status: 400,
+      code: 'ERR_UNSUPPORTED',
+    });
+  }
+  return ref(fn, opts);
 }
 
 /** The guest's errors as ao-loader gives them: `Error('out of gas!')`, `ExitStatus`, or the trap. */
