@@ -24,7 +24,12 @@ export const E = {
   SPIPE: 70,
   BUSY: 10,
   MFILE: 33,
+  NOSPC: 51,
 } as const;
+
+/** Bounds on what a guest may keep in this file system (it lives in the Node process): ENOSPC past them. */
+export const FS_MAX_BYTES = 512 * 1024 * 1024;
+export const FS_MAX_NODES = 100_000;
 
 export class FsError extends Error {
   constructor(readonly errno: number) {
@@ -66,6 +71,8 @@ export class EmFS {
   readonly root: FsNode;
   readonly streams: (Stream | undefined)[] = [];
   #nextId = 1;
+  #bytes = 0; // file capacity allocated
+  #nodes = 0;
 
   constructor(readonly clock: Clock) {
     const root = { id: this.#nextId++, name: '/', mode: S_IFDIR | 0o777, timestamp: 0, entries: new Map(), size: 0 } as unknown as FsNode;
@@ -141,6 +148,8 @@ export class EmFS {
     if (!name || name === '.' || name === '..') throw new FsError(E.INVAL);
     if (!EmFS.isDir(parent)) throw new FsError(E.NOTDIR);
     if (parent.entries!.has(name)) throw new FsError(E.EXIST);
+    if (this.#nodes >= FS_MAX_NODES) throw new FsError(E.NOSPC);
+    this.#nodes++;
     const node: FsNode = { id: this.#nextId++, name, mode, parent, timestamp: this.clock.now(), size: 0 };
     if (EmFS.isDir(node)) node.entries = new Map();
     parent.entries!.set(name, node);
@@ -214,6 +223,8 @@ export class EmFS {
     if (EmFS.isDir(node)) throw new FsError(E.ISDIR);
     if (!EmFS.isFile(node)) throw new FsError(E.INVAL);
     node.timestamp = this.clock.now();
+    if (this.#bytes - (node.data?.length ?? 0) + len > FS_MAX_BYTES) throw new FsError(E.NOSPC);
+    this.#bytes += len - (node.data?.length ?? 0);
     resize(node, len);
   }
 
@@ -268,7 +279,10 @@ export class EmFS {
     if (pos + src.length > node.size) {
       const cap = node.data?.length ?? 0;
       if (cap < pos + src.length) {
-        const grown = new Uint8Array(Math.max(pos + src.length, cap * 2, 256));
+        const want = Math.max(pos + src.length, Math.min(cap * 2, pos + src.length + (1 << 20)), 256);
+        if (this.#bytes - cap + want > FS_MAX_BYTES) throw new FsError(E.NOSPC);
+        this.#bytes += want - cap;
+        const grown = new Uint8Array(want);
         if (node.data) grown.set(node.data.subarray(0, node.size));
         node.data = grown;
       }
@@ -298,6 +312,8 @@ export class EmFS {
     if (this.#busy(node)) throw new FsError(E.BUSY);
     parent.entries!.delete(name);
     parent.timestamp = this.clock.now();
+    this.#bytes -= node.data?.length ?? 0;
+    this.#nodes--;
   }
 
   rmdir(path: string): void {
@@ -309,6 +325,7 @@ export class EmFS {
     if (node.entries!.size) throw new FsError(E.NOTEMPTY);
     parent.entries!.delete(name);
     parent.timestamp = this.clock.now();
+    this.#nodes--;
   }
 
   rename(from: string, to: string): void {
