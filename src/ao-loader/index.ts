@@ -124,10 +124,13 @@ export default async function AoLoader(binary: unknown, options?: AoLoaderOption
   if (format.dataDir) fs.createPath('/', 'data');
 
   let live: ArrayBuffer | undefined; // the view handed out by the last UNSAFE_MEMORY result
-  return async (memory, msg, env) => {
+  const one: Handle = async (memory, msg, env) => {
     if (memory !== null && memory !== undefined && !(memory instanceof ArrayBuffer && memory === live)) {
       const image = toBytes(memory, 'handle');
       if (rt.size < image.byteLength) rt.resizeHeap(image.byteLength);
+      if (rt.size < image.byteLength) {
+        throw new LimitError(`handle: a Memory of ${image.byteLength} bytes does not fit (memory limit ${heapMax} bytes)`, { limit: 'memory' });
+      }
       rt.heap().set(image, 0);
     }
     gas.refill();
@@ -155,6 +158,14 @@ export default async function AoLoader(binary: unknown, options?: AoLoaderOption
       Patches: (response.Patches as unknown[] | undefined) || [],
       GasUsed: gas.used,
     };
+  };
+  // One message at a time: a handle called again before the last one settled waits its turn
+  // (the instance is suspended across awaits while WeaveDrive reads).
+  let queue: Promise<unknown> = Promise.resolve();
+  return (memory, msg, env) => {
+    const run = queue.then(() => one(memory, msg, env));
+    queue = run.catch(() => undefined);
+    return run;
   };
 }
 

@@ -50,6 +50,19 @@ describeShared('ao-loader options (aos2 wasm64)', () => {
     expect(Buffer.from(b1.Memory as Uint8Array).equals(copy)).toBe(true);
   });
 
+  it('runs concurrent calls one after the other, as if awaited in order', async () => {
+    const binary = sharedFixture(FILE);
+    const seq = await AoLoader(binary, { format: FORMAT });
+    const a1 = await seq(null, msg('n = (n or 0) + 1 return n'), env);
+    const a2 = await seq(null, msg('n = (n or 0) + 10 return n'), env);
+    const par = await AoLoader(binary, { format: FORMAT });
+    const [b1, b2] = await Promise.all([par(null, msg('n = (n or 0) + 1 return n'), env), par(null, msg('n = (n or 0) + 10 return n'), env)]);
+    expect(b1.Output).toEqual(a1.Output);
+    expect(b2.Output).toEqual(a2.Output);
+    expect(JSON.stringify(b2.Output)).toContain('11');
+    expect(Buffer.from(b2.Memory as Uint8Array).equals(Buffer.from(a2.Memory as Uint8Array))).toBe(true);
+  });
+
   it('inputEncoding, outputEncoding and extensions are accepted and change nothing, as in ao-loader', async () => {
     const binary = sharedFixture(FILE);
     const plain = await (await AoLoader(binary, { format: FORMAT }))(null, msg('return 6 * 7'), env);
