@@ -28,6 +28,7 @@ void WasmInstance::Init(Napi::Env env, Napi::Object exports, Addon* addon) {
                                         InstanceMethod("memoryRead", &WasmInstance::MemoryRead),
                                         InstanceMethod("memoryWrite", &WasmInstance::MemoryWrite),
                                         InstanceMethod("readCString", &WasmInstance::ReadCString),
+                                        InstanceMethod("memoryView", &WasmInstance::MemoryView),
                                         InstanceMethod("hasMemory", &WasmInstance::HasMemory),
                                         InstanceMethod("snapshotSize", &WasmInstance::SnapshotSize),
                                         InstanceMethod("snapshot", &WasmInstance::Snapshot),
@@ -209,6 +210,8 @@ void WasmInstance::Close() {
   // Finalizer-safe: Reset only drops our reference count, it calls no JS.
   module_ref_.Reset();
   pending_error_.Reset();
+  if (view_ != nullptr && env_for_view_ != nullptr) napi_delete_reference(env_for_view_, view_);
+  view_ = nullptr;
   Untrack();
 }
 
@@ -217,6 +220,7 @@ void WasmInstance::CheckOpen(Napi::Env env) const {
 }
 
 Napi::Value WasmInstance::Dispose(const Napi::CallbackInfo& info) {
+  if (depth_ == 0) RefreshView(info.Env(), true);
   Close();
   return info.Env().Undefined();
 }

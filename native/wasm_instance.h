@@ -103,6 +103,12 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   Napi::Value MemoryRead(const Napi::CallbackInfo& info);
   Napi::Value MemoryWrite(const Napi::CallbackInfo& info);
   Napi::Value ReadCString(const Napi::CallbackInfo& info);
+  // memoryView(): an ArrayBuffer over memory 0 itself (no copy). It is detached (byteLength 0)
+  // as soon as the memory grows, moves, or the instance is disposed, so it never dangles; while
+  // it lives it keeps the instance from being collected.
+  Napi::Value MemoryView(const Napi::CallbackInfo& info);
+  // Detaches the current view if memory 0 no longer has its base and size (or `always`). JS context only.
+  void RefreshView(napi_env env, bool always = false);
   Napi::Value HasMemory(const Napi::CallbackInfo& info);
   Napi::Value SnapshotSize(const Napi::CallbackInfo& info);
   Napi::Value Snapshot(const Napi::CallbackInfo& info);
@@ -186,6 +192,10 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   int depth_ = 0;                      // nesting of calls (host imports may call back in)
   bool close_pending_ = false;
   napi_env env_ = nullptr;             // valid during a call, for host imports
+  napi_ref view_ = nullptr;            // weak: the ArrayBuffer memoryView() returned last
+  napi_env env_for_view_ = nullptr;    // the environment view_ belongs to
+  uint8_t* view_base_ = nullptr;       // what it covers
+  uint64_t view_size_ = 0;
   Napi::Reference<Napi::Value> pending_error_;  // a JS error thrown by a host import
   std::string pending_label_;    // the import that failed first
   std::string pending_failure_;  // why it failed

@@ -50,6 +50,7 @@ static Napi::Error ForeignTypeError(Napi::Env env, const std::string& message) {
 
 // Calls the JS function of `imp` and converts its results; returns a failure text, empty on success.
 std::string WasmInstance::CallJs(Napi::Env env, HostImport* imp, const wasmtime_val_t* args, wasmtime_val_t* results) {
+  RefreshView(env);  // before JS can touch a view of memory the guest just grew or moved
   std::vector<napi_value> argv(imp->sig.params.size());
   for (size_t i = 0; i < imp->sig.params.size(); i++) argv[i] = FromWasm(env, args[i]);
   Napi::Value ret = imp->fn.Value().Call(env.Undefined(), argv.size(), argv.data());
@@ -343,10 +344,12 @@ Napi::Value WasmInstance::Invoke(const Napi::CallbackInfo& info, size_t first, c
   wasmtime_error_t* error = wasmtime_func_call_unchecked(ctx, &f.func, raw, slots, &trap);
   depth_--;
   if (outermost && metered) fuel_consumed_ = fuel_ - FuelLeft(ctx);
+  RefreshView(env);  // the guest may have grown or moved memory
   if (error != nullptr || trap != nullptr) {
     Napi::Error err = CallError(env, error, trap, what);
     if (outermost && close_pending_) {
       close_pending_ = false;
+      RefreshView(env, true);
       Close();
     }
     throw err;

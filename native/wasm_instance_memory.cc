@@ -50,6 +50,7 @@ Napi::Value WasmInstance::MemoryGrow(const Napi::CallbackInfo& info) {
     throw MakeError(env, "AoError", text,
                     {{"status", Napi::Number::New(env, 400)}, {"code", Napi::String::New(env, "ERR_MEMORY_GROW")}});
   }
+  RefreshView(env);
   return Napi::BigInt::New(env, prev);
 }
 
@@ -77,6 +78,57 @@ Napi::Value WasmInstance::MemoryWrite(const Napi::CallbackInfo& info) {
   if (ptr > size || len > size - ptr) throw OutOfBounds(env, "write", ptr, len, size);
   std::memcpy(wasmtime_memory_data(ctx, &m.memory) + ptr, src, len);
   return env.Undefined();
+}
+
+void WasmInstance::RefreshView(napi_env env, bool always) {
+  if (view_ == nullptr) return;
+  napi_value v = nullptr;
+  napi_get_reference_value(env, view_, &v);
+  if (v == nullptr) {  // collected
+    napi_delete_reference(env, view_);
+    view_ = nullptr;
+    return;
+  }
+  if (!always && store_ != nullptr && !memories_.empty()) {
+    wasmtime_context_t* ctx = Ctx();
+    if (wasmtime_memory_data(ctx, &memories_[0].memory) == view_base_ &&
+        wasmtime_memory_data_size(ctx, &memories_[0].memory) == view_size_) {
+      return;
+    }
+  }
+  napi_detach_arraybuffer(env, v);
+  napi_delete_reference(env, view_);
+  view_ = nullptr;
+}
+
+Napi::Value WasmInstance::MemoryView(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ExportMemory& m = Memory(env);
+  RefreshView(env);
+  if (view_ != nullptr) {
+    napi_value v = nullptr;
+    napi_get_reference_value(env, view_, &v);
+    if (v != nullptr) return Napi::Value(env, v);
+  }
+  wasmtime_context_t* ctx = Ctx();
+  uint8_t* base = wasmtime_memory_data(ctx, &m.memory);
+  uint64_t size = wasmtime_memory_data_size(ctx, &m.memory);
+  napi_ref self = nullptr;  // the view keeps the instance (and so the memory) alive
+  if (napi_create_reference(env, info.This(), 1, &self) != napi_ok) throw Napi::Error::New(env, "memoryView: cannot reference the instance");
+  napi_value ab = nullptr;
+  napi_status st = napi_create_external_arraybuffer(
+      env, base, static_cast<size_t>(size),
+      [](napi_env e, void*, void* hint) { napi_delete_reference(e, static_cast<napi_ref>(hint)); }, self, &ab);
+  if (st != napi_ok) {
+    napi_delete_reference(env, self);
+    throw MakeError(env, "AoError", "memoryView: external ArrayBuffers are not allowed in this runtime",
+                    {{"status", Napi::Number::New(env, 500)}, {"code", Napi::String::New(env, "ERR_NO_EXTERNAL_BUFFERS")}});
+  }
+  napi_create_reference(env, ab, 0, &view_);
+  env_for_view_ = env;
+  view_base_ = base;
+  view_size_ = size;
+  return Napi::Value(env, ab);
 }
 
 Napi::Value WasmInstance::ReadCString(const Napi::CallbackInfo& info) {

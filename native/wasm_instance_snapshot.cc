@@ -364,6 +364,7 @@ Napi::Value WasmInstance::Restore(const Napi::CallbackInfo& info) {
   } catch (const snap::Invalid& e) {
     throw MakeError(env, "SnapshotError", std::string("invalid WASM snapshot: ") + e.what());
   }
+  RefreshView(env);
   return env.Undefined();
 }
 

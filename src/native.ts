@@ -82,6 +82,7 @@ export interface NativeWasmInstance {
   memoryGrow(pages: number | bigint): bigint;
   memoryRead(ptr: number | bigint, len: number | bigint): Buffer;
   memoryWrite(ptr: number | bigint, bytes: Uint8Array): void;
+  memoryView(): ArrayBuffer;
   /** Reads a NUL-terminated string starting at `ptr` (bytes before the NUL). */
   readCString(ptr: number | bigint): Buffer;
   hasMemory(): boolean;

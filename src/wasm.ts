@@ -366,6 +366,12 @@ export interface WasmMemory {
   grow(pages: WasmValue): number | bigint;
   /** Whether this is a 64-bit memory. */
   readonly is64: boolean;
+  /**
+   * The memory itself as an ArrayBuffer, without a copy. The view is detached (byteLength 0)
+   * when the memory grows or moves (a `restore()` that changes its size included) and at
+   * `dispose()`: take a new one then. It never outlives the memory.
+   */
+  view(): ArrayBuffer;
 }
 
 /** An instance of a module, with its own store, memory and globals. */
@@ -429,6 +435,7 @@ export class WasmInstance {
         return is64 ? prev : Number(prev);
       },
       is64,
+      view: () => h.memoryView(),
     };
   }
 

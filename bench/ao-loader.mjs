@@ -1,0 +1,76 @@
+// node-flags: --experimental-wasm-memory64
+// hb-runtimes/ao-loader next to @permaweb/ao-loader 0.0.49 (its oracle, on V8) in the same run, on
+// the three AOS images of ../shared/fixtures/ao-loader: Eval messages/s the way a CU drives the
+// loader (each message gets the Memory of the one before), in default mode (Memory copied out
+// after every message) and with UNSAFE_MEMORY (the memory itself). Medians of interleaved rounds.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createRequire } from 'node:module';
+import { fmt, table } from './util.mjs';
+
+// ao-loader replaces Date.now, performance.now and process.hrtime for the whole process: keep the real clock.
+const hrtime = process.hrtime.bigint.bind(process.hrtime);
+const nowMs = () => Number(hrtime()) / 1e6;
+const require = createRequire(import.meta.url);
+const Ours = require('../lib/ao-loader.js');
+const Ref = require('@permaweb/ao-loader');
+const DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'shared', 'fixtures', 'ao-loader');
+if (!fs.existsSync(DIR)) {
+  console.log(`skipped: ${DIR} not found`);
+  process.exit(0);
+}
+const IMAGES = [
+  ['aos1-wasm32-emscripten2.wasm', 'wasm32-unknown-emscripten2'],
+  ['aos2-wasm32-emscripten4.wasm', 'wasm32-unknown-emscripten4'],
+  ['aos2-wasm64-emscripten.wasm', 'wasm64-unknown-emscripten-draft_2024_02_15'],
+  ['aos2-wasm32-emscripten4.wasm', 'wasm32-unknown-emscripten-metering'],
+];
+const ENV = { Process: { Id: 'PROCESS', Owner: 'OWNER', Tags: [{ name: 'Name', value: 'bench' }] } };
+const msgOf = (i) => ({ Id: `M${i}`, Owner: 'OWNER', Target: 'PROCESS', From: 'OWNER', Tags: [{ name: 'Action', value: 'Eval' }], Data: 'return 1 + 1', Module: 'MODULE', 'Block-Height': '1', Timestamp: String(1_700_000_000_000 + i) });
+const ROUNDS = Number(process.env.AOL_ROUNDS ?? 5);
+const PER_ROUND = Number(process.env.AOL_PER_ROUND ?? 20);
+
+/** A CU's loop: handle(previous Memory, message). Returns a function doing `n` messages. */
+async function driver(Loader, binary, opts) {
+  const handle = await Loader(binary, opts);
+  let memory = null;
+  let i = 0;
+  const first = await handle(memory, msgOf(i++), ENV);
+  if (!JSON.stringify(first.Output).includes('2')) throw new Error('wrong answer');
+  memory = first.Memory;
+  return async (n) => {
+    for (let k = 0; k < n; k++) memory = (await handle(memory, msgOf(i++), ENV)).Memory;
+  };
+}
+
+async function rates(variants) {
+  const out = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+  for (const run of Object.values(variants)) await run(20); // warm-up (AOS initialises lazily on its first messages)
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [name, run] of Object.entries(variants)) {
+      globalThis.gc?.();
+      const t0 = nowMs();
+      await run(PER_ROUND);
+      out[name].push(PER_ROUND / ((nowMs() - t0) / 1000));
+    }
+  }
+  const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  return Object.fromEntries(Object.entries(out).map(([k, xs]) => [k, median(xs)]));
+}
+
+const rows = [];
+const only = process.env.AOL_FORMATS?.split(',');
+for (const [file, format] of IMAGES.filter(([, f]) => !only || only.includes(f))) {
+  const binary = fs.readFileSync(path.join(DIR, file));
+  // the two modes in separate interleaved series: default mode's 110 MB copies would weigh on the other
+  const r = {
+    ...(await rates({ ours: await driver(Ours, binary, { format }), ref: await driver(Ref, binary, { format }) })),
+    ...(await rates({ oursUnsafe: await driver(Ours, binary, { format, UNSAFE_MEMORY: true }), refUnsafe: await driver(Ref, binary, { format, UNSAFE_MEMORY: true }) })),
+  };
+  rows.push([`${file} (${format})`, fmt(r.ours), fmt(r.ref), `${(r.ours / r.ref).toFixed(2)}×`, fmt(r.oursUnsafe), fmt(r.refUnsafe), `${(r.oursUnsafe / r.refUnsafe).toFixed(2)}×`]);
+}
+table(
+  `Eval msgs/s, handle(previous Memory, msg) (median of ${ROUNDS} interleaved rounds of ${PER_ROUND})`,
+  ['image (format)', 'hb-runtimes', '@permaweb/ao-loader', 'ratio', 'hb UNSAFE_MEMORY', 'ao-loader UNSAFE_MEMORY', 'ratio'],
+  rows,
+);
