@@ -1,0 +1,291 @@
+/**
+ * A pool of worker threads computing AO processes off the calling thread. Each process is pinned
+ * to one worker (the one with the fewest processes when it is opened) and its operations run in
+ * order, one at a time; a worker serves its ready processes round-robin, one request at a time,
+ * so a process waits at most one request of each other process on its worker.
+ *
+ * Failures cost one message: the worker rolls the process back itself (aos.ts); when a worker dies
+ * (exit, crash) or stays busy past a request's deadline plus `grace` (the watchdog stops it), it
+ * is replaced, the request in flight answers an `Error` result flagged `Nondeterministic`, and
+ * its processes are opened again from the pool's copy of their checkpoint and log. Processes
+ * waiting on a worker that has been busy with one request for `migrateAfter` ms move to another.
+ */
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { AoError } from '../errors';
+import type { ProcessDefinition } from '../serve/engine';
+import { limitsFor, type ComputeLimits } from '../serve/limits';
+import { DEFAULT_CHECKPOINT_EVERY } from './aos';
+import { PoolProcess, type Scheduler } from './process-handle';
+import { deserializeError, type Reply, type Request } from './protocol';
+import { Watchdog } from './watchdog';
+
+/** The worker's entry: the compiled file beside this one (from src/ under a TS runner: lib/). */
+const WORKER_FILE = __filename.endsWith('.ts') ? path.resolve(__dirname, '..', '..', 'lib', 'pool', 'worker.js') : path.join(__dirname, 'worker.js');
+
+export interface PoolOptions {
+  /** Worker threads (default: `os.availableParallelism()`). */
+  workers?: number;
+  /** Messages between two checkpoints of a process (default 32). */
+  checkpointEvery?: number;
+  /** Milliseconds past a request's deadline before the watchdog stops its worker (default 1000). */
+  grace?: number;
+  /** Milliseconds a worker may be busy with one request before the processes waiting on it move (default 250). */
+  migrateAfter?: number;
+  /** Limits for processes whose tags set none (serve/limits.ts). */
+  limits?: ComputeLimits;
+}
+
+export interface ProcessOptions {
+  /** Start from this state (bytes of `snapshot()`). */
+  snapshot?: Uint8Array;
+}
+
+export interface PoolStats {
+  workers: number;
+  processes: number;
+  /** Workers replaced after they died or were stopped. */
+  restarts: number;
+  /** Workers the watchdog stopped (a request past its deadline). */
+  stopped: number;
+  /** Processes moved off a busy worker. */
+  migrations: number;
+}
+
+interface Call {
+  id: number;
+  req: Request;
+  proc?: PoolProcess;
+  sentAt: number;
+  /** Milliseconds the request may run before the watchdog stops the worker. */
+  limit: number;
+}
+
+class WorkerSlot {
+  worker!: Worker;
+  busy: Call | undefined;
+  readonly ready: PoolProcess[] = [];
+  /** Requests for processes that left this worker (their `close`), sent before the ready ones. */
+  readonly admin: Request[] = [];
+  readonly processes = new Set<PoolProcess>();
+  constructor(readonly index: number) {}
+}
+
+function hash(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+export class Pool implements Scheduler {
+  private readonly slots: WorkerSlot[];
+  private readonly procs = new Map<string, PoolProcess>();
+  private readonly watchdog: Watchdog;
+  private readonly checkpointEvery: number;
+  private readonly grace: number;
+  private readonly migrateAfter: number;
+  private readonly limits: ComputeLimits | undefined;
+  private nextId = 1;
+  private closed = false;
+  private readonly counters = { restarts: 0, stopped: 0, migrations: 0 };
+
+  constructor(opts: PoolOptions = {}) {
+    const n = opts.workers ?? os.availableParallelism();
+    if (!Number.isSafeInteger(n) || n < 1) throw new AoError('createPool: workers must be a positive integer', { status: 400, code: 'ERR_INVALID_ARG' });
+    this.checkpointEvery = opts.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY;
+    this.grace = opts.grace ?? 1000;
+    this.migrateAfter = opts.migrateAfter ?? 250;
+    this.limits = opts.limits;
+    this.slots = Array.from({ length: n }, (_, i) => new WorkerSlot(i));
+    for (const s of this.slots) this.startWorker(s);
+    this.watchdog = new Watchdog(50, () => this.inspect());
+  }
+
+  get size(): number {
+    return this.slots.length;
+  }
+
+  stats(): PoolStats {
+    return { workers: this.slots.length, processes: this.procs.size, ...this.counters };
+  }
+
+  /** Opens an AO process on a worker; resolves once it is ready (rejects for a module that cannot run). */
+  async process(def: ProcessDefinition, opts: ProcessOptions = {}): Promise<PoolProcess> {
+    if (this.closed) throw new AoError('the pool is closed', { status: 400, code: 'ERR_CLOSED' });
+    if (this.procs.has(def.id)) throw new AoError(`process ${def.id} is already open in this pool`, { status: 409, code: 'ERR_CONFLICT' });
+    const full: ProcessDefinition = { ...def, limits: def.limits ?? this.limits };
+    limitsFor(full); // bad limits fail here, not on the worker
+    const p = new PoolProcess(full, this, this.checkpointEvery, opts.snapshot);
+    const h = hash(def.id);
+    const slot = [...this.slots].sort((a, b) => a.processes.size - b.processes.size || ((h + a.index) % this.slots.length) - ((h + b.index) % this.slots.length))[0];
+    p.worker = slot.index;
+    slot.processes.add(p);
+    this.procs.set(def.id, p);
+    await p.open();
+    return p;
+  }
+
+  /** Stops every worker; waiting operations reject. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.watchdog.stop();
+    const err = new AoError('the pool is closed', { status: 503, code: 'ERR_CLOSED' });
+    for (const p of this.procs.values()) p.abandon(err);
+    for (const s of this.slots) s.busy = undefined;
+    await Promise.all(this.slots.map((s) => s.worker.terminate().catch(() => undefined)));
+  }
+
+  // ------------------------------------------------------------------ scheduling (Scheduler)
+
+  wake(p: PoolProcess): void {
+    if (this.closed || p.queued || p.inFlight) return;
+    const slot = this.slots[p.worker];
+    p.queued = true;
+    slot.ready.push(p);
+    this.dispatch(slot);
+  }
+
+  forget(p: PoolProcess): void {
+    this.procs.delete(p.id);
+    const slot = this.slots[p.worker];
+    slot.processes.delete(p);
+    const i = slot.ready.indexOf(p);
+    if (i >= 0) slot.ready.splice(i, 1);
+    p.queued = false;
+  }
+
+  private dispatch(slot: WorkerSlot): void {
+    while (!slot.busy && !this.closed) {
+      const admin = slot.admin.shift();
+      if (admin) return this.send(slot, admin);
+      const p = slot.ready.shift();
+      if (!p) return;
+      p.queued = false;
+      const req = p.nextRequest();
+      if (req) return this.send(slot, req, p);
+    }
+  }
+
+  private send(slot: WorkerSlot, req: Request, proc?: PoolProcess): void {
+    const id = this.nextId++;
+    slot.busy = { id, req, proc, sentAt: Date.now(), limit: this.limitOf(req, proc) };
+    if (proc) proc.inFlight = true;
+    slot.worker.postMessage({ id, req });
+  }
+
+  /** How long a request may run: its process's time limit (per replayed message on open) plus grace. */
+  private limitOf(req: Request, proc?: PoolProcess): number {
+    if (!proc) return Infinity;
+    const t = limitsFor(proc.def).timeLimit;
+    const n = req.op === 'open' ? req.log.length + 2 : 1;
+    return t === Infinity ? Infinity : t * n + this.grace;
+  }
+
+  private onReply(slot: WorkerSlot, reply: Reply): void {
+    const call = slot.busy;
+    if (!call || call.id !== reply.id) return;
+    slot.busy = undefined;
+    const p = call.proc;
+    if (p) {
+      p.inFlight = false;
+      if (reply.ok) p.settled(call.req, reply.value);
+      else p.failed(call.req, deserializeError(reply.error));
+      if (p.hasWork()) this.wake(p);
+    }
+    this.dispatch(slot);
+  }
+
+  // ------------------------------------------------------------------ worker lifecycle
+
+  private startWorker(slot: WorkerSlot): void {
+    const w = new Worker(WORKER_FILE);
+    slot.worker = w;
+    w.on('message', (r: Reply) => {
+      if (slot.worker === w) this.onReply(slot, r);
+    });
+    w.on('error', (e: Error) => {
+      if (slot.worker === w) this.replace(slot, `the worker computing it crashed: ${e.message}`, false);
+    });
+    w.on('exit', (code: number) => {
+      if (slot.worker === w) this.replace(slot, `the worker computing it exited (code ${code})`, false);
+    });
+  }
+
+  /** The worker of `slot` is gone (or must go): a new one takes its processes. */
+  private replace(slot: WorkerSlot, reason: string, timedOut: boolean): void {
+    if (this.closed) return;
+    const old = slot.worker;
+    const call = slot.busy;
+    slot.busy = undefined;
+    this.counters.restarts++;
+    // Not awaited: a thread still inside native code ends when that code returns (its own limits).
+    void old.terminate().catch(() => undefined);
+    this.startWorker(slot);
+    slot.admin.length = 0;
+    for (const p of slot.processes) p.needsOpen = true;
+    if (call?.proc) {
+      call.proc.inFlight = false;
+      call.proc.lost(call.req, reason, timedOut);
+      if (call.proc.hasWork()) this.wake(call.proc);
+    }
+    this.dispatch(slot);
+  }
+
+  /** The watchdog's round: stop workers past a deadline, move processes off busy workers. */
+  private inspect(): void {
+    const now = Date.now();
+    for (const slot of this.slots) {
+      const call = slot.busy;
+      if (!call) continue;
+      const elapsed = now - call.sentAt;
+      if (elapsed > call.limit) {
+        this.counters.stopped++;
+        this.replace(slot, `time limit: the worker computing it was stopped after ${elapsed} ms (deadline ${call.limit - this.grace} ms + ${this.grace} ms grace)`, true);
+      } else if (elapsed > this.migrateAfter && slot.ready.length > 0) {
+        this.migrateFrom(slot, now);
+      }
+    }
+  }
+
+  private migrateFrom(slot: WorkerSlot, now: number): void {
+    const free = this.slots.filter((s) => s !== slot && (!s.busy || now - s.busy.sentAt <= this.migrateAfter));
+    if (free.length === 0) return;
+    for (const p of slot.ready.splice(0)) {
+      const to = free.reduce((a, b) => (b.ready.length + (b.busy ? 1 : 0) < a.ready.length + (a.busy ? 1 : 0) ? b : a));
+      slot.processes.delete(p);
+      if (!p.needsOpen) slot.admin.push({ op: 'close', pid: p.id });
+      p.needsOpen = true;
+      p.worker = to.index;
+      p.queued = false;
+      to.processes.add(p);
+      this.counters.migrations++;
+      this.wake(p);
+    }
+  }
+
+  // ------------------------------------------------------------------ testing aids
+
+  /**
+   * Testing aid: the worker of process `pid` dies inside the next message it computes (`exit`:
+   * `process.exit(3)`; `throw`: an uncaught exception).
+   */
+  crashWorkerOf(pid: string, how: 'exit' | 'throw' = 'exit'): void {
+    const p = this.procs.get(pid);
+    if (!p) throw new AoError(`process ${pid} is not in this pool`, { status: 404, code: 'ERR_NOT_FOUND' });
+    this.slots[p.worker].worker.postMessage({ id: 0, req: { op: 'crash', how } });
+  }
+
+  /** The worker index process `pid` is pinned to. */
+  workerOf(pid: string): number {
+    const p = this.procs.get(pid);
+    if (!p) throw new AoError(`process ${pid} is not in this pool`, { status: 404, code: 'ERR_NOT_FOUND' });
+    return p.worker;
+  }
+}
+
+/** A pool of `workers` threads (default: one per core) computing AO processes. */
+export function createPool(opts: PoolOptions = {}): Pool {
+  return new Pool(opts);
+}

@@ -1,0 +1,86 @@
+/**
+ * The entry of a pool worker thread: the AO processes pinned to this worker (by ID), each an
+ * `AosProcess`, driven by the pool's requests, one at a time and in the order they arrive.
+ * Guest code runs here, never on the pool's thread.
+ */
+import { parentPort } from 'node:worker_threads';
+import { AoError } from '../errors';
+import { AosProcess } from './aos';
+import { serializeError, transferable, type Reply, type Request } from './protocol';
+
+const port = parentPort;
+if (!port) throw new Error('hb-runtimes pool worker: must run in a worker thread');
+
+const processes = new Map<string, AosProcess>();
+/** Set by the `crash` testing aid: how the next compute ends this worker. */
+let crashNext: 'exit' | 'throw' | undefined;
+
+function crash(how: 'exit' | 'throw'): Promise<never> {
+  if (how === 'exit') process.exit(3);
+  process.nextTick(() => {
+    throw new Error('hb-runtimes pool worker: crash requested (testing aid)');
+  });
+  return new Promise<never>(() => undefined);
+}
+
+function processOf(pid: string): AosProcess {
+  const p = processes.get(pid);
+  if (!p) throw new AoError(`process ${pid} is not open on this worker`, { status: 404, code: 'ERR_NOT_FOUND' });
+  return p;
+}
+
+async function handle(req: Request): Promise<{ value: unknown; transfer?: ArrayBuffer[] }> {
+  switch (req.op) {
+    case 'open': {
+      processes.get(req.pid)?.dispose();
+      processes.delete(req.pid);
+      processes.set(req.pid, await AosProcess.open(req.def, { checkpoint: req.checkpoint, log: req.log, checkpointEvery: req.checkpointEvery }));
+      return { value: null };
+    }
+    case 'compute': {
+      if (crashNext) return crash(crashNext);
+      const reply = await processOf(req.pid).compute(req.a);
+      // The worker keeps its own checkpoint: the pool gets a copy (moved when it is the only one).
+      const checkpoint = reply.checkpoint ? new Uint8Array(reply.checkpoint) : undefined;
+      return { value: { ...reply, checkpoint }, transfer: transferable(checkpoint) };
+    }
+    case 'dryRun':
+      return { value: await processOf(req.pid).dryRun(req.a) };
+    case 'snapshot': {
+      const bytes = processOf(req.pid).snapshot();
+      return { value: bytes, transfer: transferable(bytes) };
+    }
+    case 'close':
+      processes.get(req.pid)?.dispose();
+      processes.delete(req.pid);
+      return { value: null };
+    case 'crash':
+      crashNext = req.how;
+      return { value: null };
+  }
+}
+
+function send(reply: Reply, transfer: ArrayBuffer[] = []): void {
+  try {
+    port!.postMessage(reply, transfer);
+  } catch {
+    port!.postMessage(reply);
+  }
+}
+
+// One request at a time, in arrival order (the pool sends one at a time anyway).
+let chain: Promise<void> = Promise.resolve();
+port.on('message', (msg: { id: number; req: Request }) => {
+  if (msg.req.op === 'crash') {
+    crashNext = msg.req.how;
+    return;
+  }
+  chain = chain.then(async () => {
+    try {
+      const { value, transfer } = await handle(msg.req);
+      send({ id: msg.id, ok: true, value }, transfer);
+    } catch (e) {
+      send({ id: msg.id, ok: false, error: serializeError(e) });
+    }
+  });
+});
