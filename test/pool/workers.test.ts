@@ -1,0 +1,82 @@
+/**
+ * Workers that die or get stuck: the message in flight answers an Error result flagged
+ * Nondeterministic, the worker is replaced, and its processes continue from their state before
+ * that message (the pool's checkpoint + log); processes waiting on a busy worker move.
+ */
+import { afterEach, expect, it } from 'vitest';
+import { createPool, type Pool } from '../../src/pool';
+import { aosDef, dataOf, evalAt, spawnOf } from '../helpers/aos';
+import { describeShared } from '../helpers/fixtures';
+
+let pool: Pool | undefined;
+afterEach(async () => {
+  await pool?.close();
+  pool = undefined;
+});
+
+describeShared('pool workers', () => {
+  for (const how of ['exit', 'throw'] as const) {
+    it(`a worker that dies inside a message (${how}) costs that message only`, async () => {
+      pool = createPool({ workers: 1, checkpointEvery: 2 });
+      const a = aosDef('wasm', 1);
+      const b = aosDef('lua', 2);
+      const pa = await pool.process(a);
+      const pb = await pool.process(b);
+      await pa.compute(spawnOf(a));
+      await pb.compute(spawnOf(b));
+      for (const [i, code] of ['x = 1', 'x = x + 1', 'x = x + 1'].entries()) {
+        await pa.compute(evalAt(a, i + 1, code));
+        await pb.compute(evalAt(b, i + 1, code));
+      }
+      pool.crashWorkerOf(a.id, how);
+      const lost = await pa.compute(evalAt(a, 4, 'x = 100'));
+      expect(lost.Error).toMatch(how === 'exit' ? /exited \(code 3\)/ : /crashed: hb-runtimes pool worker: crash requested/);
+      expect(lost.Nondeterministic).toBe(true);
+      expect(lost.Limit).toBeUndefined();
+      expect(pool.stats().restarts).toBe(1);
+      // Both processes on that worker come back with every acknowledged message.
+      expect(dataOf(await pa.compute(evalAt(a, 5, 'return x')))).toBe('3');
+      expect(dataOf(await pb.compute(evalAt(b, 4, 'return x')))).toBe('3');
+    }, 60_000);
+  }
+
+  it('the watchdog stops a worker stuck past the deadline + grace (Lua, no native deadline)', async () => {
+    pool = createPool({ workers: 1, grace: 200, limits: { timeLimit: 200 } });
+    const def = aosDef('lua', 3, undefined, [{ name: 'Compute-Limit', value: '400000000' }]);
+    const p = await pool.process(def);
+    await p.compute(spawnOf(def));
+    await p.compute(evalAt(def, 1, 'x = 5'));
+    const t = Date.now();
+    const stuck = await p.compute(evalAt(def, 2, 'x = 6; while true do end'));
+    expect(Date.now() - t).toBeLessThan(2_000);
+    expect(stuck).toMatchObject({ Limit: 'time', Nondeterministic: true });
+    expect(stuck.Error).toMatch(/time limit: the worker computing it was stopped/);
+    expect(pool.stats()).toMatchObject({ stopped: 1, restarts: 1 });
+    expect(dataOf(await p.compute(evalAt(def, 3, 'return x')))).toBe('5');
+  }, 60_000);
+
+  it('a process waiting on a busy worker moves to another one', async () => {
+    pool = createPool({ workers: 2 });
+    const defs = [1, 2, 3].map((i) => aosDef('lua', 10 + i, { computeLimit: 400_000_000 }));
+    const procs = await Promise.all(defs.map((d) => pool!.process(d)));
+    for (const [i, p] of procs.entries()) await p.compute(spawnOf(defs[i]));
+    // Two of the three share a worker.
+    const w = defs.map((d) => pool!.workerOf(d.id));
+    const i = w.findIndex((x, k) => w.indexOf(x) !== k);
+    const first = w.indexOf(w[i]);
+    const [busy, waiting] = [procs[first], procs[i]];
+    await waiting.compute(evalAt(defs[i], 1, 'y = 40'));
+    const loop = busy.compute(evalAt(defs[first], 1, 'while true do end'));
+    await new Promise((r) => setTimeout(r, 20));
+    const t = Date.now();
+    const r = await waiting.compute(evalAt(defs[i], 2, 'return y + 2'));
+    const waited = Date.now() - t;
+    expect(dataOf(r)).toBe('42');
+    expect(waited).toBeLessThan(1_000);
+    expect(pool.stats().migrations).toBeGreaterThanOrEqual(1);
+    expect(pool.workerOf(defs[i].id)).not.toBe(w[i]);
+    // The loop still ends by its deterministic limit, not flagged.
+    expect(await loop).toMatchObject({ Limit: 'steps' });
+    expect((await loop).Nondeterministic).toBeUndefined();
+  }, 60_000);
+});
