@@ -290,15 +290,16 @@ async function init(base: Message, _req: Message, opts: Opts = DEFAULT_OPTS): Pr
   const P = outputPrefix(base);
   runtimeOf(base)?.instance.dispose();
   const bytes = await imageBytes(base, opts);
+  // AO's `compute-limit` / `memory-limit` (a process's deterministic budget) stand for `fuel` / `max-memory`.
+  const fuel = raw('fuel', base) ?? raw('compute-limit', base);
   const module = await loadImage(bytes, {
     cacheDir: typeof opts.wasmCacheDir === 'string' ? opts.wasmCacheDir : undefined,
-    fuel: raw('fuel', base) !== undefined,
+    fuel: fuel !== undefined,
   });
   const rt = new WasmRuntime(P, module);
   rt.opts = opts;
   bindImports(rt, base);
-  const fuel = raw('fuel', base);
-  const maxMemory = raw('max-memory', base);
+  const maxMemory = raw('max-memory', base) ?? raw('memory-limit', base);
   const timeLimit = raw('time-limit', base);
   rt.instance = new WasmInstance(module, dispatchImports(rt), {
     ...(fuel !== undefined ? { fuel: BigInt(fuel) } : {}),
