@@ -14,14 +14,14 @@ import { AoError } from '../errors';
 import { createEngine, type Assignment, type LegacyResult, type LocalEngine, type Outcome, type ProcessDefinition } from '../serve/engine';
 
 /** Messages between two checkpoints when nothing else is configured. */
-export const DEFAULT_CHECKPOINT_EVERY = 32;
+export const DEFAULT_CHECKPOINT_EVERY = 64;
 
 export interface AosOpenOptions {
   /** The state to start from (bytes of `snapshot()`); default: a fresh process. */
   checkpoint?: Uint8Array;
   /** Messages computed after `checkpoint`, replayed on open. */
   log?: Assignment[];
-  /** Messages between checkpoints (default 32). */
+  /** Messages between checkpoints (default 64). */
   checkpointEvery?: number;
 }
 

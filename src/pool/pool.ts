@@ -21,13 +21,16 @@ import { PoolProcess, type Scheduler } from './process-handle';
 import { deserializeError, type Reply, type Request } from './protocol';
 import { Watchdog } from './watchdog';
 
+/** Requests sent ahead to a worker (so it never waits for the pool between two of them). */
+const DEPTH = 2;
+
 /** The worker's entry: the compiled file beside this one (from src/ under a TS runner: lib/). */
 const WORKER_FILE = __filename.endsWith('.ts') ? path.resolve(__dirname, '..', '..', 'lib', 'pool', 'worker.js') : path.join(__dirname, 'worker.js');
 
 export interface PoolOptions {
   /** Worker threads (default: `os.availableParallelism()`). */
   workers?: number;
-  /** Messages between two checkpoints of a process (default 32). */
+  /** Messages between two checkpoints of a process (default 64). */
   checkpointEvery?: number;
   /** Milliseconds past a request's deadline before the watchdog stops its worker (default 1000). */
   grace?: number;
@@ -64,11 +67,16 @@ interface Call {
 
 class WorkerSlot {
   worker!: Worker;
-  busy: Call | undefined;
+  /** Requests sent and not answered yet, in order; the first is the one running. */
+  readonly inflight: Call[] = [];
+  /** When the first of `inflight` started (its send, or the answer before it). */
+  headSince = 0;
   readonly ready: PoolProcess[] = [];
   /** Requests for processes that left this worker (their `close`), sent before the ready ones. */
   readonly admin: Request[] = [];
   readonly processes = new Set<PoolProcess>();
+  /** Shared with the worker: requests with an ID up to this one are withdrawn (not started). */
+  cancel = new Int32Array(new SharedArrayBuffer(4));
   constructor(readonly index: number) {}
 }
 
@@ -133,7 +141,7 @@ export class Pool implements Scheduler {
     this.watchdog.stop();
     const err = new AoError('the pool is closed', { status: 503, code: 'ERR_CLOSED' });
     for (const p of this.procs.values()) p.abandon(err);
-    for (const s of this.slots) s.busy = undefined;
+    for (const s of this.slots) s.inflight.length = 0;
     await Promise.all(this.slots.map((s) => s.worker.terminate().catch(() => undefined)));
   }
 
@@ -157,7 +165,7 @@ export class Pool implements Scheduler {
   }
 
   private dispatch(slot: WorkerSlot): void {
-    while (!slot.busy && !this.closed) {
+    while (slot.inflight.length < DEPTH && !this.closed) {
       const admin = slot.admin.shift();
       if (admin) return this.send(slot, admin);
       const p = slot.ready.shift();
@@ -170,7 +178,8 @@ export class Pool implements Scheduler {
 
   private send(slot: WorkerSlot, req: Request, proc?: PoolProcess): void {
     const id = this.nextId++;
-    slot.busy = { id, req, proc, sentAt: Date.now(), limit: this.limitOf(req, proc) };
+    if (slot.inflight.length === 0) slot.headSince = Date.now();
+    slot.inflight.push({ id, req, proc, sentAt: Date.now(), limit: this.limitOf(req, proc) });
     if (proc) proc.inFlight = true;
     slot.worker.postMessage({ id, req });
   }
@@ -184,9 +193,10 @@ export class Pool implements Scheduler {
   }
 
   private onReply(slot: WorkerSlot, reply: Reply): void {
-    const call = slot.busy;
+    const call = slot.inflight[0];
     if (!call || call.id !== reply.id) return;
-    slot.busy = undefined;
+    slot.inflight.shift();
+    slot.headSince = Date.now();
     const p = call.proc;
     if (p) {
       p.inFlight = false;
@@ -200,7 +210,8 @@ export class Pool implements Scheduler {
   // ------------------------------------------------------------------ worker lifecycle
 
   private startWorker(slot: WorkerSlot): void {
-    const w = new Worker(WORKER_FILE);
+    slot.cancel = new Int32Array(new SharedArrayBuffer(4));
+    const w = new Worker(WORKER_FILE, { workerData: { cancel: slot.cancel } });
     slot.worker = w;
     w.on('message', (r: Reply) => {
       if (slot.worker === w) this.onReply(slot, r);
@@ -217,8 +228,7 @@ export class Pool implements Scheduler {
   private replace(slot: WorkerSlot, reason: string, timedOut: boolean): void {
     if (this.closed) return;
     const old = slot.worker;
-    const call = slot.busy;
-    slot.busy = undefined;
+    const [call, ...waiting] = slot.inflight.splice(0);
     this.counters.restarts++;
     // Not awaited: a thread still inside native code ends when that code returns (its own limits).
     void old.terminate().catch(() => undefined);
@@ -230,30 +240,48 @@ export class Pool implements Scheduler {
       call.proc.lost(call.req, reason, timedOut);
       if (call.proc.hasWork()) this.wake(call.proc);
     }
+    // Requests sent behind the one running had not started: they run again on the new worker.
+    for (const c of waiting) {
+      if (!c.proc) continue;
+      c.proc.inFlight = false;
+      c.proc.requeue(c.req);
+      this.wake(c.proc);
+    }
     this.dispatch(slot);
   }
 
   /** The watchdog's round: stop workers past a deadline, move processes off busy workers. */
   private inspect(): void {
+    if (this.closed) return;
     const now = Date.now();
     for (const slot of this.slots) {
-      const call = slot.busy;
+      const call = slot.inflight[0];
       if (!call) continue;
-      const elapsed = now - call.sentAt;
+      const elapsed = now - slot.headSince;
       if (elapsed > call.limit) {
         this.counters.stopped++;
         this.replace(slot, `time limit: the worker computing it was stopped after ${elapsed} ms (deadline ${call.limit - this.grace} ms + ${this.grace} ms grace)`, true);
-      } else if (elapsed > this.migrateAfter && slot.ready.length > 0) {
+      } else if (elapsed > this.migrateAfter && (slot.ready.length > 0 || slot.inflight.length > 1)) {
         this.migrateFrom(slot, now);
       }
     }
   }
 
   private migrateFrom(slot: WorkerSlot, now: number): void {
-    const free = this.slots.filter((s) => s !== slot && (!s.busy || now - s.busy.sentAt <= this.migrateAfter));
+    const free = this.slots.filter((s) => s !== slot && (s.inflight.length === 0 || now - s.headSince <= this.migrateAfter));
     if (free.length === 0) return;
-    for (const p of slot.ready.splice(0)) {
-      const to = free.reduce((a, b) => (b.ready.length + (b.busy ? 1 : 0) < a.ready.length + (a.busy ? 1 : 0) ? b : a));
+    // Requests sent behind the one running have not started: withdraw them (the worker skips them).
+    const withdrawn: PoolProcess[] = [];
+    for (let i = slot.inflight.length - 1; i >= 1; i--) {
+      const c = slot.inflight[i];
+      if (!c.proc) continue;
+      Atomics.store(slot.cancel, 0, Math.max(Atomics.load(slot.cancel, 0), c.id));
+      slot.inflight.splice(i, 1);
+      c.proc.inFlight = false;
+      withdrawn.push(c.proc);
+    }
+    for (const p of [...withdrawn.reverse(), ...slot.ready.splice(0)]) {
+      const to = free.reduce((a, b) => (b.ready.length + b.inflight.length < a.ready.length + a.inflight.length ? b : a));
       slot.processes.delete(p);
       if (!p.needsOpen) slot.admin.push({ op: 'close', pid: p.id });
       p.needsOpen = true;

@@ -177,6 +177,12 @@ export class PoolProcess {
     head.reject(new AoError(`process ${this.id}: ${reason}`, { status: 500, code: 'ERR_WORKER' }));
   }
 
+  /** A request sent to a worker that died before starting it: it is sent again (after an open). */
+  requeue(req: Request): void {
+    this.needsOpen = true;
+    void req;
+  }
+
   private giveUp(error: AoError): void {
     this.broken = error;
     for (const p of this.pending.splice(0)) p.reject(error);

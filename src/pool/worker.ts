@@ -3,7 +3,7 @@
  * `AosProcess`, driven by the pool's requests, one at a time and in the order they arrive.
  * Guest code runs here, never on the pool's thread.
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { AoError } from '../errors';
 import { AosProcess } from './aos';
 import { serializeError, transferable, type Reply, type Request } from './protocol';
@@ -12,6 +12,8 @@ const port = parentPort;
 if (!port) throw new Error('hb-runtimes pool worker: must run in a worker thread');
 
 const processes = new Map<string, AosProcess>();
+/** Shared with the pool: requests with an ID up to this one were withdrawn before they started. */
+const cancel: Int32Array | undefined = (workerData as { cancel?: Int32Array } | undefined)?.cancel;
 /** Set by the `crash` testing aid: how the next compute ends this worker. */
 let crashNext: 'exit' | 'throw' | undefined;
 
@@ -76,6 +78,7 @@ port.on('message', (msg: { id: number; req: Request }) => {
     return;
   }
   chain = chain.then(async () => {
+    if (cancel && msg.id <= Atomics.load(cancel, 0)) return;
     try {
       const { value, transfer } = await handle(msg.req);
       send({ id: msg.id, ok: true, value }, transfer);
