@@ -142,7 +142,12 @@ export class Pool implements Scheduler {
     const err = new AoError('the pool is closed', { status: 503, code: 'ERR_CLOSED' });
     for (const p of this.procs.values()) p.abandon(err);
     for (const s of this.slots) s.inflight.length = 0;
-    await Promise.all(this.slots.map((s) => s.worker.terminate().catch(() => undefined)));
+    // A thread inside native code ends only when that code returns (bounded by its own limits):
+    // do not wait for it longer than a moment.
+    const ended = Promise.all(this.slots.map((s) => s.worker.terminate().catch(() => undefined)));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([ended, new Promise((r) => (timer = setTimeout(r, 2_000).unref()))]);
+    clearTimeout(timer);
   }
 
   // ------------------------------------------------------------------ scheduling (Scheduler)
