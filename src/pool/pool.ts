@@ -301,8 +301,8 @@ export class Pool implements Scheduler {
   // ------------------------------------------------------------------ testing aids
 
   /**
-   * Testing aid: the worker of process `pid` dies inside the next message it computes (`exit`:
-   * `process.exit(3)`; `throw`: an uncaught exception).
+   * Testing aid: the worker of process `pid` dies inside the next message it computes, or the
+   * next snapshot it takes (`exit`: `process.exit(3)`; `throw`: an uncaught exception).
    */
   crashWorkerOf(pid: string, how: 'exit' | 'throw' = 'exit'): void {
     const p = this.procs.get(pid);

@@ -21,7 +21,7 @@ export interface Scheduler {
   forget(p: PoolProcess): void;
 }
 
-/** How many times opening a process may be cut short by its worker's death before it is given up. */
+/** How many times opening (or snapshotting) a process may be cut short by its worker's death before it is given up. */
 const MAX_OPEN_LOSSES = 3;
 
 export class PoolProcess {
@@ -37,6 +37,7 @@ export class PoolProcess {
   log: Assignment[] = [];
   private pending: Pending[] = [];
   private openLosses = 0;
+  private snapshotLosses = 0;
   private closed = false;
   private broken: AoError | undefined;
 
@@ -131,6 +132,7 @@ export class PoolProcess {
       return;
     }
     if (req.op === 'close') return this.settleClose();
+    if (req.op === 'snapshot') this.snapshotLosses = 0;
     const head = this.pending.shift()!;
     if (req.op === 'compute') {
       const reply = value as ComputeReply;
@@ -165,11 +167,9 @@ export class PoolProcess {
       if (++this.openLosses >= MAX_OPEN_LOSSES) this.giveUp(new AoError(`process ${this.id}: its worker died ${this.openLosses} times while opening it (${reason})`, { status: 500, code: 'ERR_WORKER' }));
       return;
     }
+    if (req.op === 'close') return this.settleClose();
+    if (req.op === 'snapshot' && ++this.snapshotLosses < MAX_OPEN_LOSSES) return; // asked again once reopened
     const head = this.pending.shift()!;
-    if (req.op === 'close') {
-      this.pending.unshift(head);
-      return this.settleClose();
-    }
     if (head.kind === 'compute' || head.kind === 'dryRun') {
       head.resolve(failureResult({ message: reason, ...(timedOut ? { limit: 'time' as const } : {}), deterministic: false }));
       return;

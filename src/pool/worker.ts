@@ -49,6 +49,7 @@ async function handle(req: Request): Promise<{ value: unknown; transfer?: ArrayB
     case 'dryRun':
       return { value: await processOf(req.pid).dryRun(req.a) };
     case 'snapshot': {
+      if (crashNext) return crash(crashNext);
       const bytes = processOf(req.pid).snapshot();
       return { value: bytes, transfer: transferable(bytes) };
     }

@@ -4,7 +4,7 @@
  * that message (the pool's checkpoint + log); processes waiting on a busy worker move.
  */
 import { afterEach, expect, it } from 'vitest';
-import { createPool, type Pool } from '../../src/pool';
+import { AosProcess, createPool, type Pool } from '../../src/pool';
 import { aosDef, dataOf, evalAt, spawnOf } from '../helpers/aos';
 import { describeShared } from '../helpers/fixtures';
 
@@ -39,6 +39,23 @@ describeShared('pool workers', () => {
       expect(dataOf(await pb.compute(evalAt(b, 4, 'return x')))).toBe('3');
     }, 60_000);
   }
+
+  it('a snapshot cut short by the death of its worker is taken again on the new one', async () => {
+    pool = createPool({ workers: 1, checkpointEvery: 2 });
+    const def = aosDef('wasm', 4);
+    const p = await pool.process(def);
+    await p.compute(spawnOf(def));
+    for (const [i, code] of ['x = 10', 'x = x * 2', 'x = x + 1'].entries()) await p.compute(evalAt(def, i + 1, code));
+    pool.crashWorkerOf(def.id, 'exit');
+    const snap = await p.snapshot();
+    expect(pool.stats().restarts).toBe(1);
+    const copy = await AosProcess.open(def, { checkpoint: snap });
+    try {
+      expect(dataOf((await copy.compute(evalAt(def, 4, 'return x'))).outcome.result)).toBe('21');
+    } finally {
+      copy.dispose();
+    }
+  }, 60_000);
 
   it('the watchdog stops a worker stuck past the deadline + grace (Lua, no native deadline)', async () => {
     pool = createPool({ workers: 1, grace: 200, limits: { timeLimit: 200 } });
