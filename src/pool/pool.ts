@@ -38,6 +38,12 @@ export interface PoolOptions {
   migrateAfter?: number;
   /** Limits for processes whose tags set none (serve/limits.ts). */
   limits?: ComputeLimits;
+  /**
+   * A directory for compiled WASM code, so a replacement worker loads a module instead of
+   * compiling it again (default: none). Its files are loaded as trusted machine code: give a
+   * directory only this program writes (serve uses `<store>/compiled`).
+   */
+  cacheDir?: string;
 }
 
 export interface ProcessOptions {
@@ -94,6 +100,7 @@ export class Pool implements Scheduler {
   private readonly grace: number;
   private readonly migrateAfter: number;
   private readonly limits: ComputeLimits | undefined;
+  private readonly cacheDir: string | undefined;
   private nextId = 1;
   private closed = false;
   private readonly counters = { restarts: 0, stopped: 0, migrations: 0 };
@@ -105,6 +112,7 @@ export class Pool implements Scheduler {
     this.grace = opts.grace ?? 1000;
     this.migrateAfter = opts.migrateAfter ?? 250;
     this.limits = opts.limits;
+    this.cacheDir = opts.cacheDir;
     this.slots = Array.from({ length: n }, (_, i) => new WorkerSlot(i));
     for (const s of this.slots) this.startWorker(s);
     this.watchdog = new Watchdog(50, () => this.inspect());
@@ -122,7 +130,7 @@ export class Pool implements Scheduler {
   async process(def: ProcessDefinition, opts: ProcessOptions = {}): Promise<PoolProcess> {
     if (this.closed) throw new AoError('the pool is closed', { status: 400, code: 'ERR_CLOSED' });
     if (this.procs.has(def.id)) throw new AoError(`process ${def.id} is already open in this pool`, { status: 409, code: 'ERR_CONFLICT' });
-    const full: ProcessDefinition = { ...def, limits: def.limits ?? this.limits };
+    const full: ProcessDefinition = { ...def, limits: def.limits ?? this.limits, ...(this.cacheDir && !def.cacheDir ? { cacheDir: this.cacheDir } : {}) };
     limitsFor(full); // bad limits fail here, not on the worker
     const p = new PoolProcess(full, this, this.checkpointEvery, opts.snapshot);
     const h = hash(def.id);

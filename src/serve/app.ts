@@ -20,6 +20,7 @@
  */
 
 import * as http from 'node:http';
+import * as path from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { sha256Id } from '../ao/cache';
 import { AoError } from '../errors';
@@ -125,7 +126,7 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
   let engineFactory: EngineFactory;
   if (opts.delegate && opts.delegate.length > 0) engineFactory = remoteEngineFactory(opts.delegate);
   else if (opts.workers === 0) engineFactory = inThreadEngineFactory(opts.limits);
-  else ({ factory: engineFactory, pool } = pooledEngineFactory({ workers: opts.workers, limits: opts.limits }));
+  else ({ factory: engineFactory, pool } = pooledEngineFactory({ workers: opts.workers, limits: opts.limits, cacheDir: path.join(opts.store, 'compiled') }));
   const registry = new ProcessRegistry({ dir: opts.store, snapshotInterval: opts.snapshotInterval, engineFactory });
   try {
     await registry.open();

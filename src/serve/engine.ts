@@ -18,6 +18,7 @@
 import { cacheWrite } from '../ao/cache';
 import { isMessage, withoutPrivate, type Message } from '../ao/message';
 import { resolve } from '../ao/resolve';
+import { DEFAULT_OPTS } from '../ao/opts';
 import { AoError, LimitError, type LimitKind } from '../errors';
 import { wasm } from '../devices/wasm-64';
 import { aosWasmStack } from '../devices/json-iface';
@@ -76,6 +77,8 @@ export interface ProcessDefinition {
   moduleItem?: Uint8Array;
   /** The host's limits for processes whose tags set none (see limits.ts). */
   limits?: ComputeLimits;
+  /** A directory keeping compiled WASM code, so a new thread or process loads it instead of compiling. */
+  cacheDir?: string;
 }
 
 /**
@@ -201,7 +204,7 @@ class WasmEngine implements LocalEngine {
 
   static async create(def: ProcessDefinition, snapshot?: Uint8Array): Promise<WasmEngine> {
     const imageId = await cacheWrite(def.moduleBytes);
-    const state = await resolve(wasmStackFor(def, imageId), 'init');
+    const state = await resolve(wasmStackFor(def, imageId), 'init', initOpts(def));
     if (snapshot) instanceOf(state).restore(snapshot);
     return new WasmEngine(state, def, imageId);
   }
@@ -228,7 +231,7 @@ class WasmEngine implements LocalEngine {
 
   async dryRun(a: Assignment): Promise<LegacyResult> {
     // A second instance of the same (already compiled) image, restored from the live memory.
-    const fork = await resolve(wasmStackFor(this.def, this.imageId), 'init');
+    const fork = await resolve(wasmStackFor(this.def, this.imageId), 'init', initOpts(this.def));
     try {
       instanceOf(fork).restore(this.snapshot());
       return wasmLegacyResult(await resolve(fork, WasmEngine.request(a)));
@@ -246,6 +249,10 @@ class WasmEngine implements LocalEngine {
   dispose(): void {
     wasm.instance(this.state)?.dispose();
   }
+}
+
+function initOpts(def: ProcessDefinition) {
+  return def.cacheDir ? { ...DEFAULT_OPTS, wasmCacheDir: def.cacheDir } : DEFAULT_OPTS;
 }
 
 function instanceOf(state: Message) {
