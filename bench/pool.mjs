@@ -163,6 +163,26 @@ async function fuelCost() {
   return rows;
 }
 
+// ---- the machine's spare parallelism in this run: W busy JS threads against one (a shared VM may
+// give far less than its core count; every speedup below is bounded by this one).
+async function parallelism() {
+  const { Worker } = await import('node:worker_threads');
+  const code = `const {parentPort}=require('worker_threads'); parentPort.on('message', () => { let s=0; for (let i=0;i<2e8;i++) s+=i; parentPort.postMessage(s); });`;
+  const wall = {};
+  for (const n of [1, WORKERS, 1, WORKERS]) {
+    const ws = Array.from({ length: n }, () => new Worker(code, { eval: true }));
+    await Promise.all(ws.map((w) => new Promise((r) => w.once('online', r))));
+    const t = performance.now();
+    await Promise.all(ws.map((w) => new Promise((r) => { w.once('message', r); w.postMessage(0); })));
+    (wall[n] ??= []).push(performance.now() - t);
+    await Promise.all(ws.map((w) => w.terminate()));
+  }
+  const one = Math.min(...wall[1]);
+  const many = Math.min(...wall[WORKERS]);
+  return [[WORKERS, `${one.toFixed(0)} ms`, `${many.toFixed(0)} ms`, `${((WORKERS * one) / many).toFixed(2)}× of ${WORKERS}×`, os.loadavg()[0].toFixed(1)]];
+}
+
+table('Spare parallelism of the machine in this run (the same JS loop on 1 and on N threads at once)', ['threads', '1 thread', 'N threads', 'speedup', 'load average'], await parallelism());
 table('Pool overhead per message (one process, sequential `Eval` of `return 1`; medians of 8 rounds of 200)', ['process', 'in this thread', 'on the pool (1 worker)', 'overhead'], [await overhead('wasm'), await overhead('lua')]);
 table(`Throughput with many processes (an \`Eval\` of a 20,000-step loop each; pool of ${WORKERS} workers vs this thread, same run)`, ['process', 'processes', 'messages', 'this thread msgs/s', 'pool msgs/s', 'ratio'], [await throughput('wasm', 8, 25), await throughput('lua', 8, 25)]);
 table(`Event-loop delay of the calling thread while ${WORKERS} aos-2-pure-xs processes compute 4 heavy Evals each (lateness of a 1 ms ticker)`, ['computed in', 'busy for', 'delay p50', 'delay p99', 'max'], await loopDelay());
