@@ -69,8 +69,13 @@ export class AosProcess {
   async compute(a: Assignment): Promise<ComputeReply> {
     const outcome = await this.engine.run(a);
     if (outcome.failure) {
-      if (!this.engine.keepsStateOnFailure) await this.rollBack();
-      return { outcome };
+      if (this.engine.keepsStateOnFailure) return { outcome };
+      await this.rollBack();
+      if (this.log.length === 0) return { outcome };
+      // The state rebuilt is a checkpoint: a run of failing messages replays nothing again.
+      this.checkpoint = this.engine.snapshot();
+      this.log = [];
+      return { outcome, checkpoint: this.checkpoint };
     }
     this.log.push(a);
     if (this.log.length < this.every) return { outcome };

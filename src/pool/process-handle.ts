@@ -136,12 +136,11 @@ export class PoolProcess {
     const head = this.pending.shift()!;
     if (req.op === 'compute') {
       const reply = value as ComputeReply;
-      if (!reply.outcome.failure) {
-        if (reply.checkpoint) {
-          this.checkpoint = reply.checkpoint;
-          this.log = [];
-        } else this.log.push(req.a);
-      }
+      if (reply.checkpoint) {
+        // The state after this message (or, when it failed, the state rebuilt from before it).
+        this.checkpoint = reply.checkpoint;
+        this.log = [];
+      } else if (!reply.outcome.failure) this.log.push(req.a);
       (head as Extract<Pending, { kind: 'compute' }>).resolve(reply.outcome.result);
       return;
     }
