@@ -21,6 +21,9 @@ import { PoolProcess, type Scheduler } from './process-handle';
 import { deserializeError, type Reply, type Request } from './protocol';
 import { Watchdog } from './watchdog';
 
+/** Extra time an open may take, for compiling its module (AOS: seconds on a loaded 2-core VM). */
+const OPEN_ALLOWANCE_MS = 60_000;
+
 /** Requests sent ahead to a worker (so it never waits for the pool between two of them). */
 const DEPTH = 2;
 
@@ -197,12 +200,16 @@ export class Pool implements Scheduler {
     slot.worker.postMessage({ id, req });
   }
 
-  /** How long a request may run: its process's time limit (per replayed message on open) plus grace. */
+  /**
+   * How long a request may run: its process's time limit plus grace; opening gets one time limit
+   * per replayed message (and one for instantiation) plus `OPEN_ALLOWANCE_MS` for compiling the
+   * module, which no time limit bounds (compile limits do).
+   */
   private limitOf(req: Request, proc?: PoolProcess): number {
     if (!proc) return Infinity;
     const t = limitsFor(proc.def).timeLimit;
-    const n = req.op === 'open' ? req.log.length + 2 : 1;
-    return t === Infinity ? Infinity : t * n + this.grace;
+    if (t === Infinity) return Infinity;
+    return req.op === 'open' ? t * (req.log.length + 1) + OPEN_ALLOWANCE_MS + this.grace : t + this.grace;
   }
 
   private onReply(slot: WorkerSlot, reply: Reply): void {
