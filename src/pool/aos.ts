@@ -23,32 +23,47 @@ export interface AosOpenOptions {
   log?: Assignment[];
   /** Messages between checkpoints (default 64). */
   checkpointEvery?: number;
+  /**
+   * The caller keeps the checkpoint and the log (the pool, for its workers): this side keeps
+   * neither, hands each new checkpoint over, and after a failure that needs a rebuild reports
+   * `reopen` instead of rebuilding (the caller opens it again from its copy).
+   */
+  detached?: boolean;
 }
 
 /** A compute's outcome, with the new checkpoint when this message moved it. */
 export interface ComputeReply {
   outcome: Outcome;
   checkpoint?: Uint8Array;
+  /** (detached) The process is no longer usable here: open it again from checkpoint + log. */
+  reopen?: true;
 }
 
 export class AosProcess {
   private log: Assignment[];
   private checkpoint: Uint8Array | undefined;
+  /** Messages computed since the checkpoint (`log.length` when not detached). */
+  private since: number;
   private readonly every: number;
+  private readonly detached: boolean;
+  private closed = false;
 
   private constructor(
     readonly def: ProcessDefinition,
     private engine: LocalEngine,
     opts: AosOpenOptions,
   ) {
-    this.checkpoint = opts.checkpoint;
-    this.log = [...(opts.log ?? [])];
+    this.detached = opts.detached === true;
+    this.checkpoint = this.detached ? undefined : opts.checkpoint;
+    this.log = this.detached ? [] : [...(opts.log ?? [])];
+    this.since = opts.log?.length ?? 0;
     this.every = opts.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY;
-    if (!Number.isSafeInteger(this.every) || this.every < 1) throw new AoError('checkpointEvery must be a positive integer', { status: 400, code: 'ERR_INVALID_ARG' });
   }
 
   /** The process at `checkpoint` (or fresh) with `log` replayed. */
   static async open(def: ProcessDefinition, opts: AosOpenOptions = {}): Promise<AosProcess> {
+    const every = opts.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY;
+    if (!Number.isSafeInteger(every) || every < 1) throw new AoError('checkpointEvery must be a positive integer', { status: 400, code: 'ERR_INVALID_ARG' });
     const engine = await AosProcess.build(def, opts.checkpoint, opts.log ?? []);
     return new AosProcess(def, engine, opts);
   }
@@ -66,10 +81,25 @@ export class AosProcess {
     return engine;
   }
 
+  /**
+   * (detached) A checkpoint of the state just opened when a log was replayed, so the caller
+   * replays nothing again (e.g. after a run of failing messages).
+   */
+  rebase(): Uint8Array | undefined {
+    if (this.since === 0) return undefined;
+    this.since = 0;
+    return this.engine.snapshot();
+  }
+
   async compute(a: Assignment): Promise<ComputeReply> {
+    if (this.closed) throw new AoError(`process ${this.def.id} must be opened again`, { status: 500, code: 'ERR_REOPEN' });
     const outcome = await this.engine.run(a);
     if (outcome.failure) {
       if (this.engine.keepsStateOnFailure) return { outcome };
+      if (this.detached) {
+        this.dispose();
+        return { outcome, reopen: true };
+      }
       await this.rollBack();
       if (this.log.length === 0) return { outcome };
       // The state rebuilt is a checkpoint: a run of failing messages replays nothing again.
@@ -77,17 +107,22 @@ export class AosProcess {
       this.log = [];
       return { outcome, checkpoint: this.checkpoint };
     }
-    this.log.push(a);
-    if (this.log.length < this.every) return { outcome };
-    this.checkpoint = this.engine.snapshot();
-    this.log = [];
-    return { outcome, checkpoint: this.checkpoint };
+    if (!this.detached) this.log.push(a);
+    if (++this.since < this.every) return { outcome };
+    const checkpoint = this.engine.snapshot();
+    this.since = 0;
+    if (!this.detached) {
+      this.checkpoint = checkpoint;
+      this.log = [];
+    }
+    return { outcome, checkpoint };
   }
 
   /** Back to the state before the failed message: the checkpoint with the log replayed. */
   private async rollBack(): Promise<void> {
     this.engine.dispose();
     this.engine = await AosProcess.build(this.def, this.checkpoint, this.log);
+    this.since = this.log.length;
   }
 
   dryRun(a: Assignment): Promise<LegacyResult> {
@@ -99,6 +134,8 @@ export class AosProcess {
   }
 
   dispose(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.engine.dispose();
   }
 }

@@ -129,6 +129,12 @@ export class PoolProcess {
     if (req.op === 'open') {
       this.needsOpen = false;
       this.openLosses = 0;
+      const checkpoint = (value as { checkpoint?: Uint8Array } | null)?.checkpoint;
+      if (checkpoint) {
+        // The state opened (checkpoint + log replayed) is the new checkpoint.
+        this.checkpoint = checkpoint;
+        this.log = [];
+      }
       return;
     }
     if (req.op === 'close') return this.settleClose();
@@ -137,10 +143,12 @@ export class PoolProcess {
     if (req.op === 'compute') {
       const reply = value as ComputeReply;
       if (reply.checkpoint) {
-        // The state after this message (or, when it failed, the state rebuilt from before it).
+        // The state after this message: the worker keeps no copy.
         this.checkpoint = reply.checkpoint;
         this.log = [];
       } else if (!reply.outcome.failure) this.log.push(req.a);
+      // A failure the worker cannot undo in place: open it again from the state before it.
+      if (reply.reopen) this.needsOpen = true;
       (head as Extract<Pending, { kind: 'compute' }>).resolve(reply.outcome.result);
       return;
     }

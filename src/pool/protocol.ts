@@ -18,7 +18,7 @@ export type Request =
 export type Op = Request['op'];
 
 export interface ReplyValues {
-  open: null;
+  open: { checkpoint?: Uint8Array };
   compute: ComputeReply;
   dryRun: LegacyResult;
   snapshot: Uint8Array;

@@ -36,15 +36,17 @@ async function handle(req: Request): Promise<{ value: unknown; transfer?: ArrayB
     case 'open': {
       processes.get(req.pid)?.dispose();
       processes.delete(req.pid);
-      processes.set(req.pid, await AosProcess.open(req.def, { checkpoint: req.checkpoint, log: req.log, checkpointEvery: req.checkpointEvery }));
-      return { value: null };
+      const p = await AosProcess.open(req.def, { checkpoint: req.checkpoint, log: req.log, checkpointEvery: req.checkpointEvery, detached: true });
+      processes.set(req.pid, p);
+      // The state opened, as the new checkpoint (moved, not copied: this side keeps none).
+      const checkpoint = p.rebase();
+      return { value: { checkpoint }, transfer: transferable(checkpoint) };
     }
     case 'compute': {
       if (crashNext) return crash(crashNext);
       const reply = await processOf(req.pid).compute(req.a);
-      // The worker keeps its own checkpoint: the pool gets a copy (moved when it is the only one).
-      const checkpoint = reply.checkpoint ? new Uint8Array(reply.checkpoint) : undefined;
-      return { value: { ...reply, checkpoint }, transfer: transferable(checkpoint) };
+      if (reply.reopen) processes.delete(req.pid);
+      return { value: reply, transfer: transferable(reply.checkpoint) };
     }
     case 'dryRun':
       return { value: await processOf(req.pid).dryRun(req.a) };

@@ -89,7 +89,7 @@ describeShared('pool workers', () => {
     const r = await waiting.compute(evalAt(defs[i], 2, 'return y + 2'));
     const waited = Date.now() - t;
     expect(dataOf(r)).toBe('42');
-    expect(waited).toBeLessThan(1_000);
+    expect(waited).toBeLessThan(1_500); // without moving, it waits for the loop: seconds
     expect(pool.stats().migrations).toBeGreaterThanOrEqual(1);
     expect(pool.workerOf(defs[i].id)).not.toBe(w[i]);
     // The loop still ends by its deterministic limit, not flagged.
