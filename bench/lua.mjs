@@ -238,3 +238,37 @@ for (const [label, state] of states) {
   const kb = (n) => `${(n / 1024).toFixed(0)} KiB`;
   console.log(`| ${label} | ${kb(state.memoryUsed)} | ${kb(snap.length)} | ${tSnap.toFixed(2)} ms | ${tRestore.toFixed(2)} ms |`);
 }
+
+// ---- Cost of the default deadline (issue #14) ----
+// The same program in three VMs, interleaved rounds: the default (a 10 s deadline per call, so the
+// count hook and the meter tick), timeLimit: Infinity (no hook: hb-runtimes before deadlines), and
+// an instructionLimit without a deadline (the device's configuration before it). CPU time.
+const variants = {
+  'default (10 s deadline)': new LuaVM(),
+  'timeLimit: Infinity': new LuaVM({ timeLimit: Infinity }),
+  'instructionLimit 1e10, no deadline': new LuaVM({ timeLimit: Infinity, instructionLimit: 1e10 }),
+};
+for (const v of Object.values(variants)) v.load(PROGRAM, 'bench');
+const work = { [`fib(${FIB_N})`]: (v) => v.call('fib', [FIB_N]), [`strings(${STR_N})`]: (v) => v.call('strings', [STR_N]) };
+console.log(`\n### Cost of the default time limit (CPU ms, medians of ${ROUNDS * 2} interleaved rounds)\n`);
+console.log(`| workload | ${Object.keys(variants).join(' | ')} |`);
+console.log(`|---|${Object.keys(variants).map(() => '---').join('|')}|`);
+for (const [label, fn] of Object.entries(work)) {
+  const times = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+  for (const v of Object.values(variants)) fn(v);
+  for (let r = 0; r < ROUNDS * 2; r++) {
+    for (const [k, v] of Object.entries(variants)) {
+      const t0 = process.cpuUsage();
+      fn(v);
+      const d = process.cpuUsage(t0);
+      times[k].push((d.user + d.system) / 1000);
+    }
+  }
+  const med = (a) => a.sort((x, y) => x - y)[Math.floor(a.length / 2)];
+  const base = med(times['timeLimit: Infinity']);
+  const cells = Object.keys(variants).map((k) => {
+    const m = med(times[k]);
+    return `${m.toFixed(1)} (${((m / base - 1) * 100).toFixed(0)}%)`;
+  });
+  console.log(`| ${label} | ${cells.join(' | ')} |`);
+}

@@ -91,3 +91,116 @@ table('Snapshot / restore of a 64 MiB memory vs Buffer copy (same run)', ['opera
   ['instance.restore() into the same instance', restoreSame.toFixed(2), bw(restoreSame), (copyWarm / restoreSame).toFixed(2) + ' of warm'],
   ['instance.restore() into a fresh instance', restoreFresh.toFixed(2), bw(restoreFresh), (copyFresh2 / restoreFresh).toFixed(2) + ' of fresh'],
 ]);
+
+// ---- incremental and file snapshots of a 1 GiB AOS memory (needs ../shared/fixtures) ----
+// aos-2-pure-xs (12 MiB of live heap) with its memory grown to 1 GiB and the grown part filled,
+// so a full snapshot copies a whole GiB: a checkpoint after each Eval as a full snapshot, and as
+// an incremental one (the pages the Eval wrote), in the same run.
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { loadImage } = require('../lib/wasm-image.js');
+const AOS = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'shared', 'fixtures', 'aos-2-pure-xs.wasm');
+if (!fs.existsSync(AOS)) {
+  console.log(`\n(AOS snapshot rows skipped: ${AOS} not found)`);
+} else {
+  const GiB = 1 << 30;
+  const m = await loadImage(fs.readFileSync(AOS));
+  const imports = {};
+  for (const imp of m.imports) {
+    const r = imp.type?.results[0];
+    (imports[imp.module] ??= {})[imp.name] = () => (r === 'i64' ? 0n : r ? 0 : undefined);
+  }
+  const aos = new WasmInstance(m, imports);
+  const env = aos.writeString(JSON.stringify({ Process: { Id: 'AOS', Owner: 'FOOBAR', Tags: [{ name: 'Name', value: 'Thomas' }, { name: 'Authority', value: 'FOOBAR' }] } }));
+  const scratch = aos.malloc(1 << 16);
+  const evalOne = (i) => {
+    const msg = { From: 'FOOBAR', 'Block-Height': '1', Target: 'AOS', Owner: 'FOOBAR', Id: String(i), Module: 'W', Tags: [{ name: 'Action', value: 'Eval' }], Data: 'return 1 + 1' };
+    aos.memory.write(scratch, Buffer.from(`${JSON.stringify(msg)}\0`));
+    const [out] = aos.call('handle', [scratch, env]);
+    return JSON.parse(aos.readString(out));
+  };
+  if (evalOne(0).response.Output.data !== '2') throw new Error('AOS: wrong answer');
+  const heap = Number(aos.memory.size);
+  aos.memory.grow(BigInt((GiB - heap) / 65536));
+  for (let off = heap; off < GiB; off += MiB) aos.memory.write(BigInt(off), pattern); // the grown part holds data too
+  for (let i = 1; i < 20; i++) evalOne(i);
+
+  // Checkpoint after each Eval: full, then incremental (interleaved rounds).
+  const fullMs = [];
+  const deltaMs = [];
+  const deltaBytes = [];
+  let last = aos.snapshot();
+  const fullBytes = last.length;
+  last = aos.snapshot({ since: last }); // the first delta holds every page; tracking is on from here (trackWrites default)
+  for (let r = 0; r < 7; r++) {
+    evalOne(100 + r);
+    let t0 = process.hrtime.bigint();
+    last = aos.snapshot();
+    fullMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    for (let k = 0; k < 5; k++) {
+      evalOne(1000 + r * 10 + k);
+      t0 = process.hrtime.bigint();
+      last = aos.snapshot({ since: last });
+      deltaMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      deltaBytes.push(last.length);
+    }
+  }
+  const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const evalMs = medianMs(() => evalOne(5000), 21);
+  const fileBase = aos.snapshot();
+  const chain = [];
+  for (let k = 0; k < 10; k++) {
+    evalOne(6000 + k);
+    chain.push(aos.snapshot({ since: chain.at(-1) ?? fileBase }));
+  }
+  const restoreChainMs = medianMs(() => {
+    const f = new WasmInstance(m, imports);
+    f.restore(fileBase, ...chain);
+    f.dispose();
+  }, 3);
+  const restoreBaseMs = medianMs(() => {
+    const f = new WasmInstance(m, imports);
+    f.restore(fileBase);
+    f.dispose();
+  }, 3);
+  table(`AOS (aos-2-pure-xs) grown to a 1 GiB memory: checkpoint after each Eval (same run; write tracking: ${WasmInstance.writeTracking ? 'userfaultfd' : 'unavailable, deltas hold every page'})`, ['operation', 'median ms', 'bytes', 'vs full snapshot'], [
+    ['one Eval (`return 1 + 1`), for scale', evalMs.toFixed(2), '', ''],
+    ['full snapshot `snapshot()`', med(fullMs).toFixed(1), fmt(fullBytes), '1.00'],
+    ['incremental `snapshot({ since })` after one Eval', med(deltaMs).toFixed(2), fmt(med(deltaBytes)), `${(med(fullMs) / med(deltaMs)).toFixed(0)}× faster`],
+    ['restore full into a fresh instance', restoreBaseMs.toFixed(1), '', ''],
+    ['restore full + 10 deltas into a fresh instance', restoreChainMs.toFixed(1), '', ''],
+  ]);
+
+  // File snapshots of the same 1 GiB instance next to fs.writeFileSync / readFileSync of a 1 GiB
+  // Buffer (same run, interleaved). snapshotToFile writes a new temporary file and renames it.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-bench-snap-'));
+  const file = path.join(dir, 'aos.snap');
+  const peerFile = path.join(dir, 'peer.bin');
+  const buf = fileBase;
+  const [writePeer, writeOurs] = paired(3, () => {
+    fs.rmSync(peerFile, { force: true });
+    fs.writeFileSync(peerFile, buf);
+  }, () => aos.snapshotToFile(file));
+  // The same replacement ours does: a temporary file renamed over the previous one (ext4 starts
+  // writing the new file's data back at such a rename, auto_da_alloc).
+  const [renamePeer] = paired(3, () => {
+    fs.writeFileSync(`${peerFile}.tmp`, buf);
+    fs.renameSync(`${peerFile}.tmp`, peerFile);
+  }, () => {});
+  const [readPeer, readOurs] = paired(3, () => fs.readFileSync(peerFile), () => {
+    const f = new WasmInstance(m, imports);
+    f.restoreFromFile(file);
+    f.dispose();
+  });
+  fs.rmSync(dir, { recursive: true, force: true });
+  const gbs = (ms) => `${(buf.length / GiB / (ms / 1000)).toFixed(2)} GiB/s`;
+  table('File snapshots of the 1 GiB AOS instance vs fs on a 1 GiB Buffer (same run, interleaved)', ['operation', 'median ms', 'throughput', 'vs peer'], [
+    ['`instance.snapshotToFile(path)` (chunked from memory, temporary file + rename)', writeOurs.toFixed(0), gbs(writeOurs), (writePeer / writeOurs).toFixed(2)],
+    ['peer: `fs.writeFileSync` of the blob (new file)', writePeer.toFixed(0), gbs(writePeer), '1.00'],
+    ['peer: `fs.writeFileSync` to a temporary file + `renameSync` over the previous one', renamePeer.toFixed(0), gbs(renamePeer), (writePeer / renamePeer).toFixed(2)],
+    ['`restoreFromFile(path)` into a fresh instance (verify pass + read pass)', readOurs.toFixed(0), gbs(readOurs), (readPeer / readOurs).toFixed(2)],
+    ['peer: `fs.readFileSync` of the blob', readPeer.toFixed(0), gbs(readPeer), '1.00'],
+  ]);
+  aos.dispose();
+}

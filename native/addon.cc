@@ -3,12 +3,15 @@
 #include <wasmtime.h>
 
 #include <algorithm>
+#include <mutex>
+#include <vector>
 
 #include "errors.h"
 #include "lua_vm.h"
 #include "wasm_engine.h"
 #include "wasm_instance.h"
 #include "wasm_module.h"
+#include "wasm_write_tracker.h"
 
 extern "C" uint64_t hb_xxh3_64(const uint8_t* data, size_t len);
 extern "C" {
@@ -34,6 +37,8 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
                            InstanceMethod("setErrorClasses", &Addon::SetErrorClasses),
                            InstanceMethod("versions", &Addon::Versions),
                            InstanceMethod("checksum", &Addon::Checksum),
+                           InstanceMethod("snapshotKey", &Addon::SnapshotKey),
+                           InstanceMethod("writeTracking", &Addon::WriteTracking),
                        });
   WasmModule::Init(env, exports, this);
   WasmInstance::Init(env, exports, this);
@@ -94,10 +99,32 @@ Napi::Value Addon::Versions(const Napi::CallbackInfo& info) {
 }
 
 // checksum(bytes) -> bigint: XXH3-64 of a buffer (used by snapshot formats on both sides).
+Napi::Value Addon::WriteTracking(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), WriteTracker::Supported());
+}
+
 Napi::Value Addon::Checksum(const Napi::CallbackInfo& info) {
   if (!info[0].IsTypedArray()) throw InvalidArg(info.Env(), "checksum(bytes): Uint8Array expected");
   Napi::Uint8Array a = info[0].As<Napi::Uint8Array>();
   return Napi::BigInt::New(info.Env(), Checksum64(a.Data(), a.ByteLength()));
+}
+
+// snapshotKey(candidate, replace) -> Buffer: the process-wide key that authenticates snapshots
+// (src/lua-trust.ts). Shared by every environment of the process (worker threads included), so a
+// snapshot taken on one worker restores on another. The first caller's candidate becomes the key;
+// `replace` sets it explicitly (setLuaSnapshotKey).
+Napi::Value Addon::SnapshotKey(const Napi::CallbackInfo& info) {
+  static std::mutex mu;
+  static std::vector<uint8_t> key;
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throw InvalidArg(env, "snapshotKey(candidate, replace): candidate must be a Uint8Array");
+  }
+  Napi::Uint8Array c = info[0].As<Napi::Uint8Array>();
+  bool replace = info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+  std::lock_guard<std::mutex> lock(mu);
+  if (key.empty() || replace) key.assign(c.Data(), c.Data() + c.ByteLength());
+  return Napi::Buffer<uint8_t>::Copy(env, key.data(), key.size());
 }
 
 }  // namespace hbr

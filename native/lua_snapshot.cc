@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -232,7 +233,16 @@ const CNames& Names() {
   return names;
 }
 
-// ---- Scratch memory from the state's allocator --------------------------------------------------
+// ---- Scratch memory (the host's, see SerializeLuaState) ------------------------------------------
+
+// A lua_Alloc over malloc, outside every VM's accounting (the serializer's scratch).
+void* HostAlloc(void*, void* ptr, size_t, size_t nsize) {
+  if (nsize == 0) {
+    std::free(ptr);
+    return nullptr;
+  }
+  return std::realloc(ptr, nsize);
+}
 
 template <class T>
 struct LAlloc {
@@ -1702,7 +1712,9 @@ int LuaRestoreTrampoline(lua_State* L) {
   g->version = nullptr;
 
   r->nobj = GetCount(r, 1);
-  r->objs = static_cast<RObj*>(lua_newuserdata(L, sizeof(RObj) * (r->nobj > 0 ? r->nobj : 1)));
+  c->objs_mem = std::malloc(sizeof(RObj) * (r->nobj > 0 ? r->nobj : 1));
+  if (c->objs_mem == nullptr) luaD_throw(L, LUA_ERRMEM);
+  r->objs = static_cast<RObj*>(c->objs_mem);
   for (uint32_t i = 0; i < r->nobj; i++) r->objs[i] = RObj{nullptr, 0, 0, 0};
   bool main_seen = false;
   uint32_t max_nodes = 0;
@@ -1721,7 +1733,9 @@ int LuaRestoreTrampoline(lua_State* L) {
     lua_State* th = static_cast<lua_State*>(r->objs[o.a].p);
     o.p = luaF_findupval(th, th->stack + o.b);
   }
-  r->scratch = static_cast<uint32_t*>(lua_newuserdata(L, sizeof(uint32_t) * 2 * (max_nodes > 0 ? max_nodes : 1)));
+  c->scratch_mem = std::malloc(sizeof(uint32_t) * 2 * (max_nodes > 0 ? max_nodes : 1));
+  if (c->scratch_mem == nullptr) luaD_throw(L, LUA_ERRMEM);
+  r->scratch = static_cast<uint32_t*>(c->scratch_mem);
   for (uint32_t i = 0; i < r->nobj; i++) ReadContent(r, &r->objs[i]);
 
   TValue reg;
@@ -1803,10 +1817,10 @@ int LuaRestoreTrampoline(lua_State* L) {
 }
 
 Napi::Value SerializeLuaState(Napi::Env env, lua_State* L, int aux_ref, uint16_t libs, const uint64_t rng[4],
-                              const std::vector<std::string>& host_paths) {
-  void* ud = nullptr;
-  lua_Alloc f = lua_getallocf(L, &ud);
-  LAlloc<uint8_t> a(f, ud);
+                              const std::vector<std::string>& host_paths, size_t spare) {
+  // The scratch (object ids, the output being built) is the host's memory, not the guest's: it
+  // does not count against memoryLimit, so a state near its limit can still be snapshotted.
+  LAlloc<uint8_t> a(HostAlloc, nullptr);
   const TValue* auxv = luaH_getint(hvalue(&G(L)->l_registry), aux_ref);
   const Table* aux = ttistable(auxv) ? hvalue(auxv) : nullptr;
   const CNames& names = Names();
@@ -1833,7 +1847,10 @@ Napi::Value SerializeLuaState(Napi::Env env, lua_State* L, int aux_ref, uint16_t
       PutBytes(pre, cn.name.data(), cn.name.size());
     }
     size_t plen = pre.size() + s.out().size();
-    Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, kLuaSnapshotHeaderSize + plen);
+    // `spare` zero bytes after the snapshot: room for the seal (src/lua-trust.ts), so that sealing
+    // does not copy the snapshot.
+    Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, kLuaSnapshotHeaderSize + plen + spare);
+    if (spare > 0) std::memset(buf.Data() + kLuaSnapshotHeaderSize + plen, 0, spare);
     uint8_t* o = buf.Data();
     std::memcpy(o, kMagic, 6);
     for (int i = 0; i < 4; i++) o[6 + i] = static_cast<uint8_t>(kLuaSnapshotVersion >> (8 * i));

@@ -28,13 +28,14 @@ namespace hbr {
 constexpr uint32_t kLuaSnapshotVersion = 2;
 constexpr size_t kLuaSnapshotHeaderSize = 28;
 
-// The complete blob (header + payload) as a Buffer. Throws SnapshotError (status 500) naming the
-// first value v2 cannot capture (userdata that is not a standard stream, C functions unknown to
-// the stdlib, light userdata). Returns undefined when the scratch memory (taken from the state's
-// allocator, so under its memory limit) could not be allocated.
+// The complete blob (header + payload) as a Buffer, followed by `spare` zero bytes. Throws
+// SnapshotError (status 500) naming the first value v2 cannot capture (userdata that is not a
+// standard stream, C functions unknown to the stdlib, light userdata). Returns undefined when the
+// scratch memory (the host's, outside the state's memory limit) could not be allocated.
 // `L` is the main thread of an idle state. Stack: unchanged (nothing is pushed).
 Napi::Value SerializeLuaState(Napi::Env env, lua_State* L, int aux_ref, uint16_t libs, const uint64_t rng[4],
-                              const std::vector<std::string>& host_paths);
+                              const std::vector<std::string>& host_paths,
+                              size_t spare = 0);
 
 // The payload fields read before any state is created.
 struct LuaSnapshotPrefix {
@@ -58,6 +59,10 @@ struct LuaRestoreCtx {
   const LuaSnapshotPrefix* pre;
   const int* host_slots;  // host path index -> slot of the restored VM
   int aux_size;           // the restored aux table needs at least this many array slots
+  // The reader's scratch (malloc'd by the trampoline, freed by the caller after the protected call,
+  // whatever its outcome): the host's memory, outside the state's memoryLimit.
+  void* objs_mem = nullptr;
+  void* scratch_mem = nullptr;
 };
 
 // lua_CFunction; argument 1: light userdata LuaRestoreCtx*. Builds the snapshot's objects in the

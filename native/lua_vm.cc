@@ -9,6 +9,9 @@
 #include "errors.h"
 #include "lua_packed.h"
 #include "lua_snapshot.h"
+#include "lua_stdlib.h"
+#include "wasm_engine.h"  // TimeLimitArg
+#include "wasm_ticker.h"  // CoarseNowNs
 
 extern "C" {
 #include "lauxlib.h"
@@ -27,30 +30,8 @@ const char kLimitSentinel = 0;
 
 constexpr int kMaxHookStep = 1000;  // also the meter's largest grant
 constexpr long long kUnlimitedGrant = 1LL << 60;  // the meter's grant without instructionLimit
-constexpr uint64_t kDefaultSeed = 0;
 
-struct LibInfo {
-  uint16_t bit;
-  const char* name;     // the name users pass in `libs`
-  const char* modname;  // the name luaL_requiref registers
-  lua_CFunction open;
-};
-// Opening order as in linit.c.
-const LibInfo kLibs[] = {
-    {kLibBase, "base", "_G", luaopen_base},
-    {kLibPackage, "package", LUA_LOADLIBNAME, luaopen_package},
-    {kLibCoroutine, "coroutine", LUA_COLIBNAME, luaopen_coroutine},
-    {kLibTable, "table", LUA_TABLIBNAME, luaopen_table},
-    {kLibIo, "io", LUA_IOLIBNAME, luaopen_io},
-    {kLibOs, "os", LUA_OSLIBNAME, luaopen_os},
-    {kLibString, "string", LUA_STRLIBNAME, luaopen_string},
-    {kLibMath, "math", LUA_MATHLIBNAME, luaopen_math},
-    {kLibUtf8, "utf8", LUA_UTF8LIBNAME, luaopen_utf8},
-    {kLibDebug, "debug", LUA_DBLIBNAME, luaopen_debug},
-};
 
-// The extra space of every thread points to the VM's meter, whose owner is the VM.
-inline LuaVM* VmOf(lua_State* L) { return static_cast<LuaVM*>(hb_meter_of(L)->owner); }
 
 // ---- Allocation with a cap ----------------------------------------------------------------------
 
@@ -91,24 +72,31 @@ int Panic(lua_State* L) {
 // collections). The meter hands out grants of up to kMaxHookStep steps; HB_TICK spends them and
 // calls hb_meter_settle when one is used up, which charges it and grants the next.
 
-// Starts a new grant on the meter from what is left of the budget (none once it is spent).
+// Starts a new grant on the meter from what is left of the budget (none once it is spent). With a
+// deadline, grants stay small so that C library loops look at the clock often enough.
 void Regrant(LuaVM::Budget& b, hb_meter& m) {
+  long long g = kUnlimitedGrant;
   if (b.exhausted) {
-    m.grant = m.credit = 0;
-  } else if (b.limit == 0) {
-    m.grant = m.credit = kUnlimitedGrant;
+    g = 0;
   } else {
-    m.grant = m.credit = static_cast<long long>(std::min<uint64_t>(b.limit - b.used, kMaxHookStep));
+    if (b.limit != 0) g = static_cast<long long>(std::min<uint64_t>(b.limit - b.used, kMaxHookStep));
+    if (b.deadline_ns != UINT64_MAX) g = std::min<long long>(g, kMaxHookStep);
   }
+  m.grant = m.credit = g;
 }
 
-// Charges `steps` plus what the meter spent since its last grant. False once the budget is spent.
+// Charges `steps` plus what the meter spent since its last grant, and looks at the clock when the
+// call has a deadline. False once the budget is spent or the deadline passed.
 bool Charge(LuaVM* vm, uint64_t steps) {
   LuaVM::Budget& b = vm->budget();
   hb_meter& m = vm->meter();
   if (!b.exhausted && b.limit != 0) {
     b.used += steps + static_cast<uint64_t>(m.grant - m.credit);
     if (b.used >= b.limit) b.exhausted = true;
+  }
+  if (!b.exhausted && b.deadline_ns != UINT64_MAX && CoarseNowNs() >= b.deadline_ns) {
+    b.timed_out = true;
+    b.exhausted = true;
   }
   Regrant(b, m);
   return !b.exhausted;
@@ -139,12 +127,12 @@ void ArmEveryInstruction(lua_State* L) {
 void CountHook(lua_State* L, lua_Debug*) {
   LuaVM* vm = VmOf(L);
   LuaVM::Budget& b = vm->budget();
-  if (b.limit == 0 && !b.exhausted) {  // left on a coroutine by an interrupted call
+  if (!b.Metered()) {  // left on a coroutine by an earlier call
     lua_sethook(L, nullptr, 0, 0);
     return;
   }
   if (Charge(vm, static_cast<uint64_t>(lua_gethookcount(L)))) {
-    uint64_t rem = b.limit - b.used;
+    uint64_t rem = b.limit != 0 ? b.limit - b.used : UINT64_MAX;
     int want = rem < static_cast<uint64_t>(b.step) ? static_cast<int>(rem) : b.step;
     if (want != lua_gethookcount(L)) lua_sethook(L, CountHook, LUA_MASKCOUNT, want);
     return;
@@ -153,10 +141,22 @@ void CountHook(lua_State* L, lua_Debug*) {
 }
 
 }  // namespace
+
+void LuaResumeHook(lua_State* L, lua_State* from) {
+  if (from == nullptr) return;
+  if (lua_gethook(from) == CountHook) {
+    int count = lua_gethookcount(from);
+    if (lua_gethook(L) != CountHook || lua_gethookcount(L) != count) lua_sethook(L, CountHook, LUA_MASKCOUNT, count);
+  } else if (lua_gethook(L) == CountHook) {
+    lua_sethook(L, nullptr, 0, 0);
+  }
+}
+
 }  // namespace hbr
 
 extern "C" {
 __thread hb_meter* hb_meter_current = nullptr;
+void hb_resume_hook(lua_State* L, lua_State* from) { hbr::LuaResumeHook(L, from); }
 }
 
 // Called by HB_TICK (C library code, always where a Lua error may be raised) when a grant is spent.
@@ -176,296 +176,7 @@ extern "C" void hb_meter_settle(lua_State* L) {
 namespace hbr {
 namespace {
 
-// ---- Sandboxed stdlib replacements (C-style lua_CFunctions) -------------------------------------------
-
-// The reader behind a load() of a function: calls the user's reader (upvalue 1) and charges a
-// step per byte of each piece (compiling is about that costly).
-int ChargedReader(lua_State* L) {
-  lua_settop(L, 0);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_call(L, 0, 1);
-  if (lua_type(L, 1) == LUA_TSTRING) HB_TICK(L, lua_rawlen(L, 1));
-  return 1;
-}
-
-// load(chunk [, chunkname [, mode [, env]]]) with the mode forced to text, charging a step per
-// byte of source.
-int SafeLoad(lua_State* L) {
-  if (lua_gettop(L) < 3) lua_settop(L, 3);
-  lua_pushliteral(L, "t");
-  lua_replace(L, 3);
-  if (lua_type(L, 1) == LUA_TSTRING) {
-    HB_TICK(L, lua_rawlen(L, 1));
-  } else if (lua_type(L, 1) == LUA_TFUNCTION) {
-    lua_pushvalue(L, 1);
-    lua_pushcclosure(L, ChargedReader, 1);
-    lua_replace(L, 1);
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, VmOf(L)->aux_ref());
-  lua_rawgeti(L, -1, kAuxLoad);
-  lua_remove(L, -2);
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-  return lua_gettop(L);
-}
-
-int FinishPcall(lua_State* L, int status, lua_KContext extra) {
-  if (status != LUA_OK && status != LUA_YIELD) {
-    lua_pushboolean(L, 0);
-    lua_pushvalue(L, -2);
-    return 2;
-  }
-  return lua_gettop(L) - static_cast<int>(extra);
-}
-
-// The user's message handler (upvalue 1), skipped once the instruction budget is spent.
-int GuardedHandler(lua_State* L) {
-  if (VmOf(L)->budget().exhausted) {
-    lua_settop(L, 1);
-    return 1;
-  }
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, 1);
-  return 1;
-}
-
-// xpcall as in lbaselib.c, with the handler wrapped by GuardedHandler.
-int GuardedXpcall(lua_State* L) {
-  int n = lua_gettop(L);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  lua_pushvalue(L, 2);
-  lua_pushcclosure(L, GuardedHandler, 1);
-  lua_replace(L, 2);
-  lua_pushboolean(L, 1);
-  lua_pushvalue(L, 1);
-  lua_rotate(L, 3, 2);
-  int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, FinishPcall);
-  return FinishPcall(L, status, 2);
-}
-
-// setmetatable as in lbaselib.c, refusing __gc: finalizers run with hooks off (outside the
-// instruction limit) and at close time inside a GC finalizer.
-int SafeSetmetatable(lua_State* L) {
-  int t = lua_type(L, 2);
-  luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_argcheck(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table expected");
-  if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL) return luaL_error(L, "cannot change a protected metatable");
-  if (t == LUA_TTABLE) {
-    lua_pushliteral(L, "__gc");
-    if (lua_rawget(L, 2) != LUA_TNIL) return luaL_error(L, "__gc metamethods are not supported in this sandbox");
-  }
-  lua_settop(L, 2);
-  lua_setmetatable(L, 1);
-  return 1;
-}
-
-// collectgarbage([opt [, arg]]) restricted to what cannot defeat the limits: "collect" (the
-// default) and "step" are charged like a full collection (a step per 16 bytes in use), "count" and
-// "isrunning" answer as usual; "stop", "restart", "setpause" and "setstepmul" are refused.
-int SafeCollectgarbage(lua_State* L) {
-  static const char* const kOpts[] = {"collect", "count", "step", "isrunning", "stop", "restart", "setpause", "setstepmul",
-                                      nullptr};
-  int o = luaL_checkoption(L, 1, "collect", kOpts);
-  if (o >= 4) return luaL_argerror(L, 1, lua_pushfstring(L, "option '%s' is not allowed in this sandbox", kOpts[o]));
-  switch (o) {
-    case 1: {
-      int kb = lua_gc(L, LUA_GCCOUNT, 0);
-      int b = lua_gc(L, LUA_GCCOUNTB, 0);
-      lua_pushnumber(L, static_cast<lua_Number>(kb) + static_cast<lua_Number>(b) / 1024);
-      return 1;
-    }
-    case 3:
-      lua_pushboolean(L, lua_gc(L, LUA_GCISRUNNING, 0));
-      return 1;
-    default: {
-      int ex = static_cast<int>(luaL_optinteger(L, 2, 0));
-      HB_TICK(L, static_cast<long long>(lua_gc(L, LUA_GCCOUNT, 0)) << 6);
-      if (o == 0) {
-        lua_gc(L, LUA_GCCOLLECT, 0);
-        lua_pushinteger(L, 0);
-      } else {
-        lua_pushboolean(L, lua_gc(L, LUA_GCSTEP, ex));
-      }
-      return 1;
-    }
-  }
-}
-
-// xoshiro256** (Blackman & Vigna), state per VM, seeded through splitmix64.
-uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-uint64_t NextRandom(uint64_t* s) {
-  uint64_t result = Rotl(s[1] * 5, 7) * 9;
-  uint64_t t = s[1] << 17;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = Rotl(s[3], 45);
-  return result;
-}
-
-void SeedRandom(uint64_t* s, uint64_t seed) {
-  for (int i = 0; i < 4; i++) {
-    seed += 0x9e3779b97f4a7c15ULL;
-    uint64_t z = seed;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    s[i] = z ^ (z >> 31);
-  }
-}
-
-// math.random([m [, n]]) as in Lua 5.3, on the VM's own generator; integer results are unbiased.
-int MathRandom(lua_State* L) {
-  uint64_t* s = VmOf(L)->rng();
-  lua_Integer low, up;
-  switch (lua_gettop(L)) {
-    case 0:
-      lua_pushnumber(L, static_cast<lua_Number>(NextRandom(s) >> 11) * 0x1.0p-53);
-      return 1;
-    case 1:
-      low = 1;
-      up = luaL_checkinteger(L, 1);
-      break;
-    case 2:
-      low = luaL_checkinteger(L, 1);
-      up = luaL_checkinteger(L, 2);
-      break;
-    default:
-      return luaL_error(L, "wrong number of arguments");
-  }
-  luaL_argcheck(L, low <= up, 1, "interval is empty");
-  uint64_t range = static_cast<uint64_t>(up) - static_cast<uint64_t>(low);
-  uint64_t r = NextRandom(s);
-  if ((range & (range + 1)) == 0) {
-    r &= range;
-  } else {
-    uint64_t mask = range;
-    for (int sh = 1; sh < 64; sh <<= 1) mask |= mask >> sh;
-    while ((r &= mask) > range) r = NextRandom(s);
-  }
-  lua_pushinteger(L, static_cast<lua_Integer>(static_cast<uint64_t>(low) + r));
-  return 1;
-}
-
-int MathRandomseed(lua_State* L) {
-  uint64_t seed;
-  if (lua_isinteger(L, 1)) {
-    seed = static_cast<uint64_t>(lua_tointeger(L, 1));
-  } else {
-    lua_Number d = luaL_checknumber(L, 1);
-    if (d == std::floor(d) && std::fabs(d) < 9.2e18) {
-      seed = static_cast<uint64_t>(static_cast<int64_t>(d));
-    } else {
-      std::memcpy(&seed, &d, sizeof seed);
-    }
-  }
-  SeedRandom(VmOf(L)->rng(), seed);
-  return 0;
-}
-
-// package.searchers[2] replacement: Lua files from package.path, loaded as text only.
-int SearcherLuaText(lua_State* L) {
-  const char* name = luaL_checkstring(L, 1);
-  lua_getfield(L, lua_upvalueindex(1), "searchpath");
-  lua_pushstring(L, name);
-  lua_getfield(L, lua_upvalueindex(1), "path");
-  if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "'package.path' must be a string");
-  lua_call(L, 2, 2);
-  if (lua_isnil(L, -2)) return 1;
-  const char* filename = lua_tostring(L, -2);
-  if (luaL_loadfilex(L, filename, "t") == LUA_OK) {
-    lua_pushstring(L, filename);
-    return 2;
-  }
-  return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, filename, lua_tostring(L, -1));
-}
-
 // ---- Trampolines (run inside lua_pcall; plain data in, no destructors) ---------------------------------
-
-struct OpenCtx {
-  uint16_t libs;
-  int aux_ref;
-};
-
-// Opens the libraries and applies the sandbox. Stack: [ctx] -> [ctx].
-int OpenTrampoline(lua_State* L) {
-  OpenCtx* c = static_cast<OpenCtx*>(lua_touserdata(L, 1));
-  lua_createtable(L, kAuxSize, 0);
-  for (int i = 1; i <= kAuxSize; i++) {
-    lua_pushboolean(L, 0);
-    lua_rawseti(L, -2, i);
-  }
-  lua_pushvalue(L, -1);
-  c->aux_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  int aux = lua_gettop(L);
-
-  for (const LibInfo& lib : kLibs) {
-    if ((c->libs & lib.bit) == 0) continue;
-    luaL_requiref(L, lib.modname, lib.open, 1);
-    lua_pop(L, 1);
-  }
-  if ((c->libs & kLibOs) == 0) {
-    // The safe part of os: time, clock, date, difftime (also what require("os") returns).
-    luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 0);
-    lua_createtable(L, 0, 4);
-    const char* const keep[] = {"clock", "date", "difftime", "time"};
-    for (const char* k : keep) {
-      lua_getfield(L, -2, k);
-      lua_setfield(L, -2, k);
-    }
-    lua_pushvalue(L, -1);
-    lua_setglobal(L, LUA_OSLIBNAME);
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    lua_pushvalue(L, -2);
-    lua_setfield(L, -2, LUA_OSLIBNAME);
-    lua_pop(L, 3);
-  }
-
-  lua_pushnil(L);
-  lua_setglobal(L, "dofile");
-  lua_pushnil(L);
-  lua_setglobal(L, "loadfile");
-  lua_getglobal(L, "load");
-  lua_rawseti(L, aux, kAuxLoad);
-  lua_pushcfunction(L, SafeLoad);
-  lua_setglobal(L, "load");
-  lua_pushcfunction(L, GuardedXpcall);
-  lua_setglobal(L, "xpcall");
-  lua_pushcfunction(L, SafeSetmetatable);
-  lua_setglobal(L, "setmetatable");
-  lua_pushcfunction(L, SafeCollectgarbage);
-  lua_setglobal(L, "collectgarbage");
-  lua_getglobal(L, LUA_STRLIBNAME);
-  lua_pushnil(L);
-  lua_setfield(L, -2, "dump");
-  lua_pop(L, 1);
-  lua_getglobal(L, LUA_MATHLIBNAME);
-  lua_pushcfunction(L, MathRandom);
-  lua_setfield(L, -2, "random");
-  lua_pushcfunction(L, MathRandomseed);
-  lua_setfield(L, -2, "randomseed");
-  lua_pop(L, 1);
-  if ((c->libs & kLibPackage) != 0) {
-    // require: package.preload, then Lua files as text; no C loaders (dlopen is compiled out).
-    lua_getglobal(L, LUA_LOADLIBNAME);
-    lua_createtable(L, 2, 0);
-    lua_getfield(L, -2, "searchers");
-    lua_rawgeti(L, -1, 1);
-    lua_rawseti(L, -3, 1);
-    lua_pop(L, 1);
-    lua_pushvalue(L, -2);
-    lua_pushcclosure(L, SearcherLuaText, 1);
-    lua_rawseti(L, -2, 2);
-    lua_setfield(L, -2, "searchers");
-    lua_pop(L, 1);
-  }
-
-  lua_settop(L, 1);
-  return 0;
-}
 
 // Keeps the error value; records the traceback in aux[kAuxTrace]. Stack: [err] -> [err].
 int MsgHandler(lua_State* L) {
@@ -689,6 +400,10 @@ const LuaNamedPointer* LuaVmPointers(size_t* n) {
       {"hb.math.randomseed", reinterpret_cast<const void*>(&MathRandomseed), kPtrCFunction},
       {"hb.searcher", reinterpret_cast<const void*>(&SearcherLuaText), kPtrCFunction},
       {"hb.msghandler", reinterpret_cast<const void*>(&MsgHandler), kPtrCFunction},
+      {"hb.print", reinterpret_cast<const void*>(&OutputPrint), kPtrCFunction},
+      {"hb.os.time", reinterpret_cast<const void*>(&ClockTime), kPtrCFunction},
+      {"hb.os.date", reinterpret_cast<const void*>(&ClockDate), kPtrCFunction},
+      {"hb.os.clock", reinterpret_cast<const void*>(&ClockClock), kPtrCFunction},
       {"hb.counthook", reinterpret_cast<const void*>(&CountHook), kPtrHook},
       {"hb.limit", static_cast<const void*>(&kLimitSentinel), kPtrLightUserdata},
   };
@@ -697,8 +412,11 @@ const LuaNamedPointer* LuaVmPointers(size_t* n) {
 }
 
 int LuaHostTrampoline(lua_State* L) {
-  int n = VmOf(L)->InvokeHost(L);
+  LuaVM* vm = VmOf(L);
+  int n = vm->InvokeHost(L);
   if (n < 0) return lua_error(L);
+  // A host function that returns past the deadline (or after the budget ran out) ends the call.
+  if (vm->budget().deadline_ns != UINT64_MAX && !Charge(vm, 0) && vm->InCall()) RaiseLimit(L);
   return n;
 }
 
@@ -713,16 +431,27 @@ class LuaVM::Frame {
       : vm_(vm), L_(L), prev_(vm->active_), prev_meter_(hb_meter_current), restore_(restore_stack) {
     hb_meter_current = &vm->meter_;
     if (vm->depth_ == 0) {
-      vm->budget_.used = 0;
-      vm->budget_.exhausted = false;
-      vm->budget_.in_handler = false;
-      Regrant(vm->budget_, vm->meter_);
-      if (vm->budget_.limit != 0) {
-        lua_sethook(vm->L_, CountHook, LUA_MASKCOUNT, vm->budget_.step);
-      } else if (vm->interrupted_) {
+      Budget& b = vm->budget_;
+      b.used = 0;
+      b.exhausted = false;
+      b.in_handler = false;
+      b.timed_out = false;
+      double ms = vm->call_limit_ms_ >= 0 ? vm->call_limit_ms_ : vm->time_limit_ms_;
+      vm->call_limit_ms_ = -1;
+      b.time_limit_ms = ms;
+      b.deadline_ns = std::isinf(ms) ? UINT64_MAX : CoarseNowNs() + static_cast<uint64_t>(ms * 1e6);
+      b.step = b.limit != 0 ? static_cast<int>(std::min<uint64_t>(b.limit, kMaxHookStep)) : kMaxHookStep;
+      Regrant(b, vm->meter_);
+      // The main thread ticks when a limit applies; coroutines follow the thread that resumes
+      // them (LuaResumeHook). A hook of the debug library is left alone.
+      if (b.Metered()) {
+        lua_sethook(vm->L_, CountHook, LUA_MASKCOUNT, b.step);
+      } else if (lua_gethook(vm->L_) == CountHook) {
         lua_sethook(vm->L_, nullptr, 0, 0);
       }
       vm->interrupted_ = false;
+      vm->output_.clear();
+      vm->output_dropped_ = 0;
       vm->alloc_.refused = false;
       vm->ResetPendingHostError();
     }
@@ -816,6 +545,10 @@ void LuaVM::Init(Napi::Env env, Napi::Object exports, Addon* addon) {
       DefineClass(env, "LuaVM",
                   {
                       InstanceMethod<&LuaVM::Load>("load"),
+                      InstanceMethod<&LuaVM::LoadLimited>("loadLimited"),
+                      InstanceMethod<&LuaVM::CallLimited>("callLimited"),
+                      InstanceMethod<&LuaVM::CallPackedLimited>("callPackedLimited"),
+                      InstanceMethod<&LuaVM::GetOutput>("output"),
                       InstanceMethod<&LuaVM::Call>("call"),
                       InstanceMethod<&LuaVM::CallPacked>("callPacked"),
                       InstanceMethod<&LuaVM::SetGlobalFunction>("setGlobalFunction"),
@@ -825,6 +558,7 @@ void LuaVM::Init(Napi::Env env, Napi::Object exports, Addon* addon) {
                       InstanceMethod<&LuaVM::MemoryUsed>("memoryUsed"),
                       InstanceMethod<&LuaVM::Dispose>("dispose"),
                       StaticMethod<&LuaVM::Restore>("restore"),
+                      StaticMethod<&LuaVM::Check>("check"),
                   });
   addon->lua_vm_ctor = Napi::Persistent(ctor);
   exports.Set("LuaVM", ctor);
@@ -846,8 +580,8 @@ LuaVM::LuaVM(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LuaVM>(info) {
       for (uint32_t i = 0; i < arr.Length(); i++) {
         Napi::Value n = arr.Get(i);
         std::string name = n.IsString() ? n.As<Napi::String>().Utf8Value() : std::string();
-        const LibInfo* found = nullptr;
-        for (const LibInfo& lib : kLibs) {
+        const LuaLibInfo* found = nullptr;
+        for (const LuaLibInfo& lib : kLuaLibs) {
           if (name == lib.name) found = &lib;
         }
         if (found == nullptr) throw InvalidArg(env, "new LuaVM(options): unknown library '" + name + "'");
@@ -865,6 +599,25 @@ LuaVM::LuaVM(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LuaVM>(info) {
     };
     alloc_.limit = static_cast<size_t>(limit("memoryLimit"));
     budget_.limit = limit("instructionLimit");
+    Napi::Value tl = o.Get("timeLimit");
+    if (!tl.IsUndefined()) time_limit_ms_ = TimeLimitArg(env, tl);
+    Napi::Value ol = o.Get("outputLimit");
+    if (!ol.IsUndefined()) {
+      double d = ol.IsNumber() ? ol.As<Napi::Number>().DoubleValue() : -1;
+      if (!(d >= 0 && d <= 9007199254740991.0) || d != std::floor(d)) {
+        throw InvalidArg(env, "new LuaVM(options): outputLimit must be a non-negative integer");
+      }
+      output_limit_ = static_cast<size_t>(d);
+    }
+    auto choice = [&](const char* key, const char* a, const char* b) -> bool {
+      Napi::Value v = o.Get(key);
+      if (v.IsUndefined()) return false;
+      std::string c = v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+      if (c != a && c != b) throw InvalidArg(env, std::string("new LuaVM(options): ") + key + " must be '" + a + "' or '" + b + "'");
+      return c == b;
+    };
+    print_stdout_ = choice("print", "capture", "stdout");
+    clock_real_ = choice("clock", "fixed", "real");
   }
 
   Napi::Object holder = Napi::Object::New(env);
@@ -891,7 +644,7 @@ void LuaVM::OpenState(Napi::Env env, uint16_t libs) {
   lua_atpanic(L_, Panic);
   active_ = L_;
   OpenCtx ctx{libs, 0};
-  int st = Protected(L_, OpenTrampoline, &ctx);
+  int st = Protected(L_, LuaOpenTrampoline, &ctx);
   if (st != LUA_OK) {
     std::string msg = LuaString(L_, -1);
     bool mem = st == LUA_ERRMEM || alloc_.refused;
@@ -906,8 +659,8 @@ void LuaVM::OpenState(Napi::Env env, uint16_t libs) {
   aux_ref_ = ctx.aux_ref;
   libs_ = libs;
   SeedRandom(rng_, kDefaultSeed);
-  if (budget_.limit != 0) {
-    budget_.step = static_cast<int>(std::min<uint64_t>(budget_.limit, kMaxHookStep));
+  if (budget_.limit != 0 || !std::isinf(time_limit_ms_)) {
+    budget_.step = budget_.limit != 0 ? static_cast<int>(std::min<uint64_t>(budget_.limit, kMaxHookStep)) : kMaxHookStep;
     lua_sethook(L_, CountHook, LUA_MASKCOUNT, budget_.step);
   }
 }
@@ -962,6 +715,30 @@ Napi::Value LuaVM::Dispose(const Napi::CallbackInfo& info) {
 Napi::Value LuaVM::MemoryUsed(const Napi::CallbackInfo& info) {
   CheckUsable(info.Env());
   return Napi::Number::New(info.Env(), static_cast<double>(alloc_.used));
+}
+
+Napi::Value LuaVM::GetOutput(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CheckUsable(env);
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Buffer<char>::Copy(env, output_.data(), output_.size()));
+  out.Set(1u, Napi::Number::New(env, static_cast<double>(output_dropped_)));
+  return out;
+}
+
+void LuaVM::Output(const char* s, size_t n) noexcept {
+  if (print_stdout_) {
+    std::fwrite(s, 1, n, stdout);
+    return;
+  }
+  size_t room = output_limit_ > output_.size() ? output_limit_ - output_.size() : 0;
+  size_t take = std::min(room, n);
+  try {
+    output_.append(s, take);
+  } catch (...) {
+    take = 0;
+  }
+  output_dropped_ += n - take;
 }
 
 // ---- Errors ---------------------------------------------------------------------------------------------
@@ -1021,6 +798,10 @@ Napi::Value LuaVM::Finish(Napi::Env env, lua_State* L, int base, int status, nap
   if (interrupted_) return env.Undefined();  // nothing can be thrown into a stopping environment
   if (budget_.exhausted) {
     Napi::Value trace = TakeTrace(env, L);
+    if (budget_.timed_out) {
+      throw MakeError(env, "LimitError", "time limit of " + FormatMs(budget_.time_limit_ms) + " ms exceeded",
+                      {{"limit", Napi::String::New(env, "time")}, {"trace", trace}});
+    }
     throw MakeError(env, "LimitError", "instruction limit of " + std::to_string(budget_.limit) + " exceeded",
                     {{"limit", Napi::String::New(env, "steps")}, {"trace", trace}});
   }
@@ -1052,23 +833,29 @@ const char* ReadChunk(lua_State*, void* ud, size_t* size) {
 }
 }  // namespace
 
-Napi::Value LuaVM::Load(const Napi::CallbackInfo& info) {
+Napi::Value LuaVM::Load(const Napi::CallbackInfo& info) { return DoLoad(info, 0, -1); }
+
+// loadLimited(timeLimit, code, name): load with this call's time limit.
+Napi::Value LuaVM::LoadLimited(const Napi::CallbackInfo& info) { return DoLoad(info, 1, TimeLimitArg(info.Env(), info[0])); }
+
+Napi::Value LuaVM::DoLoad(const Napi::CallbackInfo& info, size_t at, double limit_ms) {
   Napi::Env env = info.Env();
   CheckUsable(env);
-  if (!info[1].IsString()) throw InvalidArg(env, "LuaVM#load(code, name): name must be a string");
-  std::string name = info[1].As<Napi::String>().Utf8Value();
+  if (!info[at + 1].IsString()) throw InvalidArg(env, "LuaVM#load(code, name): name must be a string");
+  std::string name = info[at + 1].As<Napi::String>().Utf8Value();
   std::string text;
   ChunkReader r{nullptr, 0};
-  if (info[0].IsString()) {
-    text = info[0].As<Napi::String>().Utf8Value();
+  if (info[at].IsString()) {
+    text = info[at].As<Napi::String>().Utf8Value();
     r = {text.data(), text.size()};
-  } else if (info[0].IsTypedArray() && info[0].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
-    Napi::Uint8Array a = info[0].As<Napi::Uint8Array>();
+  } else if (info[at].IsTypedArray() && info[at].As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+    Napi::Uint8Array a = info[at].As<Napi::Uint8Array>();
     r = {reinterpret_cast<const char*>(a.Data()), a.ByteLength()};
   } else {
     throw InvalidArg(env, "LuaVM#load(code, name): code must be a string or a Uint8Array");
   }
 
+  if (depth_ == 0) call_limit_ms_ = limit_ms;  // a nested load shares the outermost call's deadline
   Frame frame(this, active_, true);
   lua_State* L = active_;
   if (!lua_checkstack(L, 8)) throw MakeError(env, "LuaError", "Lua stack overflow");
@@ -1083,18 +870,26 @@ Napi::Value LuaVM::Load(const Napi::CallbackInfo& info) {
   return Finish(env, L, base, st);
 }
 
-Napi::Value LuaVM::Call(const Napi::CallbackInfo& info) { return DoCall<false>(info); }
+Napi::Value LuaVM::Call(const Napi::CallbackInfo& info) { return DoCall<false>(info, 0, -1); }
 
 // callPacked(fn, buf, len, nargs): the arguments are the packed stream buf[0, len) of nargs values;
 // packed results are written back into buf when they fit (see Finish).
-Napi::Value LuaVM::CallPacked(const Napi::CallbackInfo& info) { return DoCall<true>(info); }
+Napi::Value LuaVM::CallPacked(const Napi::CallbackInfo& info) { return DoCall<true>(info, 0, -1); }
+
+// callLimited(timeLimit, fn, ...args) and callPackedLimited(timeLimit, fn, buf, len, nargs).
+Napi::Value LuaVM::CallLimited(const Napi::CallbackInfo& info) {
+  return DoCall<false>(info, 1, TimeLimitArg(info.Env(), info[0]));
+}
+Napi::Value LuaVM::CallPackedLimited(const Napi::CallbackInfo& info) {
+  return DoCall<true>(info, 1, TimeLimitArg(info.Env(), info[0]));
+}
 
 template <bool packed>
-Napi::Value LuaVM::DoCall(const Napi::CallbackInfo& info) {
+Napi::Value LuaVM::DoCall(const Napi::CallbackInfo& info, size_t at, double limit_ms) {
   Napi::Env env = info.Env();
   CheckUsable(env);
-  if (info.Length() == 0) throw InvalidArg(env, "LuaVM#call(fn, ...args): fn must be a string");
-  napi_value fnv = info[0];
+  if (info.Length() <= at) throw InvalidArg(env, "LuaVM#call(fn, ...args): fn must be a string");
+  napi_value fnv = info[at];
   char small[kCacheNameMax];
   std::string big;
   const char* name = small;
@@ -1107,21 +902,22 @@ Napi::Value LuaVM::DoCall(const Napi::CallbackInfo& info) {
     name = big.data();
     len = big.size();
   }
-  uint32_t nargs = static_cast<uint32_t>(info.Length() - 1);
+  uint32_t nargs = static_cast<uint32_t>(info.Length() - 1 - at);
   PackedReader reader{nullptr, nullptr};
   napi_value io = nullptr;
   if (packed) {
-    io = info[1];
-    reader = ReadPackedArgs(env, info[1], info[2], info[3], &nargs);
+    io = info[at + 1];
+    reader = ReadPackedArgs(env, info[at + 1], info[at + 2], info[at + 3], &nargs);
   }
 
+  if (depth_ == 0) call_limit_ms_ = limit_ms;  // a nested call shares the outermost call's deadline
   Frame frame(this, active_, true);
   LuaArena& a = frame.arena();
   if (packed) {
     a.needs_protection = true;
   } else {
     ArenaBuilder builder(env, a, "LuaVM#call()");
-    for (uint32_t i = 0; i < nargs; i++) builder.Add(info[i + 1], "args", i);
+    for (uint32_t i = 0; i < nargs; i++) builder.Add(info[at + i + 1], "args", i);
   }
 
   lua_State* L = active_;
@@ -1382,9 +1178,21 @@ Napi::Value LuaVM::Globals(const Napi::CallbackInfo& info) {
 Napi::Value LuaVM::Snapshot(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   CheckUsable(env, true);
-  Napi::Value blob = SerializeLuaState(env, L_, aux_ref_, libs_, rng_, host_paths_);
+  // snapshot(spare): `spare` bytes of room after the snapshot (for the seal).
+  size_t spare = info[0].IsNumber() ? static_cast<size_t>(std::max(0.0, std::min(info[0].As<Napi::Number>().DoubleValue(), 4096.0))) : 0;
+  Napi::Value blob = SerializeLuaState(env, L_, aux_ref_, libs_, rng_, host_paths_, spare);
   if (blob.IsUndefined()) throw MakeError(env, "LuaMemoryError", OutOfMemory("to snapshot the state", alloc_));
   return blob;
+}
+
+Napi::Value LuaVM::Check(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throw InvalidArg(env, "LuaVM.check(snapshot): snapshot must be a Uint8Array");
+  }
+  Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
+  ReadLuaSnapshot(env, bytes.Data(), bytes.ByteLength());
+  return env.Undefined();
 }
 
 Napi::Value LuaVM::Restore(const Napi::CallbackInfo& info) {
@@ -1395,7 +1203,7 @@ Napi::Value LuaVM::Restore(const Napi::CallbackInfo& info) {
   Napi::Object opts = Napi::Object::New(env);
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Object o = info[1].As<Napi::Object>();
-    for (const char* key : {"memoryLimit", "instructionLimit"}) {
+    for (const char* key : {"memoryLimit", "instructionLimit", "timeLimit", "print", "outputLimit", "clock"}) {
       Napi::Value v = o.Get(key);
       if (!v.IsUndefined()) opts.Set(key, v);
     }
@@ -1405,7 +1213,7 @@ Napi::Value LuaVM::Restore(const Napi::CallbackInfo& info) {
   LuaSnapshotPrefix pre = ReadLuaSnapshot(env, bytes.Data(), bytes.ByteLength());
   Napi::Array libs = Napi::Array::New(env);
   uint32_t n = 0;
-  for (const LibInfo& lib : kLibs) {
+  for (const LuaLibInfo& lib : kLuaLibs) {
     if ((pre.libs & lib.bit) != 0) libs.Set(n++, lib.name);
   }
   opts.Set("libs", libs);
@@ -1421,6 +1229,8 @@ Napi::Value LuaVM::Restore(const Napi::CallbackInfo& info) {
   LuaRestoreCtx ctx{&pre, slots.data(), kAuxSize};
   lua_State* L = vm->L_;
   int st = lua_checkstack(L, 8) ? vm->Protected(L, LuaRestoreTrampoline, &ctx) : LUA_ERRMEM;
+  std::free(ctx.objs_mem);
+  std::free(ctx.scratch_mem);
   if (st != LUA_OK) {
     std::string msg = LuaString(L, -1);
     bool mem = st == LUA_ERRMEM || vm->alloc_.refused;

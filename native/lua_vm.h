@@ -76,13 +76,19 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
     bool refused = false;  // an allocation was refused since the outermost call began
     hb_meter* meter = nullptr;  // charged for the emergency collection that follows a refusal
   };
-  // One budget of steps: VM instructions (count hook) plus the C library's work (the meter).
+  // One budget of steps: VM instructions (count hook) plus the C library's work (the meter), and
+  // the outermost call's wall-clock deadline, checked whenever steps are charged.
   struct Budget {
     uint64_t limit = 0;  // 0: unlimited
     uint64_t used = 0;
     int step = 0;  // instructions between count-hook ticks
-    bool exhausted = false;
+    bool exhausted = false;  // the steps are spent, the deadline passed, or the call is interrupted
     bool in_handler = false;  // our message handler is running (the meter does not raise then)
+    uint64_t deadline_ns = UINT64_MAX;  // CoarseNowNs() deadline of the outermost call; UINT64_MAX: none
+    double time_limit_ms = 0;           // the outermost call's time limit (for the message)
+    bool timed_out = false;             // the deadline passed (exhausted is set too)
+    // The hook and the meter must tick: a step limit or a deadline applies (or the call is ending).
+    bool Metered() const { return limit != 0 || deadline_ns != UINT64_MAX || exhausted; }
   };
   struct CacheEntry {
     char name[kCacheNameMax];
@@ -98,6 +104,13 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
   CacheEntry* cache() { return cache_; }
   int aux_ref() const { return aux_ref_; }
   const std::string* HostPath(int64_t slot) const;
+  // print: appends to the output of the running call (up to outputLimit bytes, the rest is counted
+  // as dropped), or writes to stdout with print: 'stdout'.
+  void Output(const char* s, size_t n) noexcept;
+  bool print_stdout() const { return print_stdout_; }
+  bool clock_real() const { return clock_real_; }
+  static constexpr double kDefaultTimeLimitMs = 10'000;  // DEFAULT_TIME_LIMIT_MS in src/limits.ts
+  static constexpr size_t kDefaultOutputLimit = 1 << 20;
 
  private:
   class Frame;
@@ -106,16 +119,25 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
   Napi::Value Load(const Napi::CallbackInfo& info);
   Napi::Value Call(const Napi::CallbackInfo& info);
   Napi::Value CallPacked(const Napi::CallbackInfo& info);
+  Napi::Value LoadLimited(const Napi::CallbackInfo& info);
+  Napi::Value CallLimited(const Napi::CallbackInfo& info);
+  Napi::Value CallPackedLimited(const Napi::CallbackInfo& info);
+  // `at`: index of the first ordinary argument (after a time limit); limit_ms: this call's limit.
+  Napi::Value DoLoad(const Napi::CallbackInfo& info, size_t at, double limit_ms);
   template <bool packed>
-  Napi::Value DoCall(const Napi::CallbackInfo& info);
+  Napi::Value DoCall(const Napi::CallbackInfo& info, size_t at, double limit_ms);
+
   Napi::Value SetGlobalFunction(const Napi::CallbackInfo& info);
   Napi::Value SetPackedHost(const Napi::CallbackInfo& info);
   Napi::Value PackedHostEntry(const char* which);  // "packedHost" or "packValue" (setPackedHost), or undefined
   Napi::Value Globals(const Napi::CallbackInfo& info);
   Napi::Value Snapshot(const Napi::CallbackInfo& info);
   Napi::Value MemoryUsed(const Napi::CallbackInfo& info);
+  Napi::Value GetOutput(const Napi::CallbackInfo& info);  // [text as a Buffer, dropped bytes]
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   static Napi::Value Restore(const Napi::CallbackInfo& info);
+  // check(bytes): the checks restore makes before creating anything (header, checksum, prefix).
+  static Napi::Value Check(const Napi::CallbackInfo& info);
 
   // Throws TypeError unless the VM is open and, with `idle`, not inside a call. (Methods cannot be
   // called on foreign objects: V8 checks the receiver against the class before calling them.)
@@ -140,6 +162,13 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
   lua_State* active_ = nullptr;  // the thread running the innermost call (a coroutine inside a host function)
   Alloc alloc_;
   Budget budget_;
+  double time_limit_ms_ = kDefaultTimeLimitMs;  // default of each outermost call; Infinity: none
+  double call_limit_ms_ = -1;                   // the limit the next outermost Frame applies (set by the call)
+  bool print_stdout_ = false;
+  bool clock_real_ = false;
+  size_t output_limit_ = kDefaultOutputLimit;
+  std::string output_;        // print output of the latest outermost call
+  uint64_t output_dropped_ = 0;  // bytes past output_limit_
   hb_meter meter_{};  // every thread's extra space points here; meter_.owner is this
   uint64_t rng_[4] = {0, 0, 0, 0};
   uint16_t libs_ = kSafeLibs;
@@ -162,5 +191,13 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
 
   std::vector<std::unique_ptr<LuaArena>> arenas_;  // one per nesting depth, reused
 };
+
+// The VM of a state: the extra space of every thread points to the VM's meter, whose owner is the
+// VM (null for the snapshot code's template state).
+inline LuaVM* VmOf(lua_State* L) { return static_cast<LuaVM*>(hb_meter_of(L)->owner); }
+
+// Makes a coroutine that `from` resumes tick like `from` (Lua copies hooks only when a thread is
+// created): hb_resume_hook in hb-meter.h, called by lua_resume.
+void LuaResumeHook(lua_State* L, lua_State* from);
 
 }  // namespace hbr

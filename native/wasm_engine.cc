@@ -185,6 +185,13 @@ uint64_t ToOffset(Napi::Env env, const Napi::Value& v, const char* what) {
   throw InvalidArg(env, std::string(what) + " must be a number or a bigint");
 }
 
+std::string FormatMs(double ms) {
+  std::string s = std::to_string(ms);
+  s.erase(s.find_last_not_of('0') + 1);
+  if (!s.empty() && s.back() == '.') s.pop_back();
+  return s;
+}
+
 double TimeLimitArg(Napi::Env env, const Napi::Value& v) {
   double ms = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : std::nan("");
   if (!(ms > 0)) throw InvalidArg(env, "timeLimit must be a positive number of milliseconds, or Infinity");

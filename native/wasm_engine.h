@@ -50,6 +50,8 @@ uint64_t ToOffset(Napi::Env env, const Napi::Value& v, const char* what);
 
 // A time limit in milliseconds: a positive number, or Infinity (also for anything above ~31 years).
 double TimeLimitArg(Napi::Env env, const Napi::Value& v);
+// "10000", "0.5": a time limit in messages.
+std::string FormatMs(double ms);
 
 // Deletes an error the caller has no use for (nullptr is fine).
 inline void DiscardError(wasmtime_error_t* error) {

@@ -32,6 +32,9 @@ void WasmInstance::Init(Napi::Env env, Napi::Object exports, Addon* addon) {
                                         InstanceMethod("snapshotSize", &WasmInstance::SnapshotSize),
                                         InstanceMethod("snapshot", &WasmInstance::Snapshot),
                                         InstanceMethod("restore", &WasmInstance::Restore),
+                                        InstanceMethod("snapshotDelta", &WasmInstance::SnapshotDelta),
+                                        InstanceMethod("snapshotToFd", &WasmInstance::SnapshotToFd),
+                                        InstanceMethod("restoreFromFd", &WasmInstance::RestoreFromFd),
                                         InstanceMethod("fuelConsumed", &WasmInstance::FuelConsumed),
                                         InstanceMethod("dispose", &WasmInstance::Dispose),
                                     });
@@ -65,6 +68,12 @@ WasmInstance::WasmInstance(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Wa
     if (!v.IsUndefined()) limits_.max_table_elements = CapArg(env, v, "maxTableElements");
     v = opts.Get("timeLimit");
     if (!v.IsUndefined()) time_limit_ms_ = TimeLimitArg(env, v);
+    v = opts.Get("trackWrites");
+    if (v.IsBoolean()) {
+      track_always_ = v.As<Napi::Boolean>().Value();
+      track_never_ = !track_always_;
+      track_writes_ = track_always_;
+    }
   }
   const bool metered_engine = (module->EngineFlags() & kEngineFuel) != 0;
   if (fuel_ != 0 && !metered_engine) {
@@ -157,6 +166,7 @@ void WasmInstance::Instantiate(Napi::Env env, WasmModule* module, Napi::Array im
       funcs_.push_back(std::move(f));
     } else if (item.kind == WASMTIME_EXTERN_MEMORY) {
       memories_.push_back({export_name, item.of.memory});
+      trackers_.emplace_back();
     } else if (item.kind == WASMTIME_EXTERN_TABLE) {
       tables_.push_back(item.of.table);
     } else if (item.kind == WASMTIME_EXTERN_GLOBAL) {
@@ -191,6 +201,7 @@ void WasmInstance::Close() {
   funcs_.clear();
   func_index_.clear();
   memories_.clear();
+  trackers_.clear();
   tables_.clear();
   globals_.clear();
   if (module_ != nullptr) module_->RemoveChild(this);

@@ -18,8 +18,13 @@
 #include "addon.h"
 #include "wasm_limits.h"
 #include "wasm_values.h"
+#include "wasm_write_tracker.h"
 
 namespace hbr {
+
+namespace snap {
+struct Plan;
+}
 
 class WasmModule;
 
@@ -104,7 +109,36 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   uint64_t SnapshotBytes();  // payload size; precondition: open
   // Open, not inside a call, and every mutable global capturable; else throws.
   void CheckSnapshotable(Napi::Env env, const char* what) const;
+  // restore([full, ...deltas], hash): every blob verified, and the chain checked, before anything
+  // is applied.
   Napi::Value Restore(const Napi::CallbackInfo& info);
+  // snapshotDelta(hash, sinceId): the pages written since the latest snapshot (its id: sinceId).
+  Napi::Value SnapshotDelta(const Napi::CallbackInfo& info);
+  // snapshotToFd(hash, fd): the full blob written to fd in chunks; returns its size.
+  Napi::Value SnapshotToFd(const Napi::CallbackInfo& info);
+  // restoreFromFd(fd, fileSize, hash, deltas): a full snapshot file (read twice: verified, then
+  // applied), then deltas.
+  Napi::Value RestoreFromFd(const Napi::CallbackInfo& info);
+  // Checks `plans` (a full snapshot, then deltas, each following the one before) against this
+  // instance and applies them; base runs without `src` are read from `fd`, which is hashed again
+  // on the way (a file that changed between the passes disposes the instance). Throws snap::Invalid
+  // before anything is touched.
+  void ApplyPlans(Napi::Env env, const std::vector<snap::Plan>& plans, int fd, uint64_t file_size);
+  void CheckPlans(const std::vector<snap::Plan>& plans);
+  // Parses and verifies Uint8Array blobs (throws snap::Invalid naming delta `first_index + k`).
+  std::vector<snap::Plan> ParseBlobs(Napi::Env env, const Napi::Array& blobs, const uint8_t* hash, size_t first_index);
+  // Reads the base's memories from the file into `dsts`, hashing the whole file again on the way;
+  // false when the checksum no longer matches `plan.id` (the file changed since it was parsed).
+  // `fresh[i]`: the offset from which memory i is known to be zero (grown by this restore).
+  bool CopyFromFile(int fd, uint64_t file_size, const snap::Plan& plan, const std::vector<uint8_t*>& dsts,
+                    const std::vector<uint64_t>& fresh);
+  // Payload size of a full snapshot now (precondition: open); and the header-to-trailer writer.
+  template <class W>
+  void WriteFull(W& w, const uint8_t* hash, uint64_t payload);
+  template <class W>
+  void WriteGlobals(W& w);
+  // After a snapshot or restore whose id is `id`: the next delta follows it.
+  void MarkSnapshot(uint64_t id);
   Napi::Value FuelConsumed(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
@@ -130,6 +164,15 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   std::vector<wasmtime_table_t> tables_;  // exported tables, in export order
   std::vector<ExportGlobal> globals_;  // exported mutable globals of numeric or v128 type
   std::string uncapturable_;           // "global 'g' is a mutable anyref": no snapshots then
+  std::vector<WriteTracker> trackers_;  // one per memory, for incremental snapshots
+  // Option trackWrites: true tracks from the first snapshot; false never; undefined ("auto") from
+  // the first incremental snapshot on (which holds every page), so that instances that never take
+  // one never pay for the write-protect faults.
+  bool track_always_ = false;
+  bool track_never_ = false;
+  bool track_writes_ = false;          // tracking is on (always, or auto after a first delta)
+  bool has_last_ = false;              // a snapshot was taken or restored: deltas can follow it
+  uint64_t last_id_ = 0;               // its id (trailer checksum)
   uint64_t fuel_ = 0;                  // per-call budget; 0 = unlimited
   uint64_t fuel_consumed_ = 0;         // by the last outermost call (or instantiation)
   hb_limits_t limits_{};               // memory and table caps; the Rust limiter reads and counts here

@@ -135,14 +135,6 @@ static Napi::Array FramesToJs(Napi::Env env, const wasm_frame_vec_t& trace) {
   return frames;
 }
 
-// "10000", "0.5": a time limit in messages.
-static std::string FormatMs(double ms) {
-  std::string s = std::to_string(ms);
-  s.erase(s.find_last_not_of('0') + 1);
-  if (!s.empty() && s.back() == '.') s.pop_back();
-  return s;
-}
-
 std::string WasmInstance::RefusedGrowth() const {
   const char* what = limits_.refused_table ? "a table" : "a memory";
   if (limits_.refused_cap == 0) return std::string(what) + " growth was refused (its own maximum, or the allocator)";

@@ -73,6 +73,11 @@ typedef struct hb_meter {
    raises the limit error (so it is called only where a Lua error may be raised). */
 void hb_meter_settle(lua_State *L);
 
+/* Implemented by the addon, called by lua_resume: the coroutine L takes the count hook of the
+   thread that resumes it (Lua copies hooks only when a thread is created), so that limits that
+   begin with a call also reach coroutines created before it or restored from a snapshot. */
+void hb_resume_hook(lua_State *L, lua_State *from);
+
 /* The meter of the VM whose call runs on this thread (NULL outside calls), for code without a
    lua_State: HB_DEFER only lowers the credit; the next HB_TICK or count hook settles it. */
 extern __thread hb_meter *hb_meter_current;
@@ -183,7 +188,8 @@ function meteredLauxlib(src) {
 }
 
 // lvm.c: one VM instruction can compare or concatenate strings of any length, or copy any number
-// of values; charge their bytes/values (equality: lstring.c).
+// of values; charge their bytes/values (equality: lstring.c). The count hook's countdown is
+// inlined in the instruction fetch.
 function meteredLvm(src) {
   const f = 'lvm.c';
   src = includeMeter(src, f);
@@ -196,6 +202,13 @@ function meteredLvm(src) {
   src = patch(src, f, 'return l_strcmp(tsvalue(l), tsvalue(r)) < 0;', 'return hb_strcmp(L, tsvalue(l), tsvalue(r)) < 0;');
   src = patch(src, f, 'return l_strcmp(tsvalue(l), tsvalue(r)) <= 0;', 'return hb_strcmp(L, tsvalue(l), tsvalue(r)) <= 0;');
   src = patch(src, f, '        ts = luaS_createlngstrobj(L, tl);\n', '        HB_TICK(L, HB_BYTES(tl));\n        ts = luaS_createlngstrobj(L, tl);\n');
+  // The count hook's countdown inlined in the instruction fetch: Lua calls luaG_traceexec on every
+  // instruction while a count hook is set, only to decrement the count (about +40% on fib(27));
+  // now it is called when the count runs out (or for line hooks), with the same effect.
+  src = patch(src, f, '  if (L->hookmask & (LUA_MASKLINE | LUA_MASKCOUNT)) \\\n    Protect(luaG_traceexec(L)); \\\n',
+    '  if (L->hookmask & (LUA_MASKLINE | LUA_MASKCOUNT)) { \\\n' +
+      '    if ((L->hookmask & LUA_MASKLINE) || L->hookcount <= 1) { \\\n      Protect(luaG_traceexec(L)); \\\n' +
+      '    } else L->hookcount--;  /* hb-runtimes: what luaG_traceexec would do */ \\\n  } \\\n');
   // `...` and `{...}`/`{f()}` copy every value: a step per 4 values beyond 64.
   src = patch(src, f, '          n = 0;  /* no vararg arguments */\n', '          n = 0;  /* no vararg arguments */\n        if (n > 64) HB_TICK(L, n >> 2);\n');
   src = patch(src, f, '        if (n == 0) n = cast_int(L->top - ra) - 1;\n', '        if (n == 0) n = cast_int(L->top - ra) - 1;\n        if (n > 64) HB_TICK(L, n >> 2);\n');
@@ -206,7 +219,11 @@ function meteredLvm(src) {
 // snapshot; the sandbox's setmetatable refuses __gc) run with debug hooks on, so under the
 // instruction budget (Lua turns hooks off there); their errors are dropped as in Lua 5.4 instead of
 // being raised from whatever allocation ran the collector (which may be outside any protected
-// call); and the meter's `finalizing` count lets the addon refuse host functions meanwhile.
+// call), and, as in Lua 5.4, the error object luaD_pcall leaves is popped: left there, every failed
+// finalizer raised the stack top by one under the C function that triggered the collection, which
+// then read a wrong slot (a finalizer fails with "C stack overflow" when the collection runs deep
+// in an error handler's recursion: issue #14's xpcall segfault); and the meter's `finalizing`
+// count lets the addon refuse host functions meanwhile.
 function budgetedFinalizers(src) {
   const f = 'lgc.c';
   src = includeMeter(src, f);
@@ -216,7 +233,8 @@ function budgetedFinalizers(src) {
     '    hb_meter_of(L)->finalizing++;\n    status = luaD_pcall(L, dothecall, NULL, savestack(L, L->top - 2), 0);\n' +
       '    hb_meter_of(L)->finalizing--;\n');
   src = patch(src, f, '    if (status != LUA_OK && propagateerrors) {  /* error while running __gc? */\n',
-    '    (void)propagateerrors;  /* hb-runtimes: finalizer errors are dropped */\n    if (status != LUA_OK && 0) {  /* error while running __gc? */\n');
+    '    (void)propagateerrors;  /* hb-runtimes: finalizer errors are dropped (their error object popped) */\n' +
+      '    if (status != LUA_OK) L->top--;\n    if (status != LUA_OK && 0) {  /* error while running __gc? */\n');
   return src;
 }
 
@@ -264,14 +282,18 @@ function meteredLtable(src) {
 }
 
 // ldo.c: a call with many arguments (f(table.unpack(t)), tail calls of vararg functions) and a
-// return of many results move every value: a step per 4 values beyond 64.
+// return of many results move every value: a step per 4 values beyond 64. lua_resume gives the
+// coroutine the count hook of the resuming thread (hb_resume_hook).
 function meteredLdo(src) {
   const f = 'ldo.c';
   src = includeMeter(src, f);
   src = patch(src, f, '      int n = cast_int(L->top - func) - 1;  /* number of real arguments */\n',
     '      int n = cast_int(L->top - func) - 1;  /* number of real arguments */\n      if (n > 64) HB_TICK(L, n >> 2);\n');
-  return patch(src, f, '  int wanted = ci->nresults;\n  if (L->hookmask & (LUA_MASKRET | LUA_MASKLINE)) {\n',
+  src = patch(src, f, '  int wanted = ci->nresults;\n  if (L->hookmask & (LUA_MASKRET | LUA_MASKLINE)) {\n',
     '  int wanted = ci->nresults;\n  if (nres > 64) HB_TICK(L, nres >> 2);\n  if (L->hookmask & (LUA_MASKRET | LUA_MASKLINE)) {\n');
+  // lua_resume: the coroutine ticks like the thread that resumes it (hb_resume_hook).
+  return patch(src, f, '  unsigned short oldnny = L->nny;  /* save "number of non-yieldable" calls */\n  lua_lock(L);\n',
+    '  unsigned short oldnny = L->nny;  /* save "number of non-yieldable" calls */\n  lua_lock(L);\n  hb_resume_hook(L, from);\n');
 }
 
 // ltablib.c: table.sort re-randomizes its pivot from clock() and time() when a partition comes out

@@ -104,13 +104,15 @@ export async function main(argv: string[]): Promise<void> {
     .option('--sandbox', "apply lua@5.3a's default sandbox list")
     .option('--instruction-limit <n>', 'instructions per call')
     .option('--memory-limit <bytes>', 'memory cap of the VM')
-    .action(async (file: string, fn: string | undefined, args: string[], opts: { sandbox?: boolean; instructionLimit?: string; memoryLimit?: string }) => {
+    .option('--time-limit <ms>', "wall-clock limit per call in ms, or 'infinity' (default 10000)")
+    .action(async (file: string, fn: string | undefined, args: string[], opts: { sandbox?: boolean; instructionLimit?: string; memoryLimit?: string; timeLimit?: string }) => {
       const base: Message = {
         device: 'lua@5.3a',
         module: { 'content-type': 'application/lua', name: file, body: fs.readFileSync(file) },
         ...(opts.sandbox ? { sandbox: true } : {}),
         ...(opts.instructionLimit ? { 'instruction-limit': opts.instructionLimit } : {}),
         ...(opts.memoryLimit ? { 'memory-limit': opts.memoryLimit } : {}),
+        ...(opts.timeLimit ? { 'time-limit': opts.timeLimit } : {}),
       };
       const aoOpts = { luaPrint: (line: string) => process.stdout.write(`${line}\n`) };
       const initialized = await resolve(base, 'init', aoOpts);

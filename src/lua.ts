@@ -6,7 +6,9 @@
  * docs/lua-vm.md.
  */
 import { badArg } from './errors';
+import { DEFAULT_TIME_LIMIT_MS } from './limits';
 import { acquireWriter, decodeBuffer, decodeValues, packedHost, packValue } from './lua-packed';
+import { SEAL_BYTES, sealInPlace, unseal } from './lua-trust';
 import { native, type NativeLuaVM, type NativeLuaVMOptions } from './native';
 
 /** Library names accepted by `libs`. */
@@ -36,10 +38,42 @@ export interface LuaVMOptions {
    * library functions (pattern matching, `string.rep`, `table.concat`, ...), see docs/lua-vm.md.
    */
   instructionLimit?: number;
+  /**
+   * Wall-clock limit of each outermost `load`/`call`, in milliseconds (default
+   * `DEFAULT_TIME_LIMIT_MS`, 10 s; `Infinity`: none). It interrupts VM loops and C library loops
+   * alike; past it the call throws `LimitError` (limit `time`, code `ERR_LIMIT_TIME`). It depends on
+   * the machine: use `instructionLimit` for a deterministic bound.
+   */
+  timeLimit?: number;
+  /**
+   * Where `print` writes: `'capture'` (default) keeps the output of each outermost call in
+   * `vm.output` (up to `outputLimit` bytes); `'stdout'` writes to the process's standard output.
+   */
+  print?: 'capture' | 'stdout';
+  /** Bytes of `print` output kept per outermost call (default 1 MiB); the rest is counted in `vm.outputDropped`. */
+  outputLimit?: number;
+  /**
+   * `os.time`, `os.date` and `os.clock`: `'fixed'` (default, deterministic: the time is 0, dates
+   * are UTC, `os.clock()` is 0, `os.time(table)` reads the table as UTC) or `'real'` (Lua's own,
+   * reading the host's clock and time zone).
+   */
+  clock?: 'fixed' | 'real';
 }
 
-/** Limits for a restored VM (its libraries come from the snapshot). */
-export type LuaRestoreOptions = Pick<LuaVMOptions, 'memoryLimit' | 'instructionLimit'>;
+/** Options of a restored VM (its libraries come from the snapshot). */
+export interface LuaRestoreOptions extends Omit<LuaVMOptions, 'libs'> {
+  /**
+   * Restore a snapshot that this node did not seal (another node's, or an unsealed one). Its
+   * bytecode is then run unverified: only for snapshots whose origin you trust (docs/lua-vm.md, "Trust").
+   */
+  trusted?: boolean;
+}
+
+/** Options of one `load`/`call`. */
+export interface LuaCallOptions {
+  /** Wall-clock limit of this call in ms (default: the VM's `timeLimit`). Ignored for a call made from inside another call (a host function), which shares the outermost call's deadline. */
+  timeLimit?: number;
+}
 
 /** What values look like on the JS side (see docs/lua-vm.md, "Values"). */
 export type LuaValue = null | boolean | number | bigint | string | Uint8Array | LuaValue[] | { [key: string]: LuaValue };
@@ -48,8 +82,10 @@ export type LuaValue = null | boolean | number | bigint | string | Uint8Array | 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type LuaHostFunction = (...args: any[]) => unknown;
 
-const VM_OPTIONS = ['libs', 'memoryLimit', 'instructionLimit'] as const;
-const RESTORE_OPTIONS = ['memoryLimit', 'instructionLimit'] as const;
+const VM_OPTIONS = ['libs', 'memoryLimit', 'instructionLimit', 'timeLimit', 'print', 'outputLimit', 'clock'] as const;
+const COMMON_OPTIONS = ['memoryLimit', 'instructionLimit', 'timeLimit', 'print', 'outputLimit', 'clock'] as const;
+const RESTORE_OPTIONS = [...COMMON_OPTIONS, 'trusted'] as const;
+const CALL_OPTIONS = ['timeLimit'] as const;
 const PATH = /^[^.]+(\.[^.]+)*$/;
 
 function squash(s: string): string {
@@ -77,9 +113,49 @@ function checkLimit(v: unknown, name: string, where: string): number | undefined
   return v;
 }
 
+/** A time limit: a positive number of milliseconds, or `Infinity`. */
+function checkTimeLimit(v: unknown, where: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !(v > 0)) throw badArg(`${where}: timeLimit must be a positive number of milliseconds, or Infinity`);
+  return v;
+}
+
+function checkChoice<T extends string>(v: unknown, name: string, choices: readonly T[], where: string): T | undefined {
+  if (v === undefined) return undefined;
+  if (!(choices as readonly unknown[]).includes(v)) throw badArg(`${where}: ${name} must be ${choices.map((c) => `'${c}'`).join(' or ')}, got ${JSON.stringify(v)}`);
+  return v as T;
+}
+
+/** The options every VM has (constructor and restore). */
+function commonOptions(o: Partial<Record<(typeof COMMON_OPTIONS)[number], unknown>>, where: string): NativeLuaVMOptions {
+  const out: NativeLuaVMOptions = {};
+  const memoryLimit = checkLimit(o.memoryLimit, 'memoryLimit', where);
+  const instructionLimit = checkLimit(o.instructionLimit, 'instructionLimit', where);
+  if (memoryLimit !== undefined) out.memoryLimit = memoryLimit;
+  if (instructionLimit !== undefined) out.instructionLimit = instructionLimit;
+  out.timeLimit = checkTimeLimit(o.timeLimit, where) ?? DEFAULT_TIME_LIMIT_MS;
+  const print = checkChoice(o.print, 'print', ['capture', 'stdout'] as const, where);
+  if (print !== undefined) out.print = print;
+  if (o.outputLimit !== undefined) {
+    if (typeof o.outputLimit !== 'number' || !Number.isSafeInteger(o.outputLimit) || o.outputLimit < 0) {
+      throw badArg(`${where}: outputLimit must be a non-negative integer, got ${String(o.outputLimit)}`);
+    }
+    out.outputLimit = o.outputLimit;
+  }
+  const clock = checkChoice(o.clock, 'clock', ['fixed', 'real'] as const, where);
+  if (clock !== undefined) out.clock = clock;
+  return out;
+}
+
+/** The time limit of a `load`/`call`, or undefined for the VM's own. */
+function callTimeLimit(opts: LuaCallOptions | undefined, where: string): number | undefined {
+  if (opts === undefined) return undefined;
+  return checkTimeLimit(checkOptions(opts, CALL_OPTIONS, where).timeLimit, where);
+}
+
 function nativeOptions(opts: LuaVMOptions | undefined): NativeLuaVMOptions {
   const o = checkOptions(opts, VM_OPTIONS, 'new LuaVM()');
-  const out: NativeLuaVMOptions = {};
+  const out: NativeLuaVMOptions = commonOptions(o, 'new LuaVM()');
   if (o.libs !== undefined) {
     if (!Array.isArray(o.libs)) throw badArg(`new LuaVM(): libs must be an array of library names (${LUA_LIBS.join(', ')})`);
     for (const lib of o.libs) {
@@ -89,10 +165,6 @@ function nativeOptions(opts: LuaVMOptions | undefined): NativeLuaVMOptions {
     }
     out.libs = [...(o.libs as string[])];
   }
-  const memoryLimit = checkLimit(o.memoryLimit, 'memoryLimit', 'new LuaVM()');
-  const instructionLimit = checkLimit(o.instructionLimit, 'instructionLimit', 'new LuaVM()');
-  if (memoryLimit !== undefined) out.memoryLimit = memoryLimit;
-  if (instructionLimit !== undefined) out.instructionLimit = instructionLimit;
   return out;
 }
 
@@ -104,7 +176,7 @@ function results(r: unknown[] | Buffer): LuaValue[] {
 const isArray = Array.isArray;
 
 /** `h.call(fn, ...args)` with the arguments packed into the shared writer's buffer. */
-function callPacked(h: NativeLuaVM, fn: string, args: readonly unknown[]): LuaValue[] {
+function callPacked(h: NativeLuaVM, fn: string, args: readonly unknown[], timeLimit: number | undefined): LuaValue[] {
   const w = acquireWriter();
   let len: number;
   try {
@@ -115,7 +187,7 @@ function callPacked(h: NativeLuaVM, fn: string, args: readonly unknown[]): LuaVa
   // The native side has read the arguments before any JS runs again (a host function may reuse
   // the writer); packed results come back in `buf` itself when they fit.
   const { buf, dv } = w;
-  const r = h.callPacked(fn, buf, len, args.length);
+  const r = timeLimit === undefined ? h.callPacked(fn, buf, len, args.length) : h.callPackedLimited(timeLimit, fn, buf, len, args.length);
   if (isArray(r)) return r as LuaValue[];
   if (typeof r !== 'number') return decodeBuffer(r) as LuaValue[];
   w.busy = true; // decoding runs no user code, unless Object.prototype has setters: be safe
@@ -148,30 +220,32 @@ export class LuaVM {
    * Returns the chunk's return values. Syntax errors throw `LuaSyntaxError` whose message reads
    * `[string "<name>"]:<line>: ...`; runtime errors as in `call`.
    */
-  load(code: string | Uint8Array, name: string): LuaValue[] {
+  load(code: string | Uint8Array, name: string, opts?: LuaCallOptions): LuaValue[] {
     if (typeof code !== 'string' && !(code instanceof Uint8Array)) {
       throw badArg('LuaVM#load(code, name): code must be a string or a Uint8Array');
     }
     if (typeof name !== 'string' || name.length === 0) throw badArg('LuaVM#load(code, name): name must be a non-empty string');
-    return results(this.#h.load(code, name));
+    const t = callTimeLimit(opts, 'LuaVM#load()');
+    return results(t === undefined ? this.#h.load(code, name) : this.#h.loadLimited(t, code, name));
   }
 
   /**
    * Calls the global function `fn` (a dotted path `a.b.f` is looked up with raw access) with
    * `args` and returns all its results. Errors: `LuaRuntimeError` (status 500, `trace`,
    * non-string error values as `body`, a host function's JS exception as `cause`),
-   * `LuaMemoryError`, `LimitError` (limit `steps`).
+   * `LuaMemoryError`, `LimitError` (limit `steps` or `time`).
    */
-  call(fn: string, args: readonly unknown[] = []): LuaValue[] {
+  call(fn: string, args: readonly unknown[] = [], opts?: LuaCallOptions): LuaValue[] {
     if (typeof fn !== 'string' || fn.length === 0) throw badArg('LuaVM#call(fn, args): fn must be a non-empty string');
     if (!isArray(args)) throw badArg('LuaVM#call(fn, args): args must be an array');
+    const t = opts === undefined ? undefined : callTimeLimit(opts, 'LuaVM#call()');
     for (let i = 0; i < args.length; i++) {
       const a = args[i];
       // Objects, arrays, bytes: one packed buffer each way (docs/lua-vm.md, "Marshalling").
-      if (typeof a === 'object' && a !== null) return callPacked(this.#h, fn, args);
+      if (typeof a === 'object' && a !== null) return callPacked(this.#h, fn, args, t);
     }
     // Scalars only: native call arguments, no buffer.
-    const r = this.#h.call(fn, ...args);
+    const r = t === undefined ? this.#h.call(fn, ...args) : this.#h.callLimited(t, fn, ...args);
     return (isArray(r) ? r : decodeBuffer(r)) as LuaValue[];
   }
 
@@ -192,30 +266,45 @@ export class LuaVM {
     return this.#h.globals();
   }
 
+  /**
+   * What `print` wrote during the latest outermost `load`/`call` (with `print: 'capture'`, the
+   * default), decoded as UTF-8; at most `outputLimit` bytes.
+   */
+  get output(): string {
+    return this.#h.output()[0].toString('utf8');
+  }
+
+  /** Bytes of `print` output of the latest outermost call dropped past `outputLimit`. */
+  get outputDropped(): number {
+    return this.#h.output()[1];
+  }
+
   /** Bytes currently allocated by the Lua state. */
   get memoryUsed(): number {
     return this.#h.memoryUsed();
   }
 
-  /** A snapshot (format v2, see docs/lua-vm.md) of the whole state; not allowed during a call. */
+  /**
+   * A snapshot (format v2, see docs/lua-vm.md) of the whole state, sealed under this node's key
+   * (docs/lua-vm.md, "Trust"); not allowed during a call.
+   */
   snapshot(): Buffer {
-    return this.#h.snapshot();
+    return sealInPlace(this.#h.snapshot(SEAL_BYTES));
   }
 
   /**
-   * A new VM from `snapshot()` bytes. The blob is validated (magic, version, word size, length,
-   * checksum) before anything is created; any problem throws `SnapshotError`. Host functions are
+   * A new VM from `snapshot()` bytes. The seal is checked (a snapshot this node did not seal is
+   * refused with `SnapshotError` 403 `ERR_SNAPSHOT_UNTRUSTED` unless `trusted: true`), then the blob
+   * is validated (magic, version, word size, length, checksum) before anything is created; any
+   * problem throws `SnapshotError`. Host functions are
    * restored by path and must be registered again with `setGlobalFunction`.
    */
   static restore(snapshot: Uint8Array, opts?: LuaRestoreOptions): LuaVM {
     if (!(snapshot instanceof Uint8Array)) throw badArg('LuaVM.restore(snapshot): snapshot must be a Uint8Array');
     const o = checkOptions(opts, RESTORE_OPTIONS, 'LuaVM.restore()');
-    const limits: NativeLuaVMOptions = {};
-    const memoryLimit = checkLimit(o.memoryLimit, 'memoryLimit', 'LuaVM.restore()');
-    const instructionLimit = checkLimit(o.instructionLimit, 'instructionLimit', 'LuaVM.restore()');
-    if (memoryLimit !== undefined) limits.memoryLimit = memoryLimit;
-    if (instructionLimit !== undefined) limits.instructionLimit = instructionLimit;
-    adopting = native.LuaVM.restore(snapshot, limits);
+    if (o.trusted !== undefined && typeof o.trusted !== 'boolean') throw badArg('LuaVM.restore(): trusted must be a boolean');
+    const limits = commonOptions(o, 'LuaVM.restore()');
+    adopting = native.LuaVM.restore(unseal(snapshot, o.trusted === true), limits);
     return new LuaVM();
   }
 

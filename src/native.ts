@@ -59,6 +59,8 @@ export interface NativeInstanceOptions {
   maxTableElements?: number;
   /** Time limit in ms of instantiation and of each outermost call, or Infinity (undefined: 10 s). */
   timeLimit?: number;
+  /** Track writes for incremental snapshots: true from the first snapshot, false never, undefined from the first delta. */
+  trackWrites?: boolean;
 }
 
 /** A live instance with its own Wasmtime store. */
@@ -87,7 +89,14 @@ export interface NativeWasmInstance {
   snapshotSize(): number;
   /** Writes the snapshot blob into `into` (exactly `snapshotSize()` bytes, e.g. Buffer.allocUnsafe). */
   snapshot(moduleHash: Uint8Array, into: Buffer): Buffer;
-  restore(blob: Uint8Array, moduleHash: Uint8Array): void;
+  /** Restores a full blob, then the deltas that follow it, all verified first. */
+  restore(blobs: Uint8Array[], moduleHash: Uint8Array): void;
+  /** A delta blob: what changed since the latest snapshot, whose id must be `sinceId`. */
+  snapshotDelta(moduleHash: Uint8Array, sinceId: bigint): Buffer;
+  /** Writes the full blob to `fd` in chunks. */
+  snapshotToFd(moduleHash: Uint8Array, fd: number): { bytes: number; id: bigint };
+  /** Restores the full snapshot in the file `fd` (`size` bytes), then `deltas`. */
+  restoreFromFd(fd: number, size: number, moduleHash: Uint8Array, deltas: Uint8Array[]): void;
   fuelConsumed(): bigint;
   dispose(): void;
 }
@@ -105,12 +114,28 @@ export interface NativeLuaVMOptions {
   memoryLimit?: number;
   /** VM instructions per outermost call. */
   instructionLimit?: number;
+  /** Wall-clock limit of each outermost call in ms (Infinity: none; default 10 s). */
+  timeLimit?: number;
+  /** Where `print` writes: the VM's output buffer (default) or the process's stdout. */
+  print?: 'capture' | 'stdout';
+  /** Bytes of `print` output kept per outermost call (default 1 MiB). */
+  outputLimit?: number;
+  /** `os.time`/`os.date`/`os.clock`: fixed and UTC (default), or the real clock. */
+  clock?: 'fixed' | 'real';
 }
 
 /** One Lua 5.3 state (`lua_State`). Values cross as described in docs/lua-vm.md. */
 export interface NativeLuaVM {
   /** Compiles `code` (text only) as chunk `name` and runs it; returns its results. */
   load(code: string | Uint8Array, name: string): unknown[] | Buffer;
+  /** `load` with this call's time limit in ms (ignored inside another call). */
+  loadLimited(timeLimit: number, code: string | Uint8Array, name: string): unknown[] | Buffer;
+  /** `call` with this call's time limit in ms (ignored inside another call). */
+  callLimited(timeLimit: number, fn: string, ...args: unknown[]): unknown[] | Buffer;
+  /** `callPacked` with this call's time limit in ms (ignored inside another call). */
+  callPackedLimited(timeLimit: number, fn: string, buf: Uint8Array, len: number, nargs: number): unknown[] | number | Buffer;
+  /** The `print` output of the latest outermost call, and the bytes dropped past `outputLimit`. */
+  output(): [Buffer, number];
   /**
    * Calls the global function `fn` (or dotted path `a.b.f`, raw lookups) with the arguments; returns all
    * results, or (when one is a table) the results packed in a Buffer (see `lua-packed.ts`).
@@ -133,7 +158,7 @@ export interface NativeLuaVM {
   /** Sorted string keys of the globals table. */
   globals(): string[];
   /** A v1 snapshot blob (see docs/lua-vm.md). */
-  snapshot(): Buffer;
+  snapshot(spare?: number): Buffer;
   /** Bytes currently allocated by the state. */
   memoryUsed(): number;
   /** Closes the state; deferred until the outermost call returns when called during one. */
@@ -143,7 +168,9 @@ export interface NativeLuaVM {
 export interface NativeLuaVMCtor {
   new (options?: NativeLuaVMOptions): NativeLuaVM;
   /** A new VM from a snapshot; the blob is fully validated before anything is created. */
-  restore(snapshot: Uint8Array, options?: Pick<NativeLuaVMOptions, 'memoryLimit' | 'instructionLimit'>): NativeLuaVM;
+  restore(snapshot: Uint8Array, options?: Omit<NativeLuaVMOptions, 'libs'>): NativeLuaVM;
+  /** The checks `restore` makes before creating anything (header, checksum, prefix): throws a SnapshotError. */
+  check(snapshot: Uint8Array): void;
 }
 // ---- end LuaVM --------------------------------------------------------------------------------
 
@@ -155,6 +182,10 @@ export interface NativeBinding {
   versions(): { wasmtime: string; lua: string; napi: number };
   /** XXH3-64 of the bytes. */
   checksum(bytes: Uint8Array): bigint;
+  /** The process-wide snapshot key: `candidate` becomes it if none is set yet, or when `replace`. */
+  snapshotKey(candidate: Uint8Array, replace?: boolean): Buffer;
+  /** Whether incremental snapshots can track writes on this system (userfaultfd WP_ASYNC + PAGEMAP_SCAN). */
+  writeTracking(): boolean;
 }
 
 function load(): NativeBinding {

@@ -5,9 +5,10 @@
  * validated here, then one native call does the work.
  */
 import { createHash } from 'node:crypto';
+import * as buffer from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { AoError, WasmError, badArg } from './errors';
+import { AoError, SnapshotError, WasmError, badArg } from './errors';
 import { DEFAULT_TIME_LIMIT_MS } from './limits';
 import {
   native,
@@ -19,9 +20,11 @@ import {
 } from './native';
 import { INTERNAL_EXPORT_PREFIX, exposeInternals } from './wasm-binary';
 import { scanCode } from './wasm-code';
+import { SNAPSHOT_FILE_OPTIONS, SNAPSHOT_OPTIONS, snapshotId, syncDir, type SnapshotFileOptions, type SnapshotOptions } from './wasm-snapshot';
 
 export type WasmValue = number | bigint;
 export type { NativeFuncType as FuncType, NativeExternDesc as ExternDesc };
+export { snapshotId, type SnapshotFileOptions, type SnapshotOptions };
 
 /** Default cap on each memory that declares no maximum of its own: 4 GiB. */
 export const DEFAULT_MAX_MEMORY_BYTES = 4 * 1024 ** 3;
@@ -327,8 +330,16 @@ export interface InstanceOptions {
    * `WasmError`; `'trap'` links a stub that traps with the import's name if the guest calls it.
    */
   missingImports?: 'error' | 'trap';
+  /**
+   * Track which memory pages are written, so that `snapshot({ since })` copies only those (Linux ≥
+   * 6.7; elsewhere a delta holds every page). `true`: from the first snapshot or restore on;
+   * `false`: never (every delta holds every page); default (undefined): from the first incremental
+   * snapshot on, which itself holds every page, so that instances that never take one pay nothing.
+   * While tracking, each page's first write after a snapshot costs a minor fault (~1 µs).
+   */
+  trackWrites?: boolean;
 }
-const INSTANCE_OPTIONS = new Set(['timeLimit', 'fuel', 'maxMemoryBytes', 'maxTableElements', 'missingImports']);
+const INSTANCE_OPTIONS = new Set(['timeLimit', 'fuel', 'maxMemoryBytes', 'maxTableElements', 'missingImports', 'trackWrites']);
 
 /** Options of one call. */
 export interface CallOptions {
@@ -397,6 +408,10 @@ export class WasmInstance {
     };
     if (opts?.fuel !== undefined) nopts.fuel = BigInt(opts.fuel);
     if (opts?.maxMemoryBytes !== undefined) nopts.maxMemoryBytes = capOption(opts.maxMemoryBytes, 'maxMemoryBytes', 'WasmInstance', true);
+    if (opts?.trackWrites !== undefined) {
+      if (typeof opts.trackWrites !== 'boolean') throw badArg('WasmInstance: trackWrites must be a boolean');
+      nopts.trackWrites = opts.trackWrites;
+    }
     this.#native = new native.WasmInstance(WasmModule.handleOf(module), fns, nopts);
     this.module = module;
     const mem = module.exports.find((e) => e.kind === 'memory') ?? module.imports.find((e) => e.kind === 'memory');
@@ -495,19 +510,92 @@ export class WasmInstance {
    * hash, checksummed over every byte (format in docs/wasm.md). Only between calls: from inside a
    * call (a host import) it throws a busy `TypeError`. A module with a mutable reference-typed
    * global cannot be snapshotted (`SnapshotError`).
+   *
+   * With `{ since }` (this instance's latest snapshot), an incremental snapshot: the pages written
+   * since then, every global, and the memories' sizes; its cost follows what changed. `restore(base,
+   * ...deltas)` applies a chain. A full blob larger than the largest Buffer (4 GiB on Node 20) is
+   * a `SnapshotError`: use `snapshotToFile()`.
    */
-  snapshot(): Buffer {
-    return this.#native.snapshot(this.module.hash, Buffer.allocUnsafe(this.#native.snapshotSize()));
+  snapshot(opts?: SnapshotOptions): Buffer {
+    if (opts !== undefined) {
+      checkOptions(opts, SNAPSHOT_OPTIONS, 'snapshot');
+      if (opts.since !== undefined) return this.#native.snapshotDelta(this.module.hash, snapshotId(opts.since));
+    }
+    const size = this.#native.snapshotSize();
+    if (size > buffer.constants.MAX_LENGTH) {
+      throw new SnapshotError(`a snapshot of ${size} bytes is larger than the largest Buffer (${buffer.constants.MAX_LENGTH}): use snapshotToFile()`);
+    }
+    return this.#native.snapshot(this.module.hash, Buffer.allocUnsafe(size));
+  }
+
+  /**
+   * Writes a full snapshot, of any size, to `file`: the same bytes as `snapshot()`, streamed in
+   * chunks from memory to the file (no buffer of the whole). Written to a temporary file in the
+   * same directory and renamed over `file`, so `file` is never partial. Returns its size and id.
+   */
+  snapshotToFile(file: string, opts?: SnapshotFileOptions): { bytes: number; id: bigint } {
+    checkOptions(opts, SNAPSHOT_FILE_OPTIONS, 'snapshotToFile');
+    if (typeof file !== 'string' || file === '') throw badArg('snapshotToFile(file): file must be a path');
+    const tmp = `${file}.${process.pid}.${Date.now()}.${Math.random().toString(36).slice(2)}.tmp`;
+    const fd = fs.openSync(tmp, 'w', 0o644);
+    try {
+      const out = this.#native.snapshotToFd(this.module.hash, fd);
+      if (opts?.fsync) fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      fs.renameSync(tmp, file);
+      if (opts?.fsync) syncDir(path.dirname(file));
+      return out;
+    } catch (e) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        // already closed
+      }
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
   }
 
   /**
    * Restores a snapshot taken from an instance of the same image (format version 2, or 1 from
-   * earlier releases). The blob is fully validated (magic, version, flags, image, checksum, shapes)
-   * before anything is touched: a bad blob throws a `SnapshotError` and leaves the instance as it
+   * earlier releases), then the incremental snapshots that follow it, in order. Every blob is
+   * fully validated (magic, version, flags, image, checksum, shapes, and each delta's parent)
+   * before anything is touched: a bad one throws a `SnapshotError` and leaves the instance as it
    * was. Only between calls: from inside a call (a host import) it throws a busy `TypeError`.
    */
-  restore(snapshot: Uint8Array): void {
-    this.#native.restore(asBytes(snapshot, 'WasmInstance.restore'), this.module.hash);
+  restore(snapshot: Uint8Array, ...deltas: Uint8Array[]): void {
+    const blobs = [asBytes(snapshot, 'WasmInstance.restore'), ...deltas.map((d) => asBytes(d, 'WasmInstance.restore'))];
+    this.#native.restore(blobs, this.module.hash);
+  }
+
+  /**
+   * Restores a full snapshot file (from `snapshotToFile()`, or a blob written to disk), of any
+   * size, then `deltas`. The file is read twice: once to verify all of it (a damaged file is a
+   * `SnapshotError`, the instance untouched), then into memory, checksummed again; a file that
+   * changes in between is caught by the second checksum, and the half-restored instance is
+   * disposed (`SnapshotError`).
+   */
+  restoreFromFile(file: string, ...deltas: Uint8Array[]): void {
+    if (typeof file !== 'string' || file === '') throw badArg('restoreFromFile(file): file must be a path');
+    const blobs = deltas.map((d) => asBytes(d, 'WasmInstance.restoreFromFile'));
+    const fd = fs.openSync(file, 'r');
+    try {
+      this.#native.restoreFromFd(fd, fs.fstatSync(fd).size, this.module.hash, blobs);
+    } catch (e) {
+      if ((e as { disposed?: boolean }).disposed === true) this.#disposed = true;
+      throw e;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /**
+   * Whether this system tracks memory writes for incremental snapshots (Linux ≥ 6.7 with
+   * userfaultfd allowed; `HB_RUNTIMES_NO_WRITE_TRACKING=1` turns it off). Without it a delta holds
+   * every page: still exact, but as large as a full snapshot.
+   */
+  static get writeTracking(): boolean {
+    return native.writeTracking();
   }
 
   /** Fuel consumed by the last outermost call (0 when no budget was set). */

@@ -11,6 +11,9 @@
  *   `_hb.trace`.
  * - `coroutine.resume`/`coroutine.wrap` forward those suspensions through the script's own
  *   coroutines, so `ao.resolve` works inside them too (AOS runs handlers in coroutines).
+ *   `coroutine.yield` at the call's top level is the error plain Lua raises on the main thread
+ *   ('attempt to yield from outside a coroutine'), which the script's own `pcall` catches;
+ *   `coroutine.isyieldable` and `coroutine.running` answer there as on the main thread.
  * - `require` finds only `package.preload` and `package.loaded` (no files); `debug` keeps only
  *   `getinfo` and `traceback` (no registry, upvalue, local or hook access: those reach outside
  *   the sandbox or remove the instruction limit).
@@ -30,6 +33,20 @@ local time, date = os.time, os.date
 local AWAIT = {}
 local waiting = nil
 hb.now = 0
+
+-- The coroutine that runs the current call stands for the script's main thread: a yield there is
+-- an error the script's own pcall sees, as in plain Lua (it must not suspend the device's call).
+local running = coroutine.running
+local top = nil
+coroutine.yield = function(...)
+  if running() == top then error('attempt to yield from outside a coroutine', 0) end
+  return yield(...)
+end
+coroutine.isyieldable = function() return running() ~= top and isyieldable() end
+coroutine.running = function()
+  local co, main = running()
+  return co, main or co == top
+end
 
 local function relay(co, r)
   while r[1] and r[2] == AWAIT and status(co) == 'suspended' do
@@ -66,6 +83,11 @@ local function finish(co, ok, ...)
   error('attempt to yield from outside a coroutine', 0)
 end
 
+local function settop(prev, ...)
+  top = prev
+  return ...
+end
+
 local function callable(f)
   if type(f) == 'function' then return true end
   local mt = getmetatable(f)
@@ -78,14 +100,18 @@ function hb.call(name, now, ...)
   hb.now = now
   hb.trace = nil
   local co = create(f)
-  return finish(co, resume(co, ...))
+  local prev = top
+  top = co
+  return settop(prev, finish(co, resume(co, ...)))
 end
 
 function hb.answer(...)
   local co = waiting
   waiting = nil
   if co == nil then error('no Lua call is waiting for an answer', 0) end
-  return finish(co, resume(co, ...))
+  local prev = top
+  top = co
+  return settop(prev, finish(co, resume(co, ...)))
 end
 
 local function request(kind, ...)

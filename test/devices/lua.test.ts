@@ -3,7 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { cacheWrite, privateOf, resolve } from '../../src/ao';
 import type { Message } from '../../src/ao';
 import { AoError, LimitError, LuaMemoryError, LuaRuntimeError, LuaSyntaxError, SnapshotError } from '../../src/errors';
-import { aosLuaProcess, DEFAULT_LUA_SANDBOX, lua, rsaCommitment } from '../../src/devices/lua';
+import { aosLuaProcess, DEFAULT_LUA_INSTRUCTION_LIMIT, DEFAULT_LUA_SANDBOX, lua, rsaCommitment } from '../../src/devices/lua';
+import { DEFAULT_TIME_LIMIT_MS } from '../../src/limits';
+import { SEAL_BYTES } from '../../src/lua-trust';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
 import { rejection } from '../helpers/thrown';
 
@@ -211,7 +213,7 @@ describe('lua@5.3a errors', () => {
   it('refuses an altered snapshot (checksum) without touching the message', async () => {
     const i = await lua.init(luaBase(MATH), {}, {});
     const body = Buffer.from((await lua.snapshot(i, {}, {})).body as Uint8Array);
-    body[body.length - 5] ^= 0xff;
+    body[body.length - SEAL_BYTES - 5] ^= 0xff;
     const bad = { ...luaBase(MATH), snapshot: { body } };
     const e = await rejection(lua.normalize(bad, {}, {}));
     expect(e).toBeInstanceOf(SnapshotError);
@@ -219,9 +221,66 @@ describe('lua@5.3a errors', () => {
     expect(bad.snapshot.body).toBe(body);
   });
 
+  it('refuses a snapshot this node did not seal (403 ERR_SNAPSHOT_UNTRUSTED)', async () => {
+    const i = await lua.init(luaBase(MATH), {}, {});
+    const sealed = Buffer.from((await lua.snapshot(i, {}, {})).body as Uint8Array);
+    expect(await resolve(await lua.normalize({ ...luaBase(MATH), snapshot: { body: sealed } }, {}, {}), { path: 'add', parameters: [2, 3] })).toBe(5);
+    const forged = Buffer.from(sealed);
+    forged[forged.length - SEAL_BYTES] ^= 1; // the tag
+    const e = await rejection(lua.normalize({ ...luaBase(MATH), snapshot: { body: forged } }, {}, {}));
+    expect(e).toBeInstanceOf(SnapshotError);
+    expect(e).toMatchObject({ status: 403, code: 'ERR_SNAPSHOT_UNTRUSTED' });
+    const bare = sealed.subarray(0, sealed.length - SEAL_BYTES);
+    const e2 = await rejection(lua.normalize({ ...luaBase(MATH), snapshot: { body: bare } }, {}, {}));
+    expect(e2).toMatchObject({ status: 403, code: 'ERR_SNAPSHOT_UNTRUSTED' });
+  });
+
   it('rejects bad limits', async () => {
     const e = await rejection(resolve(luaBase(MATH, { 'memory-limit': -5 }), 'add'));
     expect([e.status, e.message]).toEqual([400, 'lua@5.3a: memory-limit must be a positive integer, got "-5"']);
+    const t = await rejection(resolve(luaBase(MATH, { 'time-limit': '0' }), 'add'));
+    expect([t.status, t.message]).toEqual([400, 'lua@5.3a: time-limit must be a positive integer, got "0"']);
+  });
+
+  it('ends a runaway call by the default step budget (1e8 steps), well before the 10 s deadline', async () => {
+    expect(DEFAULT_LUA_INSTRUCTION_LIMIT).toBe(100_000_000);
+    const i = await lua.init(luaBase('function spin() while true do end end function ok() return "fine" end'), {}, {});
+    const t0 = performance.now();
+    const spin = await rejection(resolve(i, 'spin'));
+    expect(performance.now() - t0).toBeLessThan(DEFAULT_TIME_LIMIT_MS);
+    expect(spin).toBeInstanceOf(LimitError);
+    expect(spin).toMatchObject({ status: 500, code: 'ERR_LIMIT_STEPS', limit: 'steps', message: 'instruction limit of 100000000 exceeded' });
+    expect(await resolve(i, 'ok')).toBe('fine');
+  });
+
+  it('time-limit: a wall-clock deadline per call (limit time), Infinity opts out', async () => {
+    const SRC = 'function spin() while true do end end function pattern() return string.find(string.rep("a", 1e6), ".-.-.-.-b") end function ok() return "fine" end';
+    const i = await lua.init(luaBase(SRC, { 'time-limit': '150', 'instruction-limit': 1e12 }), {}, {});
+    for (const fn of ['spin', 'pattern']) {
+      const e = await rejection(resolve(i, fn));
+      expect(e).toBeInstanceOf(LimitError);
+      expect(e).toMatchObject({ status: 500, code: 'ERR_LIMIT_TIME', limit: 'time', message: 'time limit of 150 ms exceeded' });
+    }
+    expect(await resolve(i, 'ok')).toBe('fine');
+    const free = await lua.init(luaBase('function count() local n = 0 for i = 1, 2e7 do n = n + 1 end return n end', { 'time-limit': 'infinity' }), {}, {});
+    expect(await resolve(free, 'count')).toBe(2e7);
+  });
+
+  it("a top-level coroutine.yield is an error the script's own pcall catches, as in plain Lua", async () => {
+    const SRC = `
+      function y() local ok, e = pcall(coroutine.yield, 1) return tostring(ok) .. ':' .. e end
+      function nested() local ok, e = pcall(function() coroutine.yield() end) return tostring(ok) .. ':' .. e end
+      function main() local co, main = coroutine.running() return tostring(main) .. ' ' .. tostring(coroutine.isyieldable()) end
+      function inco() local co = coroutine.wrap(function() coroutine.yield(5) return 6 end) return co() + co() end
+      function bare() coroutine.yield(3) return 'after' end`;
+    const i = await lua.init(luaBase(SRC), {}, {});
+    expect(await resolve(i, 'y')).toBe('false:attempt to yield from outside a coroutine');
+    expect(await resolve(i, 'nested')).toBe('false:attempt to yield from outside a coroutine');
+    expect(await resolve(i, 'main')).toBe('true false');
+    expect(await resolve(i, 'inco')).toBe(11);
+    const e = await rejection(resolve(i, 'bare'));
+    expect(e).toBeInstanceOf(LuaRuntimeError);
+    expect(e.message).toBe('attempt to yield from outside a coroutine');
   });
 });
 

@@ -3,10 +3,12 @@
  * coroutines, __gc finalizers (also at dispose), collectgarbage, deep recursion at the Lua and the
  * C level, and memory coming back after a memory bomb.
  */
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AoError, LimitError, LuaMemoryError, LuaRuntimeError, LuaSyntaxError } from '../../src/errors';
 import { LuaVM } from '../../src/lua';
 import { runChild } from '../helpers/child';
+import { REPO_ROOT } from '../helpers/fixtures';
 import { thrown } from '../helpers/thrown';
 
 const LIMIT = 100_000;
@@ -87,6 +89,14 @@ describe('the instruction budget inside C library functions', () => {
     expectLimit(vm, "coroutine.wrap(function() string.rep('x', 1e8) end)()");
     expectLimit(vm, "local ok = coroutine.resume(coroutine.create(function() string.rep('x', 1e8) end)) return 'escaped', ok");
     expectLimit(vm, "while true do coroutine.resume(coroutine.create(function() string.rep('x', 1e8) end)) end");
+  });
+
+  it('reaches coroutines created before the limit applied, or restored from a snapshot taken without one', () => {
+    const free = new LuaVM({ timeLimit: Infinity });
+    free.load('co = coroutine.wrap(function() coroutine.yield(1) local n = 0 while true do n = n + 1 end end) co()', 'm');
+    const restored = LuaVM.restore(free.snapshot(), { instructionLimit: LIMIT });
+    restored.load('function add(a, b) return a + b end', 'helpers');
+    expectLimit(restored, 'co()');
   });
 
   it('skips xpcall message handlers once a C loop spent the budget', () => {
@@ -447,5 +457,52 @@ describe('many bombed VMs', () => {
     const out = JSON.parse(r.stdout);
     expect(out.typed).toEqual([200, 200, 200, 200, 200]);
     expect(out.growthMB).toBeLessThan(40);
+  });
+});
+
+describe('memory errors inside xpcall message handlers (issue #14)', () => {
+  // A message handler that itself runs out of memory recurses through Lua's error handling until
+  // "error in error handling" (C stack overflow at 200 levels). Collections deep in that recursion
+  // ran finalizers (the luaL_Buffer boxes of earlier iterations) that failed with "C stack
+  // overflow"; the dropped error left its object on the stack, so the C function that triggered the
+  // collection read a wrong slot: a segfault after ~30 iterations, heap corruption with the pcall.
+  const LOOP = `local r
+    for i = 1, 60 do
+      r = select(2, xpcall(function() local s = string.rep("y", 2^29) end, function() return string.rep("z", 2^28) end))
+      pcall(string.rep, "x", 2^30)
+    end
+    return r`;
+
+  it('end as "error in error handling" in a child process that survives (LuaVM)', () => {
+    const r = runChild(
+      `const vm = new addon.LuaVM({ memoryLimit: 64 << 20 });
+      const out = [vm.load(${JSON.stringify(LOOP)}, 'm')];
+      const limited = new addon.LuaVM({ memoryLimit: 64 << 20, instructionLimit: 1e6 });
+      try { out.push(limited.load(${JSON.stringify(LOOP)}, 'm')); } catch (e) { out.push(e.message); }
+      out.push(vm.load('return 1 + 1', 'm'));
+      console.log(JSON.stringify(out));`,
+    );
+    expect(r).toMatchObject({ signal: null, status: 0, stderr: '' });
+    expect(JSON.parse(r.stdout)).toEqual([['error in error handling'], 'instruction limit of 1000000 exceeded', [2]]);
+  });
+
+  it('end as "error in error handling" in a lua@5.3a module, in a child process that survives', () => {
+    const lib = JSON.stringify(path.join(REPO_ROOT, 'lib', 'index.js'));
+    const r = runChild(
+      `const hb = require(${lib});
+      const base = { device: 'lua@5.3a', 'memory-limit': 64 << 20, 'instruction-limit': 1e12,
+        module: { 'content-type': 'application/lua', name: 'm.lua', body: ${JSON.stringify(`function bomb() ${LOOP} end function two() return 2 end`)} } };
+      (async () => {
+        const b = await hb.lua.init(base, {}, {});
+        const out = [await hb.resolve(b, 'bomb'), await hb.resolve(b, 'two')];
+        // Under the default step budget the refusals' emergency collections spend it first.
+        const d = await hb.lua.init({ ...base, 'instruction-limit': undefined }, {}, {});
+        await hb.resolve(d, 'bomb').catch((e) => out.push(e.code));
+        out.push(await hb.resolve(d, 'two'));
+        console.log(JSON.stringify(out));
+      })().catch((e) => { console.log('failed', e.message); });`,
+    );
+    expect(r).toMatchObject({ signal: null, status: 0, stderr: '' });
+    expect(JSON.parse(r.stdout)).toEqual(['error in error handling', 2, 'ERR_LIMIT_STEPS', 2]);
   });
 });

@@ -1,9 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { AoError, LimitError, LuaMemoryError, LuaRuntimeError, LuaSyntaxError, SnapshotError } from '../../src/errors';
 import { LuaVM } from '../../src/lua';
+import { SEAL_BYTES } from '../../src/lua-trust';
 import { native } from '../../src/native';
 import { WasmInstance, WasmModule } from '../../src/wasm';
 import { thrown } from '../helpers/thrown';
+
+/** The native snapshot inside a sealed one (docs/lua-vm.md, "Trust"). */
+const body = (sealed: Buffer): Buffer => sealed.subarray(0, sealed.length - SEAL_BYTES);
 
 
 /** A VM with `id(...)` (returns its arguments) and `add(a, b)`. */
@@ -553,7 +557,7 @@ describe('LuaVM snapshots', () => {
   it('refuses a corrupted byte with SnapshotError "checksum mismatch"', () => {
     const vm = new LuaVM();
     vm.load(PROGRAM, 'prog');
-    const s = vm.snapshot();
+    const s = Buffer.from(body(vm.snapshot()));
     s[s.length - 3] ^= 1;
     const e = thrown(() => LuaVM.restore(s));
     expect(e).toBeInstanceOf(SnapshotError);
@@ -561,7 +565,7 @@ describe('LuaVM snapshots', () => {
   });
 
   it('refuses a truncated snapshot', () => {
-    const s = new LuaVM().snapshot();
+    const s = body(new LuaVM().snapshot());
     const e = thrown(() => LuaVM.restore(s.subarray(0, s.length - 1)));
     expect(e).toBeInstanceOf(SnapshotError);
     expect(e.message).toBe(`truncated: the header announces ${s.length - 28} payload bytes, ${s.length - 29} present`);
@@ -578,7 +582,7 @@ describe('LuaVM snapshots', () => {
   });
 
   it('refuses bad magic, other versions and trailing bytes', () => {
-    const s = new LuaVM().snapshot();
+    const s = body(new LuaVM().snapshot());
     expect(thrown(() => LuaVM.restore(Buffer.from('something else entirely, long enough')))).toMatchObject({
       message: 'bad magic: not a Lua snapshot',
     });
@@ -653,7 +657,7 @@ describe('LuaVM lifecycle', () => {
     );
     expect(thrown(() => new LuaVM({ instructionLimit: 0 })).message).toBe('new LuaVM(): instructionLimit must be a positive integer, got 0');
     expect(thrown(() => LuaVM.restore(new LuaVM().snapshot(), { libs: [] } as never)).message).toBe(
-      "LuaVM.restore(): unknown option 'libs' (allowed: memoryLimit, instructionLimit)",
+      "LuaVM.restore(): unknown option 'libs' (allowed: memoryLimit, instructionLimit, timeLimit, print, outputLimit, clock, trusted)",
     );
   });
 

@@ -155,14 +155,16 @@ describe('WasmInstance#snapshot() format', () => {
   it('refuses header bytes 6-7 and unknown flags even with the checksum recomputed', () => {
     const good = new WasmInstance(counter).snapshot();
     const b = new WasmInstance(counter);
-    for (const [at, message] of [
-      [6, 'bad magic (not an hb-runtimes WASM snapshot)'],
-      [7, 'bad magic (not an hb-runtimes WASM snapshot)'],
-      [12, 'unknown flags'],
-      [15, 'unknown flags'],
+    for (const [at, value, message] of [
+      [6, 1, 'bad magic (not an hb-runtimes WASM snapshot)'],
+      [7, 1, 'bad magic (not an hb-runtimes WASM snapshot)'],
+      [12, 2, 'unknown flags'],
+      [15, 1, 'unknown flags'],
+      // flags 1 marks an incremental snapshot, whose payload is laid out differently
+      [12, 1, 'malformed payload'],
     ] as const) {
       const bad = Buffer.from(good);
-      bad[at] = 1;
+      bad[at] = value;
       expect(thrown(() => b.restore(resealed(bad))).message).toBe(`invalid WASM snapshot: ${message}`);
     }
   });

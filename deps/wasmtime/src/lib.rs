@@ -15,6 +15,48 @@ pub unsafe extern "C" fn hb_xxh3_64(data: *const u8, len: usize) -> u64 {
     xxhash_rust::xxh3::xxh3_64(std::slice::from_raw_parts(data, len))
 }
 
+/// A streaming XXH3-64 (seed 0): the same result as `hb_xxh3_64` over the concatenation of every
+/// `hb_xxh3_update`, for snapshots written or read in chunks (files larger than any buffer).
+pub struct hb_xxh3_t(xxhash_rust::xxh3::Xxh3);
+
+/// A new streaming state; free it with `hb_xxh3_free`.
+#[no_mangle]
+pub extern "C" fn hb_xxh3_new() -> *mut hb_xxh3_t {
+    Box::into_raw(Box::new(hb_xxh3_t(xxhash_rust::xxh3::Xxh3::new())))
+}
+
+/// Adds `len` bytes at `data`.
+///
+/// # Safety
+/// `state` is from `hb_xxh3_new` and not freed; `data` points to `len` readable bytes (or is
+/// anything when `len` is 0).
+#[no_mangle]
+pub unsafe extern "C" fn hb_xxh3_update(state: *mut hb_xxh3_t, data: *const u8, len: usize) {
+    if len != 0 {
+        (*state).0.update(std::slice::from_raw_parts(data, len));
+    }
+}
+
+/// The checksum of everything added so far (the state stays usable).
+///
+/// # Safety
+/// `state` is from `hb_xxh3_new` and not freed.
+#[no_mangle]
+pub unsafe extern "C" fn hb_xxh3_digest(state: *const hb_xxh3_t) -> u64 {
+    (*state).0.digest()
+}
+
+/// Frees a streaming state (null is ignored).
+///
+/// # Safety
+/// `state` is null or from `hb_xxh3_new`, and not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn hb_xxh3_free(state: *mut hb_xxh3_t) {
+    if !state.is_null() {
+        drop(Box::from_raw(state));
+    }
+}
+
 /// Resource limits of one store, shared with the C++ side (`native/wasm_limits.h`), which owns
 /// the struct and keeps it alive at a fixed address for as long as the store exists. Wasmtime's C
 /// API only offers fixed `StoreLimits`, which cannot say whether a growth was refused; hb-runtimes
