@@ -153,7 +153,7 @@ export async function main(argv: string[]): Promise<void> {
     .option('--request-timeout <ms>', 'time a client has to send a whole request (408 after)', '30000')
     .option('--delegate <url...>', 'compute every process on these CUs (routed by process ID) instead of locally')
     .option('--workers <n>', 'worker threads computing the processes (default: one per core; 0: on the HTTP thread)')
-    .option('--compute-limit <n>', 'fuel (WASM) or Lua steps per message for processes without a Compute-Limit tag (default: 1e10 fuel / 2e8 steps)')
+    .option('--compute-limit <n>', 'fuel (WASM) or Lua steps per message for processes without a Compute-Limit tag (default: 1e10 fuel / 1e8 steps)')
     .option('--memory-limit <bytes>', "memory cap for processes without a Memory-Limit tag (bytes, or e.g. '1-gb')")
     .option('--time-limit <ms>', 'wall-clock deadline per message, the host safety net (default 10000; its failures are flagged Nondeterministic)')
     .action(async (o: { port: string; host: string; store: string; wallet?: string; snapshotInterval: string; bodyLimit: string; requestTimeout: string; delegate?: string[]; workers?: string; computeLimit?: string; memoryLimit?: string; timeLimit?: string }) => {

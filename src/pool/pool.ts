@@ -317,9 +317,10 @@ export class Pool implements Scheduler {
 
   /**
    * Testing aid: the worker of process `pid` dies inside the next message it computes, or the
-   * next snapshot it takes (`exit`: `process.exit(3)`; `throw`: an uncaught exception).
+   * next snapshot it takes (`exit`: `process.exit(3)`; `throw`: an uncaught exception; `hang`:
+   * an endless JS loop, which only the watchdog ends).
    */
-  crashWorkerOf(pid: string, how: 'exit' | 'throw' = 'exit'): void {
+  crashWorkerOf(pid: string, how: 'exit' | 'throw' | 'hang' = 'exit'): void {
     const p = this.procs.get(pid);
     if (!p) throw new AoError(`process ${pid} is not in this pool`, { status: 404, code: 'ERR_NOT_FOUND' });
     this.slots[p.worker].worker.postMessage({ id: 0, req: { op: 'crash', how } });

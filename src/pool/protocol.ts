@@ -12,8 +12,8 @@ export type Request =
   | { op: 'dryRun'; pid: string; a: Assignment }
   | { op: 'snapshot'; pid: string }
   | { op: 'close'; pid: string }
-  /** Testing aid: the worker dies inside the next compute (`process.exit(3)` or an uncaught exception). */
-  | { op: 'crash'; how: 'exit' | 'throw' };
+  /** Testing aid: the worker dies inside the next compute (`process.exit(3)`, an uncaught exception) or hangs in it. */
+  | { op: 'crash'; how: 'exit' | 'throw' | 'hang' };
 
 export type Op = Request['op'];
 

@@ -15,10 +15,11 @@ const processes = new Map<string, AosProcess>();
 /** Shared with the pool: requests with an ID up to this one were withdrawn before they started. */
 const cancel: Int32Array | undefined = (workerData as { cancel?: Int32Array } | undefined)?.cancel;
 /** Set by the `crash` testing aid: how the next compute ends this worker. */
-let crashNext: 'exit' | 'throw' | undefined;
+let crashNext: 'exit' | 'throw' | 'hang' | undefined;
 
-function crash(how: 'exit' | 'throw'): Promise<never> {
+function crash(how: 'exit' | 'throw' | 'hang'): Promise<never> {
   if (how === 'exit') process.exit(3);
+  if (how === 'hang') for (;;); // stopped only by the watchdog (terminate() ends a JS loop)
   process.nextTick(() => {
     throw new Error('hb-runtimes pool worker: crash requested (testing aid)');
   });

@@ -275,6 +275,7 @@ export function luaProcessFor(def: ProcessDefinition): Message {
     // Every slot: a dry run restores a copy from the snapshot of the current slot.
     'snapshot-interval': 1,
     'instruction-limit': limits.computeLimit,
+    'time-limit': limits.timeLimit === Infinity ? 'infinity' : limits.timeLimit,
     ...(limits.memoryLimit !== undefined ? { 'memory-limit': limits.memoryLimit } : {}),
   });
   return { ...proc, id: def.id };

@@ -8,12 +8,13 @@
  */
 import { badArg } from '../errors';
 import { DEFAULT_TIME_LIMIT_MS } from '../limits';
+import { DEFAULT_LUA_INSTRUCTION_LIMIT } from '../devices/lua';
 import type { Tag } from './signing';
 
 /** Fuel per message of a WASM process without `Compute-Limit` (≈ 1.6 s of AOS on a 2-core VM). */
 export const DEFAULT_WASM_COMPUTE_LIMIT = 10_000_000_000;
-/** Lua steps per message of a Lua process without `Compute-Limit` (≈ 1.4 s on a 2-core VM). */
-export const DEFAULT_LUA_COMPUTE_LIMIT = 200_000_000;
+/** Lua steps per message of a Lua process without `Compute-Limit`: lua@5.3a's default (≈ 0.7 s of `while true do end` on a loaded 2-core VM). */
+export const DEFAULT_LUA_COMPUTE_LIMIT = DEFAULT_LUA_INSTRUCTION_LIMIT;
 
 export interface ComputeLimits {
   /** Fuel (WASM) or steps (Lua) per message. */

@@ -57,18 +57,32 @@ describeShared('pool workers', () => {
     }
   }, 60_000);
 
-  it('the watchdog stops a worker stuck past the deadline + grace (Lua, no native deadline)', async () => {
+  it('the watchdog stops a worker stuck past the deadline + grace', async () => {
     pool = createPool({ workers: 1, grace: 200, limits: { timeLimit: 200 } });
-    const def = aosDef('lua', 3, undefined, [{ name: 'Compute-Limit', value: '400000000' }]);
+    const def = aosDef('lua', 3);
     const p = await pool.process(def);
     await p.compute(spawnOf(def));
     await p.compute(evalAt(def, 1, 'x = 5'));
+    // The guest's own deadline cannot fire: the worker hangs outside any guest code.
+    pool.crashWorkerOf(def.id, 'hang');
     const t = Date.now();
-    const stuck = await p.compute(evalAt(def, 2, 'x = 6; while true do end'));
-    expect(Date.now() - t).toBeLessThan(2_000);
+    const stuck = await p.compute(evalAt(def, 2, 'x = 6'));
+    expect(Date.now() - t).toBeLessThan(3_000);
     expect(stuck).toMatchObject({ Limit: 'time', Nondeterministic: true });
-    expect(stuck.Error).toMatch(/time limit: the worker computing it was stopped/);
+    expect(stuck.Error).toMatch(/^time limit: the worker computing it was stopped after \d+ ms \(deadline 200 ms \+ 200 ms grace\)$/);
     expect(pool.stats()).toMatchObject({ stopped: 1, restarts: 1 });
+    expect(dataOf(await p.compute(evalAt(def, 3, 'return x')))).toBe('5');
+  }, 60_000);
+
+  it('a Lua loop past its time limit ends by the VM deadline, flagged, the worker kept', async () => {
+    pool = createPool({ workers: 1, limits: { timeLimit: 300 } });
+    const def = aosDef('lua', 5, undefined, [{ name: 'Compute-Limit', value: '100000000000' }]);
+    const p = await pool.process(def);
+    await p.compute(spawnOf(def));
+    await p.compute(evalAt(def, 1, 'x = 5'));
+    const stuck = await p.compute(evalAt(def, 2, 'x = 6; while true do end'));
+    expect(stuck).toMatchObject({ Limit: 'time', Nondeterministic: true });
+    expect(pool.stats()).toMatchObject({ stopped: 0, restarts: 0 });
     expect(dataOf(await p.compute(evalAt(def, 3, 'return x')))).toBe('5');
   }, 60_000);
 
