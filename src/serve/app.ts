@@ -19,6 +19,7 @@
  * of the result (see cu@1.0). Errors are JSON: `{error, code, status}`.
  */
 
+import { createHash } from 'node:crypto';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -28,6 +29,7 @@ import { legacyResult, type LegacyMessage, type LegacyResult } from './engine';
 import { answerGraphql } from './gateway';
 import { legacyOf, moduleKind, moduleTagsFor, ProcessRegistry, resultHash, resultsBundleIds, type EngineFactory, type ServedProcess } from './registry';
 import { remoteEngineFactory } from './remote';
+import { setLuaSnapshotKey } from '../lua-trust';
 import { inThreadEngineFactory, pooledEngineFactory } from './compute';
 import type { ComputeLimits } from './limits';
 import type { Pool } from '../pool';
@@ -122,6 +124,9 @@ function dryRunMessage(body: unknown, pid: string): LegacyMessage {
 export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
   const jwk = opts.jwk ?? loadOrCreateWallet(opts.wallet, opts.store);
   const signer = new ItemSigner(jwk);
+  // Lua snapshots are sealed with the node's key (src/lua-trust.ts): derive it from the wallet so
+  // that the snapshots in the store restore after a restart (unless HB_RUNTIMES_SNAPSHOT_KEY sets one).
+  if (!process.env.HB_RUNTIMES_SNAPSHOT_KEY) setLuaSnapshotKey(createHash('sha256').update('hb-runtimes serve: Lua snapshot key\0').update(jwk.d ?? jwk.n).digest());
   let pool: Pool | undefined;
   let engineFactory: EngineFactory;
   if (opts.delegate && opts.delegate.length > 0) engineFactory = remoteEngineFactory(opts.delegate);

@@ -215,6 +215,9 @@ export class ServedProcess {
   pump(): Promise<void> {
     if (this.pumping || !this.engine) return this.pumping ?? Promise.resolve();
     this.pumping = (async () => {
+      // Yield first: with nothing to compute the body would finish (and clear `pumping`) before
+      // `pumping` is assigned, leaving a settled promise there that stops every later pump.
+      await null;
       try {
         while (this.computed + 1 < this.durable && !this.closing && !this.fault) await this.exclusively(() => this.computeNext());
       } catch (e) {
