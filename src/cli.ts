@@ -152,9 +152,14 @@ export async function main(argv: string[]): Promise<void> {
     .option('--body-limit <bytes>', 'largest request body (413 above)', String(16 * 1024 * 1024))
     .option('--request-timeout <ms>', 'time a client has to send a whole request (408 after)', '30000')
     .option('--delegate <url...>', 'compute every process on these CUs (routed by process ID) instead of locally')
-    .action(async (o: { port: string; host: string; store: string; wallet?: string; snapshotInterval: string; bodyLimit: string; requestTimeout: string; delegate?: string[] }) => {
+    .option('--workers <n>', 'worker threads computing the processes (default: one per core; 0: on the HTTP thread)')
+    .option('--compute-limit <n>', 'fuel (WASM) or Lua steps per message for processes without a Compute-Limit tag (default: 1e10 fuel / 1e8 steps)')
+    .option('--memory-limit <bytes>', "memory cap for processes without a Memory-Limit tag (bytes, or e.g. '1-gb')")
+    .option('--time-limit <ms>', 'wall-clock deadline per message, the host safety net (default 10000; its failures are flagged Nondeterministic)')
+    .action(async (o: { port: string; host: string; store: string; wallet?: string; snapshotInterval: string; bodyLimit: string; requestTimeout: string; delegate?: string[]; workers?: string; computeLimit?: string; memoryLimit?: string; timeLimit?: string }) => {
       // fastify and arbundles load only for this command.
       const { startServer } = require('./serve/app') as typeof import('./serve/app');
+      const { parseSize } = require('./serve/limits') as typeof import('./serve/limits');
       const server = await startServer({
         port: Number(o.port),
         host: o.host,
@@ -164,6 +169,12 @@ export async function main(argv: string[]): Promise<void> {
         bodyLimit: Number(o.bodyLimit),
         requestTimeout: Number(o.requestTimeout),
         delegate: o.delegate,
+        ...(o.workers !== undefined ? { workers: Number(o.workers) } : {}),
+        limits: {
+          ...(o.computeLimit !== undefined ? { computeLimit: Number(o.computeLimit) } : {}),
+          ...(o.memoryLimit !== undefined ? { memoryLimit: /^[0-9]+$/.test(o.memoryLimit) ? Number(o.memoryLimit) : parseSize(o.memoryLimit, '--memory-limit') } : {}),
+          ...(o.timeLimit !== undefined ? { timeLimit: Number(o.timeLimit) } : {}),
+        },
       });
       process.stdout.write(`hb-runtimes serve: listening on ${server.url} (address ${server.signer.address}, store ${o.store})\n`);
       const stop = () => {

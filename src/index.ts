@@ -14,6 +14,11 @@ export type { LuaVMOptions, LuaRestoreOptions, LuaCallOptions, LuaLib, LuaValue,
 export { Vfs, VfsError, WasiPreview1, WasiExit, exitCodeOf, wasiImportsFor } from './wasi';
 export type { VfsMessage, WasiOptions } from './wasi';
 export { startServer } from './serve';
+export { createPool, Pool, PoolProcess, AosProcess, DEFAULT_CHECKPOINT_EVERY } from './pool';
+export type { PoolOptions, PoolStats, ProcessOptions, AosOpenOptions } from './pool';
+export { DEFAULT_WASM_COMPUTE_LIMIT, DEFAULT_LUA_COMPUTE_LIMIT } from './serve/limits';
+export type { ComputeLimits } from './serve/limits';
+export type { ProcessDefinition, Assignment, LegacyMessage, LegacyResult } from './serve/engine';
 export type { ServeHandle, ServeOptions } from './serve';
 import { native } from './native';
 

@@ -309,7 +309,8 @@ function timeLimitOf(v: unknown): number {
 function limitsOf(base: Message) {
   return {
     memoryLimit: positiveInt(rawGet(base, 'memory-limit'), 'memory-limit', DEFAULT_LUA_MEMORY_LIMIT),
-    instructionLimit: positiveInt(rawGet(base, 'instruction-limit'), 'instruction-limit', DEFAULT_LUA_INSTRUCTION_LIMIT),
+    // AO's `compute-limit` (a process's deterministic budget) stands for the step budget.
+    instructionLimit: positiveInt(rawGet(base, 'instruction-limit') ?? rawGet(base, 'compute-limit'), 'instruction-limit', DEFAULT_LUA_INSTRUCTION_LIMIT),
     timeLimit: timeLimitOf(rawGet(base, 'time-limit')),
   };
 }

@@ -119,6 +119,8 @@ export class WasmRuntime {
   /** Providers and emscripten shims made so far, reused by later bindings. */
   readonly providers = new Map<string, ProvidedImports | null>();
   emscripten: WasmImports[string] | undefined;
+  /** The guest fault (trap or limit) that ended the last `compute`, if it failed. */
+  lastFault: AoError | undefined;
   constructor(
     readonly prefix: string,
     readonly module: WasmModule,
@@ -288,18 +290,21 @@ async function init(base: Message, _req: Message, opts: Opts = DEFAULT_OPTS): Pr
   const P = outputPrefix(base);
   runtimeOf(base)?.instance.dispose();
   const bytes = await imageBytes(base, opts);
+  // AO's `compute-limit` / `memory-limit` (a process's deterministic budget) stand for `fuel` / `max-memory`.
+  const fuel = raw('fuel', base) ?? raw('compute-limit', base);
   const module = await loadImage(bytes, {
     cacheDir: typeof opts.wasmCacheDir === 'string' ? opts.wasmCacheDir : undefined,
-    fuel: raw('fuel', base) !== undefined,
+    fuel: fuel !== undefined,
   });
   const rt = new WasmRuntime(P, module);
   rt.opts = opts;
   bindImports(rt, base);
-  const fuel = raw('fuel', base);
-  const maxMemory = raw('max-memory', base);
+  const maxMemory = raw('max-memory', base) ?? raw('memory-limit', base);
+  const timeLimit = raw('time-limit', base);
   rt.instance = new WasmInstance(module, dispatchImports(rt), {
     ...(fuel !== undefined ? { fuel: BigInt(fuel) } : {}),
     ...(maxMemory !== undefined ? { maxMemoryBytes: Number(maxMemory) } : {}),
+    ...(timeLimit !== undefined ? { timeLimit: timeLimit === 'infinity' ? Infinity : Number(timeLimit) } : {}),
   });
   const instance = rt.instance;
   let out = base;
@@ -351,10 +356,12 @@ async function compute(base: Message, req: Message = {}, opts: Opts = DEFAULT_OP
   for (const p of hooked) p.beforeCall?.(state0, req);
   let type = 'ok';
   let output: unknown;
+  rt.lastFault = undefined;
   try {
     output = rt.instance.call(String(fn), Array.isArray(params) ? params : [params]);
   } catch (e) {
     if (!isGuestFault(e)) throw e;
+    rt.lastFault = e;
     type = 'error';
     output = e.message;
     const code = exitCodeOf(e);
@@ -409,6 +416,15 @@ export function instance(msg: Message): WasmInstance | undefined {
 }
 
 /**
+ * The guest fault (a `WasmTrap`, or a `LimitError` saying which limit) that ended the last
+ * `compute` on this message's instance, or undefined when it succeeded. The results only carry
+ * its text; hosts that must tell a deterministic limit from the wall-clock deadline read it here.
+ */
+export function lastFault(msg: Message): AoError | undefined {
+  return runtimeOf(msg)?.lastFault;
+}
+
+/**
  * Stores an image in the cache and returns the message that runs it:
  * `{ device: 'wasm-64@1.0', image: <id> }`. `file` is a path or the bytes.
  */
@@ -419,4 +435,4 @@ export async function cacheWasmImage(file: string | Uint8Array, opts?: Opts): Pr
 }
 
 /** The public `wasm` namespace of API.md: the device functions plus helpers. */
-export const wasm = { init, compute, import: importKey, snapshot, normalize, terminate, instance, cacheWasmImage };
+export const wasm = { init, compute, import: importKey, snapshot, normalize, terminate, instance, lastFault, cacheWasmImage };

@@ -19,14 +19,20 @@
  * of the result (see cu@1.0). Errors are JSON: `{error, code, status}`.
  */
 
+import { createHash } from 'node:crypto';
 import * as http from 'node:http';
+import * as path from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { sha256Id } from '../ao/cache';
 import { AoError } from '../errors';
 import { legacyResult, type LegacyMessage, type LegacyResult } from './engine';
 import { answerGraphql } from './gateway';
-import { legacyOf, moduleKind, moduleTagsFor, ProcessRegistry, resultHash, resultsBundleIds, type ServedProcess } from './registry';
+import { legacyOf, moduleKind, moduleTagsFor, ProcessRegistry, resultHash, resultsBundleIds, type EngineFactory, type ServedProcess } from './registry';
 import { remoteEngineFactory } from './remote';
+import { setLuaSnapshotKey } from '../lua-trust';
+import { inThreadEngineFactory, pooledEngineFactory } from './compute';
+import type { ComputeLimits } from './limits';
+import type { Pool } from '../pool';
 import { registerSuRoutes } from './su';
 import { ItemSigner, loadOrCreateWallet, tagValue, verifyItem, type Jwk } from './signing';
 
@@ -53,11 +59,20 @@ export interface ServeOptions {
   delegate?: string[];
   /** Log requests (fastify's logger). */
   logger?: boolean;
+  /**
+   * Worker threads computing the processes (default: one per core); 0 computes on the server's
+   * own thread (guest code then shares the HTTP event loop).
+   */
+  workers?: number;
+  /** Limits of processes whose tags set none: `computeLimit` (fuel / Lua steps), `memoryLimit`, `timeLimit` (ms). */
+  limits?: ComputeLimits;
 }
 
 export interface ServeHandle {
   app: FastifyInstance;
   registry: ProcessRegistry;
+  /** The worker pool computing the processes (absent with `workers: 0` or `delegate`). */
+  pool?: Pool;
   signer: ItemSigner;
   url: string;
   close(): Promise<void>;
@@ -109,12 +124,21 @@ function dryRunMessage(body: unknown, pid: string): LegacyMessage {
 export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
   const jwk = opts.jwk ?? loadOrCreateWallet(opts.wallet, opts.store);
   const signer = new ItemSigner(jwk);
-  const registry = new ProcessRegistry({
-    dir: opts.store,
-    snapshotInterval: opts.snapshotInterval,
-    ...(opts.delegate && opts.delegate.length > 0 ? { engineFactory: remoteEngineFactory(opts.delegate) } : {}),
-  });
-  await registry.open();
+  // Lua snapshots are sealed with the node's key (src/lua-trust.ts): derive it from the wallet so
+  // that the snapshots in the store restore after a restart (unless HB_RUNTIMES_SNAPSHOT_KEY sets one).
+  if (!process.env.HB_RUNTIMES_SNAPSHOT_KEY) setLuaSnapshotKey(createHash('sha256').update('hb-runtimes serve: Lua snapshot key\0').update(jwk.d ?? jwk.n).digest());
+  let pool: Pool | undefined;
+  let engineFactory: EngineFactory;
+  if (opts.delegate && opts.delegate.length > 0) engineFactory = remoteEngineFactory(opts.delegate);
+  else if (opts.workers === 0) engineFactory = inThreadEngineFactory(opts.limits);
+  else ({ factory: engineFactory, pool } = pooledEngineFactory({ workers: opts.workers, limits: opts.limits, cacheDir: path.join(opts.store, 'compiled') }));
+  const registry = new ProcessRegistry({ dir: opts.store, snapshotInterval: opts.snapshotInterval, engineFactory });
+  try {
+    await registry.open();
+  } catch (e) {
+    await pool?.close();
+    throw e;
+  }
   const resultTimeout = opts.resultTimeout ?? 60_000;
   const requestTimeout = opts.requestTimeout ?? 30_000;
   const app = Fastify({
@@ -349,11 +373,13 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
   return {
     app,
     registry,
+    ...(pool ? { pool } : {}),
     signer,
     url: publicUrl,
     async close() {
       await app.close();
       await registry.close();
+      await pool?.close();
     },
   };
 }

@@ -9,16 +9,22 @@
  *
  * An engine computes assignments in slot order, takes snapshots, is rebuilt from a snapshot, and
  * answers dry runs on a copy of its state (the live state is never touched by a dry run).
+ *
+ * Limits (limits.ts in this folder): a deterministic compute limit (fuel for WASM, Lua steps), the
+ * process's `Compute-Limit` tag or a default, decides when a message fails; the wall-clock
+ * deadline is the host's safety net, and a message it ends is flagged `Nondeterministic`.
  */
 
 import { cacheWrite } from '../ao/cache';
 import { isMessage, withoutPrivate, type Message } from '../ao/message';
 import { resolve } from '../ao/resolve';
-import { AoError } from '../errors';
+import { DEFAULT_OPTS } from '../ao/opts';
+import { AoError, LimitError, type LimitKind } from '../errors';
 import { wasm } from '../devices/wasm-64';
 import { aosWasmStack } from '../devices/json-iface';
 import { aosLuaProcess, rsaCommitment } from '../devices/lua';
 import type { Tag } from './signing';
+import { limitsFor, type ComputeLimits } from './limits';
 
 /** The legacy AOS-2 JSON form of a message, as CUs receive and dry runs send it. */
 export interface LegacyMessage {
@@ -69,13 +75,50 @@ export interface ProcessDefinition {
   tags: Tag[];
   /** The module's signed item, when it was registered as one (delegation forwards it). */
   moduleItem?: Uint8Array;
+  /** The host's limits for processes whose tags set none (see limits.ts). */
+  limits?: ComputeLimits;
+  /** A directory keeping compiled WASM code, so a new thread or process loads it instead of compiling. */
+  cacheDir?: string;
 }
 
+/**
+ * What serve's registry drives: each compute answers a result (a failed message answers an
+ * `Error` result and leaves the state as it was before it).
+ */
 export interface Engine {
   readonly kind: EngineKind;
   compute(a: Assignment): Promise<LegacyResult>;
   dryRun(a: Assignment): Promise<LegacyResult>;
   /** The state after the last computed slot, as bytes (`restore` takes them back). */
+  snapshot(): Uint8Array | Promise<Uint8Array>;
+  dispose(): void | Promise<void>;
+}
+
+/** Why a message failed: a limit (which one), a trap, a guest or device error, a crash. */
+export interface Failure {
+  message: string;
+  /** The limit that ended it (`time` is the wall-clock deadline). */
+  limit?: LimitKind;
+  /** False when the outcome depends on the machine (the deadline, a dead or stuck worker). */
+  deterministic: boolean;
+}
+
+/** One message's result, and the failure when it failed (the state must then be rolled back). */
+export interface Outcome {
+  result: LegacyResult;
+  failure?: Failure;
+}
+
+/**
+ * The engine of one process in this thread (createEngine). `run` reports failures instead of
+ * hiding them; after one, a WASM engine's state may be half-way through the message and must be
+ * rebuilt (`keepsStateOnFailure` false); a Lua engine keeps the state before it.
+ */
+export interface LocalEngine {
+  readonly kind: EngineKind;
+  readonly keepsStateOnFailure: boolean;
+  run(a: Assignment): Promise<Outcome>;
+  dryRun(a: Assignment): Promise<LegacyResult>;
   snapshot(): Uint8Array;
   dispose(): void;
 }
@@ -90,6 +133,8 @@ export function legacyResult(r: Partial<LegacyResult>): LegacyResult {
     GasUsed: r.GasUsed ?? 0,
   };
   if (r.Error !== undefined) out.Error = r.Error;
+  if (r.Limit !== undefined) out.Limit = r.Limit;
+  if (r.Nondeterministic === true) out.Nondeterministic = true;
   return out;
 }
 
@@ -97,11 +142,32 @@ export function failure(e: unknown): LegacyResult {
   return legacyResult({ Error: (e as Error)?.message ?? String(e) });
 }
 
+/** A failure from what a compute threw (or the guest fault behind it). */
+export function failureOf(e: unknown): Failure {
+  const limit = e instanceof LimitError ? e.limit : undefined;
+  return { message: (e as Error)?.message ?? String(e), ...(limit ? { limit } : {}), deterministic: limit !== 'time' };
+}
+
+/**
+ * The legacy result of a failed message: `Error` (its text), `Limit` when a limit ended it, and
+ * `Nondeterministic: true` when the outcome depends on the machine (never the process's
+ * deterministic result: another CU may compute the message).
+ */
+export function failureResult(f: Failure): LegacyResult {
+  return legacyResult({ Error: f.message, ...(f.limit ? { Limit: f.limit } : {}), ...(f.deterministic ? {} : { Nondeterministic: true }) });
+}
+
 // ---------------------------------------------------------------- WASM AOS (json-iface stack)
 
 /** The stack message the `aos` CLI builds, for a process definition. */
 export function wasmStackFor(def: ProcessDefinition, imageId: string): Message {
-  return aosWasmStack({ image: imageId, owner: def.owner, id: def.id, tags: def.tags.map((t) => ({ ...t })) });
+  const limits = limitsFor(def);
+  return {
+    ...aosWasmStack({ image: imageId, owner: def.owner, id: def.id, tags: def.tags.map((t) => ({ ...t })) }),
+    fuel: limits.computeLimit,
+    'time-limit': limits.timeLimit === Infinity ? 'infinity' : limits.timeLimit,
+    ...(limits.memoryLimit !== undefined ? { 'max-memory': limits.memoryLimit } : {}),
+  };
 }
 
 /** The message json-iface turns into AOS's msg JSON (SPEC §6.1): original tags kept verbatim. */
@@ -127,8 +193,9 @@ export function wasmLegacyResult(state: Message): LegacyResult {
   return legacyResult(parsed.response ?? {});
 }
 
-class WasmEngine implements Engine {
+class WasmEngine implements LocalEngine {
   readonly kind = 'wasm';
+  readonly keepsStateOnFailure = false;
   private constructor(
     private state: Message,
     private readonly def: ProcessDefinition,
@@ -137,7 +204,7 @@ class WasmEngine implements Engine {
 
   static async create(def: ProcessDefinition, snapshot?: Uint8Array): Promise<WasmEngine> {
     const imageId = await cacheWrite(def.moduleBytes);
-    const state = await resolve(wasmStackFor(def, imageId), 'init');
+    const state = await resolve(wasmStackFor(def, imageId), 'init', initOpts(def));
     if (snapshot) instanceOf(state).restore(snapshot);
     return new WasmEngine(state, def, imageId);
   }
@@ -146,23 +213,30 @@ class WasmEngine implements Engine {
     return { path: 'compute', 'block-height': a['block-height'], 'block-timestamp': a.timestamp, body: wasmBodyFor(a) };
   }
 
-  async compute(a: Assignment): Promise<LegacyResult> {
+  /**
+   * A trap, a limit or unreadable output fails the message; so does a response with `Error` (the
+   * ao CU discards the memory of such a message: its state is the one before it).
+   */
+  async run(a: Assignment): Promise<Outcome> {
     try {
       this.state = await resolve(this.state, WasmEngine.request(a));
-      return wasmLegacyResult(this.state);
+      const result = wasmLegacyResult(this.state);
+      if (result.Error !== undefined) return { result, failure: { message: String(result.Error), deterministic: true } };
+      return { result };
     } catch (e) {
-      return failure(e);
+      const f = failureOf(wasm.lastFault(this.state) ?? e);
+      return { result: failureResult(f), failure: f };
     }
   }
 
   async dryRun(a: Assignment): Promise<LegacyResult> {
     // A second instance of the same (already compiled) image, restored from the live memory.
-    const fork = await resolve(wasmStackFor(this.def, this.imageId), 'init');
+    const fork = await resolve(wasmStackFor(this.def, this.imageId), 'init', initOpts(this.def));
     try {
       instanceOf(fork).restore(this.snapshot());
       return wasmLegacyResult(await resolve(fork, WasmEngine.request(a)));
     } catch (e) {
-      return failure(e);
+      return failureResult(failureOf(wasm.lastFault(fork) ?? e));
     } finally {
       instanceOf(fork).dispose();
     }
@@ -177,6 +251,10 @@ class WasmEngine implements Engine {
   }
 }
 
+function initOpts(def: ProcessDefinition) {
+  return def.cacheDir ? { ...DEFAULT_OPTS, wasmCacheDir: def.cacheDir } : DEFAULT_OPTS;
+}
+
 function instanceOf(state: Message) {
   const inst = wasm.instance(state);
   if (!inst) throw new AoError('the AOS stack has no WASM instance', { status: 500 });
@@ -187,6 +265,7 @@ function instanceOf(state: Message) {
 
 /** The process@1.0 message for a hyper-aos process (as the `aos` CLI builds it). */
 export function luaProcessFor(def: ProcessDefinition): Message {
+  const limits = limitsFor(def);
   const authority = def.tags.filter((t) => t.name.toLowerCase() === 'authority').map((t) => t.value);
   const proc = aosLuaProcess(def.moduleBytes, {
     owner: def.owner,
@@ -195,6 +274,9 @@ export function luaProcessFor(def: ProcessDefinition): Message {
     authority: authority.length > 0 ? authority.join(',') : def.owner,
     // Every slot: a dry run restores a copy from the snapshot of the current slot.
     'snapshot-interval': 1,
+    'instruction-limit': limits.computeLimit,
+    'time-limit': limits.timeLimit === Infinity ? 'infinity' : limits.timeLimit,
+    ...(limits.memoryLimit !== undefined ? { 'memory-limit': limits.memoryLimit } : {}),
   });
   return { ...proc, id: def.id };
 }
@@ -256,8 +338,9 @@ export function jsonSafe(v: unknown): unknown {
   );
 }
 
-class LuaEngine implements Engine {
+class LuaEngine implements LocalEngine {
   readonly kind = 'lua';
+  readonly keepsStateOnFailure = true;
   /** process@1.0 slots computed so far (failed messages are not scheduled: state unchanged). */
   private constructor(private proc: Message) {}
 
@@ -274,28 +357,29 @@ class LuaEngine implements Engine {
     return new LuaEngine(proc);
   }
 
-  private async run(base: Message, a: Assignment): Promise<Message> {
+  private async step(base: Message, a: Assignment): Promise<Message> {
     const scheduled = await resolve(base, { path: 'schedule', body: luaBodyFor(a), 'block-height': a['block-height'], 'block-timestamp': a.timestamp });
     return resolve(scheduled, 'now');
   }
 
-  async compute(a: Assignment): Promise<LegacyResult> {
+  async run(a: Assignment): Promise<Outcome> {
     try {
-      this.proc = await this.run(this.proc, a);
-      return luaLegacyResult(this.proc);
+      this.proc = await this.step(this.proc, a);
+      return { result: luaLegacyResult(this.proc) };
     } catch (e) {
       // The failed message is dropped: this.proc keeps the state before it (restored from its
       // snapshot on the next compute).
-      return failure(e);
+      const f = failureOf(causeLimit(e) ?? e);
+      return { result: failureResult(f), failure: f };
     }
   }
 
   async dryRun(a: Assignment): Promise<LegacyResult> {
     // Without the private part the copy owns no VM: process@1.0 restores one from the snapshot.
     try {
-      return luaLegacyResult(await this.run(withoutPrivate(this.proc), a));
+      return luaLegacyResult(await this.step(withoutPrivate(this.proc), a));
     } catch (e) {
-      return failure(e);
+      return failureResult(failureOf(causeLimit(e) ?? e));
     }
   }
 
@@ -310,6 +394,15 @@ class LuaEngine implements Engine {
   dispose(): void {
     // The VM is freed with its message.
   }
+}
+
+/** The `LimitError` behind a process@1.0 failure (its `cause` chain), if a limit ended it. */
+function causeLimit(e: unknown): LimitError | undefined {
+  for (let c = e, i = 0; c instanceof Error && i < 8; c = (c as Error).cause, i++) if (c instanceof LimitError) return c;
+  if (e instanceof AoError && typeof (e as { limit?: unknown }).limit === 'string') {
+    return new LimitError(e.message, { limit: (e as { limit?: string }).limit });
+  }
+  return undefined;
 }
 
 function encodeLuaSnapshot(slot: number, body: Uint8Array): Uint8Array {
@@ -327,7 +420,7 @@ function decodeLuaSnapshot(bytes: Uint8Array): { slot: number; body: Uint8Array 
 }
 
 /** An engine for a process, fresh or rebuilt from `snapshot` (bytes from `engine.snapshot()`). */
-export async function createEngine(def: ProcessDefinition, snapshot?: Uint8Array): Promise<Engine> {
+export async function createEngine(def: ProcessDefinition, snapshot?: Uint8Array): Promise<LocalEngine> {
   if (def.kind === 'wasm') return WasmEngine.create(def, snapshot);
   if (snapshot && decodeLuaSnapshot(snapshot).slot < 0) return LuaEngine.create(def);
   return LuaEngine.create(def, snapshot);

@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { sha256Id, messageId } from '../ao/cache';
 import { AoError } from '../errors';
-import { createEngine, type Assignment, type Engine, type EngineKind, type LegacyMessage, type LegacyResult, type ProcessDefinition } from './engine';
+import { type Assignment, type Engine, type EngineKind, type LegacyMessage, type LegacyResult, type ProcessDefinition } from './engine';
 import { tagValue, type SignedItem, type Tag } from './signing';
 import { ensureDir, readWal, Wal, writeFileAtomic, writeFileAtomicAsync } from './store';
 
@@ -134,7 +134,7 @@ export class ServedProcess {
     readonly def: ProcessDefinition,
     readonly dir: string,
     private readonly snapshotInterval: number,
-    private readonly engineFactory: EngineFactory = createEngine,
+    private readonly engineFactory: EngineFactory,
   ) {
     this.log = new Wal(path.join(dir, 'log.wal'), true);
     this.resultsLog = new Wal(path.join(dir, 'results.wal'), false);
@@ -215,6 +215,9 @@ export class ServedProcess {
   pump(): Promise<void> {
     if (this.pumping || !this.engine) return this.pumping ?? Promise.resolve();
     this.pumping = (async () => {
+      // Yield first: with nothing to compute the body would finish (and clear `pumping`) before
+      // `pumping` is assigned, leaving a settled promise there that stops every later pump.
+      await null;
       try {
         while (this.computed + 1 < this.durable && !this.closing && !this.fault) await this.exclusively(() => this.computeNext());
       } catch (e) {
@@ -241,8 +244,10 @@ export class ServedProcess {
 
   private async computeNext(): Promise<void> {
     const slot = this.computed + 1;
-    const result = await this.engine!.compute(this.assignments[slot]);
     const known = this.results[slot];
+    // A message the deadline (or a lost worker) failed is not computed again: its recorded
+    // outcome stands and the state stays the one before it, as it was the first time.
+    const result = known?.Nondeterministic === true ? known : await this.engine!.compute(this.assignments[slot]);
     if (known === undefined) {
       this.results[slot] = result;
       // Not awaited (results can be recomputed); a failure is fatal for this process.
@@ -260,7 +265,7 @@ export class ServedProcess {
   private async persistSnapshot(): Promise<void> {
     const slot = this.computed;
     await this.resultsLog.sync();
-    const state = this.engine!.snapshot();
+    const state = await this.engine!.snapshot();
     const head = Buffer.alloc(4);
     head.writeInt32LE(slot, 0);
     await writeFileAtomicAsync(path.join(this.dir, 'snapshot.bin'), Buffer.concat([head, state]));
@@ -299,7 +304,7 @@ export class ServedProcess {
   /** The current state as bytes, with the slot it is at. */
   async state(): Promise<{ slot: number; bytes: Uint8Array }> {
     await this.whenComputed(this.nextSlot - 1);
-    return this.exclusively(async () => ({ slot: this.computed, bytes: this.engine!.snapshot() }));
+    return this.exclusively(async () => ({ slot: this.computed, bytes: await this.engine!.snapshot() }));
   }
 
   async close(): Promise<void> {
@@ -309,7 +314,7 @@ export class ServedProcess {
     await this.exclusive;
     await this.log.close();
     await this.resultsLog.close();
-    this.engine?.dispose();
+    await this.engine?.dispose();
   }
 }
 
@@ -319,7 +324,8 @@ export type EngineFactory = (def: ProcessDefinition, snapshot?: Uint8Array) => P
 export interface RegistryOptions {
   dir: string;
   snapshotInterval?: number;
-  engineFactory?: EngineFactory;
+  /** How processes compute (serve/compute.ts; delegation: remote.ts). */
+  engineFactory: EngineFactory;
 }
 
 /** Every module and process of one server. */
@@ -328,7 +334,7 @@ export class ProcessRegistry {
   readonly processes = new Map<string, ServedProcess>();
   readonly dir: string;
   private readonly snapshotInterval: number;
-  private readonly engineFactory?: EngineFactory;
+  private readonly engineFactory: EngineFactory;
 
   constructor(opts: RegistryOptions) {
     this.dir = path.resolve(opts.dir);

@@ -9,7 +9,7 @@ import { ArweaveSigner, createData } from '@dha-team/arbundles';
 import { startServer } from '../../src/serve/app';
 import { addressOf } from '../../src/serve/signing';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
-import { tempStore, testWallet, uploadModule } from '../helpers/serve';
+import { startChildServer, tempStore, testWallet, uploadModule } from '../helpers/serve';
 
 const signer = new ArweaveSigner(testWallet('client').jwk as never);
 type Tag = { name: string; value: string };
@@ -85,4 +85,35 @@ describeShared('hb-runtimes serve restarted on the same store', () => {
       await server.close();
     }
   });
+});
+
+describeShared('hb-runtimes serve restarted as a new OS process', () => {
+  it('restores a hyper-aos.lua process from its sealed snapshot (the key comes from the wallet)', async () => {
+    const store = tempStore();
+    const args = ['--store', store, '--wallet', testWallet('server').file, '--snapshot-interval', '2'];
+    let server = await startChildServer(args);
+    let pid = '';
+    try {
+      const module = await uploadModule(server.url, sharedFixture('hyper-aos.lua'), 'application/lua');
+      const spawn = await item(' ', [{ name: 'Type', value: 'Process' }, { name: 'Module', value: module }]);
+      await post(server.url, spawn.raw);
+      pid = spawn.id;
+      for (let i = 1; i <= 5; i++) await post(server.url, (await item(`S = (S or "") .. "${i}"; return S`, evalTags, pid)).raw);
+      const last = await fetch(`${server.url}/results/${pid}?sort=DESC&limit=1`).then((r) => r.json());
+      expect(last.edges[0].node.Output.data).toBe('12345');
+    } finally {
+      server.child.kill('SIGTERM');
+      await new Promise((r) => server.child.once('exit', r));
+    }
+    expect(fs.readFileSync(path.join(store, 'processes', pid, 'snapshot.bin')).readInt32LE(0)).toBeGreaterThanOrEqual(2);
+    server = await startChildServer(args);
+    try {
+      const next = await item('return S .. "!"', evalTags, pid);
+      await post(server.url, next.raw);
+      expect((await fetch(`${server.url}/result/${next.id}?process-id=${pid}`).then((r) => r.json())).Output.data).toBe('12345!');
+      expect(await fetch(`${server.url}/`).then((r) => r.json())).toMatchObject({ 'recompute-mismatches': 0 });
+    } finally {
+      server.child.kill('SIGKILL');
+    }
+  }, 120_000);
 });
