@@ -90,6 +90,37 @@ function timer() {
   };
 }
 
+/**
+ * POSTs the signed `items` with `c` autocannon clients; after the last ack, `settle()` waits until
+ * they are computed. Returns autocannon's result, the acknowledged span and the end-to-end seconds.
+ */
+async function load(items, c, settle) {
+  const n = items.length;
+  let next = 0;
+  let acks = 0;
+  let done;
+  const span = timer();
+  const r = await autocannon({
+    url: `${url}/`,
+    method: 'POST',
+    connections: c,
+    amount: n,
+    duration: 120,
+    headers: { 'content-type': 'application/octet-stream' },
+    requests: [
+      {
+        setupRequest: (req) => (span.start(), { ...req, body: items[next++ % n].raw }),
+        onResponse: () => {
+          span.end();
+          if (++acks === n) done = settle().then(() => performance.now());
+        },
+      },
+    ],
+  });
+  if (r.non2xx > 0 || r.errors > 0) throw new Error(`bench failed: ${r.non2xx} non-2xx, ${r.errors} errors`);
+  return { r, acked: span.seconds(), total: ((await done) - span.first()) / 1000 };
+}
+
 async function messages(kind) {
   const rows = [];
   for (const c of LEVELS) {
@@ -97,32 +128,10 @@ async function messages(kind) {
     const n = Math.max(N, c);
     const items = [];
     for (let i = 0; i < n; i++) items.push(await item(`N = (N or 0) + 1; return N`, evalTags, pid));
-    let next = 0;
-    let acks = 0;
-    let done;
     let last;
-    const span = timer();
-    const r = await autocannon({
-      url: `${url}/`,
-      method: 'POST',
-      connections: c,
-      amount: n,
-      duration: 120,
-      headers: { 'content-type': 'application/octet-stream' },
-      requests: [
-        {
-          setupRequest: (req) => (span.start(), { ...req, body: items[next++ % n].raw }),
-          onResponse: () => {
-            span.end();
-            // End to end: the last ack, then until every slot is computed (GET /results waits for it).
-            if (++acks === n) done = fetch(`${url}/results/${pid}?sort=DESC&limit=1`).then((x) => x.json()).then((j) => ((last = j), performance.now()));
-          },
-        },
-      ],
-    });
-    const acked = span.seconds();
-    const total = ((await done) - span.first()) / 1000;
-    if (r.non2xx > 0 || r.errors > 0 || last.edges[0].cursor !== String(n)) throw new Error(`bench failed: ${r.non2xx} non-2xx, ${r.errors} errors`);
+    // End to end: the last ack, then until every slot is computed (GET /results waits for it).
+    const { r, acked, total } = await load(items, c, () => fetch(`${url}/results/${pid}?sort=DESC&limit=1`).then((x) => x.json()).then((j) => (last = j)));
+    if (last.edges[0].cursor !== String(n)) throw new Error(`bench failed: last slot ${last.edges[0].cursor}, not ${n}`);
     rows.push([c, n, fmt(r.requests.total / acked), ms(r.latency.p50), ms(r.latency.p99), fmt(n / total)]);
   }
   table(`Eval messages (${kind === 'wasm' ? 'aos-2-pure-xs.wasm' : 'hyper-aos.lua'}): signed items POSTed, acknowledged after fsync`, ['clients', 'messages', 'acks/s', 'ack p50', 'ack p99', 'end-to-end msgs/s'], rows);
@@ -196,29 +205,8 @@ async function spread(kind, c, P) {
   const n = Math.max(N, c);
   const items = [];
   for (let i = 0; i < n; i++) items.push(await item(HEAVY, evalTags, pids[i % P]));
-  let next = 0;
-  let acks = 0;
-  let done;
-  const span = timer();
-  const r = await autocannon({
-    url: `${url}/`,
-    method: 'POST',
-    connections: c,
-    amount: n,
-    duration: 120,
-    headers: { 'content-type': 'application/octet-stream' },
-    requests: [
-      {
-        setupRequest: (req) => (span.start(), { ...req, body: items[next++ % n].raw }),
-        // After the last ack: until every process has computed its last slot.
-        onResponse: () => {
-          if (++acks === n) done = Promise.all(pids.map((pid) => fetch(`${url}/results/${pid}?sort=DESC&limit=1`).then((x) => x.json()))).then(() => performance.now());
-        },
-      },
-    ],
-  });
-  const total = ((await done) - span.first()) / 1000;
-  if (r.non2xx > 0 || r.errors > 0) throw new Error(`bench failed: ${r.non2xx} non-2xx, ${r.errors} errors`);
+  // After the last ack: until every process has computed its last slot.
+  const { total } = await load(items, c, () => Promise.all(pids.map((pid) => fetch(`${url}/results/${pid}?sort=DESC&limit=1`).then((x) => x.json()))));
   return n / total;
 }
 

@@ -7,6 +7,7 @@ import { beforeAll, expect, it } from 'vitest';
 import AoLoader, { ExitStatus } from '../../src/ao-loader/index';
 import { AoError, LimitError } from '../../src/errors';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
+import { rejected } from '../helpers/thrown';
 
 setFlagsFromString('--experimental-wasm-memory64');
 
@@ -16,15 +17,6 @@ const msg = (data: string) => ({
   Module: 'MODULE', 'Block-Height': '100', Timestamp: '1700000000000',
 });
 const FORMAT = 'wasm32-unknown-emscripten4';
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected a rejection');
-}
 
 describeShared('ao-loader errors and determinism (aos2 wasm32)', () => {
   let binary: Buffer;
@@ -53,16 +45,16 @@ describeShared('ao-loader errors and determinism (aos2 wasm32)', () => {
   it('a response with ok: false throws that response, as ao-loader does', async () => {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     Ref = require('@permaweb/ao-loader');
-    const ours = await rejection((await AoLoader(binary, { format: FORMAT }))(null, msg('return 1'), {}));
-    const ref = await rejection((await Ref(binary, { format: FORMAT }))(null, msg('return 1'), {}));
+    const ours = await rejected((await AoLoader(binary, { format: FORMAT }))(null, msg('return 1'), {}));
+    const ref = await rejected((await Ref(binary, { format: FORMAT }))(null, msg('return 1'), {}));
     expect(typeof ours).toBe('string');
     expect(ours).toEqual(ref);
     expect(ours).toContain("attempt to index a nil value (local 'env')");
   });
 
   it('exit() rejects with an ExitStatus equal to ao-loader\'s', async () => {
-    const ours = await rejection((await AoLoader(binary, { format: FORMAT }))(null, msg('os.exit(3)'), env));
-    const ref = await rejection((await Ref(binary, { format: FORMAT }))(null, msg('os.exit(3)'), env));
+    const ours = await rejected((await AoLoader(binary, { format: FORMAT }))(null, msg('os.exit(3)'), env));
+    const ref = await rejected((await Ref(binary, { format: FORMAT }))(null, msg('os.exit(3)'), env));
     expect(ours).toBeInstanceOf(ExitStatus);
     expect({ ...(ours as object) }).toEqual({ ...(ref as object) });
     expect((ours as ExitStatus).status).toBe(3);

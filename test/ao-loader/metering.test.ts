@@ -7,6 +7,7 @@ import { setFlagsFromString } from 'node:v8';
 import { expect, it } from 'vitest';
 import AoLoader from '../../src/ao-loader/index';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
+import { rejected } from '../helpers/thrown';
 
 setFlagsFromString('--experimental-wasm-memory64');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -24,15 +25,6 @@ const CASES = [
   ['aos2-wasm64-emscripten.wasm', 'wasm64-unknown-emscripten-draft_2024_10_16-metering'],
   ['aos1-wasm32-emscripten2.wasm', 'wasm32-unknown-emscripten2'],
 ] as const;
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected a rejection');
-}
 
 for (const [file, format] of CASES) {
   describeShared(`gas on ${format} (${file})`, () => {
@@ -64,8 +56,8 @@ for (const [file, format] of CASES) {
       const { GasUsed: need } = await (await AoLoader(binary, { format, argv: process.argv.slice(1) }))(null, m, env);
       const atLimit = await (await AoLoader(binary, { format, computeLimit: need, argv: process.argv.slice(1) }))(null, m, env);
       expect(atLimit.GasUsed).toBe(need);
-      const ours = await rejection(AoLoader(binary, { format, computeLimit: need - 1, argv: process.argv.slice(1) }).then((h) => h(null, m, env)));
-      const ref = await rejection(Ref(binary, { format, computeLimit: need - 1 }).then((h) => h(null, m, env)));
+      const ours = await rejected(AoLoader(binary, { format, computeLimit: need - 1, argv: process.argv.slice(1) }).then((h) => h(null, m, env)));
+      const ref = await rejected(Ref(binary, { format, computeLimit: need - 1 }).then((h) => h(null, m, env)));
       expect(ours).toBeInstanceOf(Error);
       expect((ours as Error).message).toBe('out of gas!');
       expect((ref as Error).message).toBe('out of gas!');

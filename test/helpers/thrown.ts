@@ -20,3 +20,13 @@ export async function rejection(p: Promise<unknown>): Promise<AoError> {
   expect(e).toBeInstanceOf(AoError);
   return e as AoError;
 }
+
+/** Whatever a promise rejects with, of any type (fails the test when it resolves): for comparing peers' rejections. */
+export async function rejected(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected a rejection');
+}
