@@ -4,7 +4,7 @@
 export * from './errors';
 export * from './ao';
 export * from './devices';
-export { DEFAULT_TIME_LIMIT_MS } from './limits';
+export { DEFAULT_LUA_MEMORY_LIMIT, DEFAULT_TIME_LIMIT_MS } from './limits';
 export { WasmModule, WasmInstance, imageHash, snapshotId, DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_TABLE_ELEMENTS, DEFAULT_COMPILE_LIMITS } from './wasm';
 export type { WasmImports, WasmMemory, WasmValue, InstanceOptions, CallOptions, SnapshotOptions, SnapshotFileOptions, CompileOptions, CompileLimits, FuncType, ExternDesc } from './wasm';
 export { loadImage, translateLegacyExceptions } from './wasm-image';

@@ -9,3 +9,10 @@
  * `LimitError` with `limit: 'time'` (code `ERR_LIMIT_TIME`).
  */
 export const DEFAULT_TIME_LIMIT_MS = 10_000;
+
+/**
+ * The default memory limit of a raw `LuaVM`, in bytes (4 GiB, as a WASM memory without a declared
+ * maximum): allocations past it fail as Lua's "not enough memory" (`LuaMemoryError`). `Infinity`
+ * opts out. lua@5.3a sets its own, lower default (1 GiB).
+ */
+export const DEFAULT_LUA_MEMORY_LIMIT = 4 * 1024 ** 3;

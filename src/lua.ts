@@ -6,7 +6,7 @@
  * docs/lua-vm.md.
  */
 import { badArg } from './errors';
-import { DEFAULT_TIME_LIMIT_MS } from './limits';
+import { DEFAULT_LUA_MEMORY_LIMIT, DEFAULT_TIME_LIMIT_MS } from './limits';
 import { acquireWriter, decodeBuffer, decodeValues, packedHost, packValue } from './lua-packed';
 import { SEAL_BYTES, sealInPlace, unseal } from './lua-trust';
 import { native, type NativeLuaVM, type NativeLuaVMOptions } from './native';
@@ -31,7 +31,7 @@ export interface LuaVMOptions {
    * library is allowed and changes nothing.
    */
   libs?: readonly LuaLib[];
-  /** Cap, in bytes, on the memory the Lua state allocates (default: none). */
+  /** Cap, in bytes, on the memory the Lua state allocates (default `DEFAULT_LUA_MEMORY_LIMIT`, 4 GiB; `Infinity`: none). */
   memoryLimit?: number;
   /**
    * Steps allowed per outermost `load`/`call` (default: none): VM instructions plus the work of C
@@ -129,7 +129,7 @@ function checkChoice<T extends string>(v: unknown, name: string, choices: readon
 /** The options every VM has (constructor and restore). */
 function commonOptions(o: Partial<Record<(typeof COMMON_OPTIONS)[number], unknown>>, where: string): NativeLuaVMOptions {
   const out: NativeLuaVMOptions = {};
-  const memoryLimit = checkLimit(o.memoryLimit, 'memoryLimit', where);
+  const memoryLimit = o.memoryLimit === Infinity ? undefined : (checkLimit(o.memoryLimit, 'memoryLimit', where) ?? DEFAULT_LUA_MEMORY_LIMIT);
   const instructionLimit = checkLimit(o.instructionLimit, 'instructionLimit', where);
   if (memoryLimit !== undefined) out.memoryLimit = memoryLimit;
   if (instructionLimit !== undefined) out.instructionLimit = instructionLimit;

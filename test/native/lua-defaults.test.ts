@@ -4,8 +4,8 @@
  * clock. Each can be changed explicitly.
  */
 import { describe, expect, it } from 'vitest';
-import { AoError, LimitError } from '../../src/errors';
-import { DEFAULT_TIME_LIMIT_MS } from '../../src/limits';
+import { AoError, LimitError, LuaMemoryError } from '../../src/errors';
+import { DEFAULT_LUA_MEMORY_LIMIT, DEFAULT_TIME_LIMIT_MS } from '../../src/limits';
 import { LuaVM } from '../../src/lua';
 import { runChild } from '../helpers/child';
 import { thrown } from '../helpers/thrown';
@@ -206,5 +206,22 @@ describe('the clock', () => {
     const vm = new LuaVM();
     expect(vm.load(code, 'm')).toEqual(a);
     expect(LuaVM.restore(vm.snapshot()).load(code, 'm')).toEqual(a);
+  });
+});
+
+describe('the memory limit', () => {
+  it('is DEFAULT_LUA_MEMORY_LIMIT (4 GiB) by default; Infinity opts out', () => {
+    expect(DEFAULT_LUA_MEMORY_LIMIT).toBe(4 * 1024 ** 3);
+    const vm = new LuaVM();
+    // 1 GiB, then a 5 GiB concatenation asked for at once: refused by the limit, not by the host.
+    const e = thrown(() => vm.load('local s = string.rep("x", 2^30); return #(s .. s .. s .. s .. s)', 'm'));
+    expect(e).toBeInstanceOf(LuaMemoryError);
+    expect(e.message).toContain(`(memoryLimit of ${4 * 1024 ** 3} bytes reached)`);
+    expect(vm.load('return #string.rep("x", 1000)', 'm')).toEqual([1000]);
+    const open = new LuaVM({ memoryLimit: Infinity });
+    expect(open.load('return #string.rep("x", 1000)', 'm')).toEqual([1000]);
+    expect(thrown(() => new LuaVM({ memoryLimit: 0 }))).toMatchObject({ code: 'ERR_INVALID_ARG' });
+    vm.dispose();
+    open.dispose();
   });
 });
