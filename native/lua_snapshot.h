@@ -84,7 +84,7 @@ struct LuaNamedPointer {
 };
 enum LuaPointerKind : uint8_t { kPtrCFunction = 1, kPtrKFunction = 2, kPtrHook = 3, kPtrLightUserdata = 4 };
 
-// The VM's own named pointers (defined in lua_vm_host.cc).
+// The VM's own named pointers (defined in lua_vm_snapshot.cc).
 const LuaNamedPointer* LuaVmPointers(size_t* n);
 
 }  // namespace hbr
