@@ -136,25 +136,10 @@ struct LAlloc {
 template <class K, class V>
 using LMap = std::unordered_map<K, V, std::hash<K>, std::equal_to<K>, LAlloc<std::pair<const K, V>>>;
 
-// ---- Little-endian bytes ----------------------------------------------------------------------------
+// ---- Little-endian bytes (writing: lua_snapshot_write.cc) ---------------------------------------------
 
 using Bytes = std::vector<uint8_t, LAlloc<uint8_t>>;
 
-inline void PutU8(Bytes& o, uint8_t v) { o.push_back(v); }
-inline void PutN(Bytes& o, uint64_t v, int n) {
-  size_t at = o.size();
-  o.resize(at + static_cast<size_t>(n));
-  uint8_t* d = o.data() + at;
-  for (int i = 0; i < n; i++) d[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-inline void PutU16(Bytes& o, uint16_t v) { PutN(o, v, 2); }
-inline void PutU32(Bytes& o, uint32_t v) { PutN(o, v, 4); }
-inline void PutI32(Bytes& o, int32_t v) { PutN(o, static_cast<uint32_t>(v), 4); }
-inline void PutU64(Bytes& o, uint64_t v) { PutN(o, v, 8); }
-inline void PutBytes(Bytes& o, const void* p, size_t n) {
-  const auto* b = static_cast<const uint8_t*>(p);
-  o.insert(o.end(), b, b + n);
-}
 inline uint64_t LoadLE(const uint8_t* p, int n) {
   uint64_t v = 0;
   for (int i = 0; i < n; i++) v |= static_cast<uint64_t>(p[i]) << (8 * i);

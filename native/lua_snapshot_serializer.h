@@ -148,24 +148,26 @@ class Serializer {
     return idx;
   }
 
-  // lua_snapshot_walk.cc
-  uint32_t NameOrFail(const void* p, uint8_t kind, const char* what, uint32_t parent, uint8_t edge,
-                      const TValue* key, int64_t index);
-  void Visit(const TValue* v, uint32_t parent, uint8_t edge, const TValue* key, int64_t index);
-  void VisitUpval(const UpVal* uv, uint32_t parent, int64_t index);
-  void Children(uint32_t id);
-  uint8_t StreamKind(const Udata* u, const Obj& o);
+  // Defined in lua_snapshot_walk.cc and used only there. `inline` (legal: every file that calls
+  // them sees their definition) keeps them candidates for inlining into the walk's loop, as they
+  // were when the serializer was one file with internal linkage.
+  inline uint32_t NameOrFail(const void* p, uint8_t kind, const char* what, uint32_t parent, uint8_t edge,
+                             const TValue* key, int64_t index);
+  inline void Visit(const TValue* v, uint32_t parent, uint8_t edge, const TValue* key, int64_t index);
+  inline void VisitUpval(const UpVal* uv, uint32_t parent, int64_t index);
+  inline void Children(uint32_t id);
+  uint8_t StreamKind(const Udata* u, const Obj& o);  // also used by Shell
   [[noreturn]] void Fail(const std::string& why, uint32_t parent, uint8_t edge, const TValue* key, int64_t index);
   static std::string Label(uint8_t edge, const TValue* key, int64_t index);
 
-  // lua_snapshot_write.cc
+  // Defined in lua_snapshot_write.cc and used only there (`inline` as above).
   void WriteValue(const TValue* v);
   // The key of a node whose value is nil (written exactly, or as a dead key).
-  void WriteStaleKey(const TValue* k);
+  inline void WriteStaleKey(const TValue* k);
 
-  void PutRef(const void* p) { PutU32(out_, p != nullptr ? IdOf(p) : kNone); }
-  void Shell(const Obj& o);
-  void Content(const Obj& o);
+  inline void PutRef(const void* p);
+  inline void Shell(const Obj& o);
+  inline void Content(const Obj& o);
 
   Napi::Env env_;
   lua_State* L_;

@@ -25,14 +25,14 @@ void Serializer::Walk() {
   for (size_t i = 0; i < objs_.size(); i++) Children(static_cast<uint32_t>(i));
 }
 
-uint32_t Serializer::NameOrFail(const void* p, uint8_t kind, const char* what, uint32_t parent, uint8_t edge,
+inline uint32_t Serializer::NameOrFail(const void* p, uint8_t kind, const char* what, uint32_t parent, uint8_t edge,
                                 const TValue* key, int64_t index) {
   uint32_t n = NameOf(p, kind);
   if (n == kNone) Fail(what, parent, edge, key, index);
   return n;
 }
 
-void Serializer::Visit(const TValue* v, uint32_t parent, uint8_t edge, const TValue* key, int64_t index) {
+inline void Serializer::Visit(const TValue* v, uint32_t parent, uint8_t edge, const TValue* key, int64_t index) {
   switch (ttype(v)) {
     case LUA_TNIL:
     case LUA_TBOOLEAN:
@@ -87,7 +87,7 @@ void Serializer::Visit(const TValue* v, uint32_t parent, uint8_t edge, const TVa
   }
 }
 
-void Serializer::VisitUpval(const UpVal* uv, uint32_t parent, int64_t index) {
+inline void Serializer::VisitUpval(const UpVal* uv, uint32_t parent, int64_t index) {
   if (upisopen(uv)) {
     if (open_.count(uv) == 0) Fail("an open upvalue of an unknown thread", parent, kEdgeUpvalue, nullptr, index);
     Ref(uv, kUpvalOpen, parent, kEdgeUpvalue, nullptr, index);
@@ -96,7 +96,7 @@ void Serializer::VisitUpval(const UpVal* uv, uint32_t parent, int64_t index) {
   }
 }
 
-void Serializer::Children(uint32_t id) {
+inline void Serializer::Children(uint32_t id) {
   Obj o = objs_[id];
   switch (o.kind) {
     case kTable: {

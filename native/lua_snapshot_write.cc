@@ -10,6 +10,28 @@
 namespace hbr {
 namespace luasnap {
 
+namespace {
+
+void PutU8(Bytes& o, uint8_t v) { o.push_back(v); }
+void PutN(Bytes& o, uint64_t v, int n) {
+  size_t at = o.size();
+  o.resize(at + static_cast<size_t>(n));
+  uint8_t* d = o.data() + at;
+  for (int i = 0; i < n; i++) d[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+void PutU16(Bytes& o, uint16_t v) { PutN(o, v, 2); }
+void PutU32(Bytes& o, uint32_t v) { PutN(o, v, 4); }
+void PutI32(Bytes& o, int32_t v) { PutN(o, static_cast<uint32_t>(v), 4); }
+void PutU64(Bytes& o, uint64_t v) { PutN(o, v, 8); }
+void PutBytes(Bytes& o, const void* p, size_t n) {
+  const auto* b = static_cast<const uint8_t*>(p);
+  o.insert(o.end(), b, b + n);
+}
+
+}  // namespace
+
+inline void Serializer::PutRef(const void* p) { PutU32(out_, p != nullptr ? IdOf(p) : kNone); }
+
 // Objects: shells, contents, roots.
 void Serializer::Write() {
   out_.reserve(objs_.size() * 24 + 64);
@@ -65,7 +87,7 @@ void Serializer::WriteValue(const TValue* v) {
 
 // The key of a node whose value is nil: Lua keeps it (it still occupies the node) until the
 // collector marks it dead; objects not otherwise reachable are written as dead keys.
-void Serializer::WriteStaleKey(const TValue* k) {
+inline void Serializer::WriteStaleKey(const TValue* k) {
   if (ttisnil(k)) {
     PutU8(out_, kTNil);
   } else if (ttisdeadkey(k) || (iscollectable(k) && IdOf(gcvalue(k)) == kNone)) {
@@ -79,7 +101,7 @@ void Serializer::WriteStaleKey(const TValue* k) {
   }
 }
 
-void Serializer::Shell(const Obj& o) {
+inline void Serializer::Shell(const Obj& o) {
   PutU8(out_, o.kind);
   switch (o.kind) {
     case kStr: {
@@ -148,7 +170,7 @@ void Serializer::Shell(const Obj& o) {
   }
 }
 
-void Serializer::Content(const Obj& o) {
+inline void Serializer::Content(const Obj& o) {
   switch (o.kind) {
     case kTable: {
       const Table* t = static_cast<const Table*>(o.p);
