@@ -12,6 +12,12 @@
 // step); its scratch memory comes from the state's allocator. Restoring builds every object of a
 // fresh state inside a protected call (C-style code, nothing with a destructor), with the
 // collector stopped, then swaps in the restored registry.
+//
+// Files: lua_snapshot_format.h (kinds, tags, byte helpers, shared by all of them), lua_snapshot_names.cc
+// (stable names of C functions), lua_snapshot_serializer.h with lua_snapshot_walk.cc and
+// lua_snapshot_write.cc (writing), lua_snapshot_reader.h with lua_snapshot_read.cc,
+// lua_snapshot_read_thread.cc and lua_snapshot_restore.cc (reading), lua_snapshot_validate.cc (the
+// header, checksum and prefix checks, and the structural checks of what was read).
 #pragma once
 
 #include <napi.h>
@@ -78,7 +84,7 @@ struct LuaNamedPointer {
 };
 enum LuaPointerKind : uint8_t { kPtrCFunction = 1, kPtrKFunction = 2, kPtrHook = 3, kPtrLightUserdata = 4 };
 
-// The VM's own named pointers (defined in lua_vm.cc).
+// The VM's own named pointers (defined in lua_vm_snapshot.cc).
 const LuaNamedPointer* LuaVmPointers(size_t* n);
 
 }  // namespace hbr

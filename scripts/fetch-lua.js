@@ -16,7 +16,7 @@
 // concatenation), and lgc.c runs __gc finalizers under the budget. Every patch is a string
 // replacement that fails loudly when its anchor text is not found exactly as often as expected.
 //
-// Snapshots (format v2, native/lua_snapshot.cc): every table, closure, userdata
+// Snapshots (format v2, native/lua_snapshot_*.cc): every table, closure, userdata
 // and thread carries a serial number given at creation from a per-state counter, and table keys
 // that are such objects hash by that serial instead of by their address (light C functions and
 // light userdata as keys all hash to one slot), so a table's layout, and so its `pairs` order, is the same in every
