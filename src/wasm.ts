@@ -170,6 +170,18 @@ export function imageHash(bytes: Uint8Array): Buffer {
 
 const memoryCache = new Map<string, WasmModule>();
 
+/** Modules compiled from a memory64 image lowered to a 32-bit memory (src/wasm-lower.ts). */
+const lowered64 = new WeakSet<WasmModule>();
+
+/**
+ * Marks `m` as compiled from a lowered memory64 image (loadImage does): its memory is still
+ * described and accessed as a memory64 (`is64`, bigint sizes), as in the original module.
+ */
+export function markMemory64Lowered(m: WasmModule): void {
+  lowered64.add(m);
+  for (const e of m.exports) if (e.kind === 'memory' && e.detail) (e.detail as { is64?: boolean }).is64 = true;
+}
+
 /** A compiled WebAssembly module. */
 export class WasmModule {
   readonly #native: NativeWasmModule;
@@ -182,6 +194,10 @@ export class WasmModule {
   readonly #flags: number;
   /** The module's imports, in order, with their types. */
   readonly imports: readonly NativeExternDesc[];
+  /** Whether the image's memory64 was lowered to a 32-bit memory at load time (docs/wasm.md). */
+  get memory64Lowered(): boolean {
+    return lowered64.has(this);
+  }
   /** The module's own exports (internal `hb:` exports are hidden). */
   readonly exports: readonly NativeExternDesc[];
   #disposed = false;
