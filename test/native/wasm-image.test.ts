@@ -50,3 +50,39 @@ describeShared('loadImage() on aos-2-pure-xs.wasm (legacy exception opcodes)', (
     expect(handle(b, evalMsg('return X', '2')).response.Output.data).toBe('42');
   });
 });
+
+describeShared('loadImage() memory64 lowering on aos-2-pure-xs.wasm (on vs lowerMemory64: false)', () => {
+  const MESSAGES = [
+    'return 1 + 1',
+    'X = 42',
+    'return X',
+    'local t = {} for i = 1, 20000 do t[#t + 1] = tostring(i) end return #table.concat(t, ",")',
+    'error("boom")',
+    'Big = string.rep("ab", 4 * 1024 * 1024) return #Big',
+    'return string.format("%q %d %s", "a\\0b", #Big, tostring(1/0))',
+    'local ok, e = pcall(function() local x = nil; return x.y end) return tostring(ok) .. " " .. e',
+    'return #Inbox',
+  ];
+
+  it('lowers (memory64Lowered, memory still 64-bit to hosts) and gives the same outputs and memory bytes per message', async () => {
+    const image = sharedFixture('aos-2-pure-xs.wasm');
+    const on = await loadImage(image);
+    const off = await loadImage(image, { lowerMemory64: false });
+    expect(on.memory64Lowered).toBe(true);
+    expect(off.memory64Lowered).toBe(false);
+    expect(await loadImage(image, { lowerMemory64: false })).toBe(off);
+    const a = new WasmInstance(off, zeroImports(off));
+    const b = new WasmInstance(on, zeroImports(on));
+    expect(b.memory.is64).toBe(true);
+    expect(b.memory.size).toBe(a.memory.size);
+    MESSAGES.forEach((code, k) => {
+      const ra = handle(a, evalMsg(code, String(k + 1)));
+      const rb = handle(b, evalMsg(code, String(k + 1)));
+      expect(rb, code).toEqual(ra);
+      expect(b.memory.size).toBe(a.memory.size);
+      expect(b.memory.read(0n, b.memory.size).equals(a.memory.read(0n, a.memory.size)), `memory after ${code}`).toBe(true);
+    });
+    expect(handle(b, evalMsg('return X', '99')).response.Output.data).toBe('42');
+    expect(a.memory.size).toBeGreaterThan(192n * 65536n); // Big grew the memory
+  });
+});
