@@ -21,7 +21,8 @@ import { WasmModule, imageHash, markMemory64Lowered, type CompileOptions } from 
 export interface LoadImageOptions extends CompileOptions {
   /**
    * Runs a memory64 whose declared maximum is below 4 GiB on a 32-bit memory, with the same
-   * results and traps (default true; docs/wasm.md "memory64 lowering").
+   * results and traps (default true; never with `fuel`, whose counts would change; docs/wasm.md
+   * "memory64 lowering").
    */
   lowerMemory64?: boolean;
 }
@@ -71,7 +72,10 @@ function usesLegacyExceptions(err: unknown): boolean {
  * `<sha256>.exnref.wasm`, and the lowered one as `<sha256>.lower<version>.wasm`).
  */
 export async function loadImage(image: Uint8Array, opts: LoadImageOptions = {}): Promise<WasmModule> {
-  const { lowerMemory64: lower = true, ...copts } = opts;
+  const { lowerMemory64, ...copts } = opts;
+  // Fuel counts instructions, and the lowering's guards are instructions: a metered module keeps
+  // its memory64 so that it burns the same fuel as on any other CU.
+  const lower = lowerMemory64 !== false && !copts.fuel;
   const key = `${imageHash(image).toString('hex')}-${copts.fuel ? 1 : 0}-${copts.spectreMitigation === false ? 1 : 0}-${copts.interruptible === false ? 1 : 0}-L${lower ? LOWER_VERSION : 0}`;
   const hit = loaded.get(key);
   if (hit && !hit.disposed) return hit;

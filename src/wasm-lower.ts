@@ -6,11 +6,12 @@
  * Unlike Binaryen's `memory64-lowering` (which wraps addresses: a load at 2^32 + 16 reads 16),
  * every 64-bit address, length and grow delta goes through a guard first:
  *
- *     addr < 2^32 ? i32(addr) : 0xFFFFFFFF
+ *     addr < 2^32 ? i32(addr) : 0xFFFFFFFF        (i32.wrap_i64, select on addr >> 32 == 0)
  *
  * Since the memory can never reach 4 GiB − 64 KiB, an access at 0xFFFFFFFF (plus any offset and
  * at least one byte) is out of bounds, so it traps with the same trap code as the original access
- * ("out of bounds memory access"), after evaluating the same operands in the same order. An
+ * ("out of bounds memory access"), after evaluating the same operands in the same order (a bulk
+ * operation whose address or length is ≥ 2^32 always trapped, whatever its other operands). An
  * immediate offset ≥ 2^32 becomes address 0xFFFFFFFF with offset 0 (it always trapped). A grow
  * delta ≥ 2^32 pages becomes 0xFFFFFFFF pages, which fails (-1) as the original does;
  * `memory.size` and `memory.grow` results are zero- / sign-extended back to i64. Active data
@@ -88,11 +89,15 @@ class Temps {
   }
 }
 
-/** i64 address on the stack → i32 address, 0xFFFFFFFF when its high half is not zero. */
+/** i64 address (or length) on the stack → i32 address, 0xFFFFFFFF when its high half is not zero. */
 function guard(out: number[], t: Temps): void {
   const a = t.get(I64);
+  // local.tee a; i32.wrap_i64; i32.const -1; local.get a; i64.const 32; i64.shr_u; i64.eqz; select
   out.push(0x22, ...a, 0xa7, 0x41, 0x7f, 0x20, ...a, 0x42, 0x20, 0x88, 0x50, 0x1b);
 }
+
+/** A grow delta: the same clamp, 0xFFFFFFFF pages being a growth that fails (-1). */
+const clampDelta = guard;
 
 const STORE_TYPES: Record<number, number> = { 0x36: I32, 0x37: I64, 0x38: F32, 0x39: F64, 0x3a: I32, 0x3b: I32, 0x3c: I64, 0x3d: I64, 0x3e: I64 };
 
@@ -144,7 +149,7 @@ function rewriteOp(out: number[], t: Temps, r: Reader, op: number): boolean {
   }
   if (op === 0x40) {
     const m = memIndex(r);
-    guard(out, t);
+    clampDelta(out, t);
     out.push(0x40, ...m, 0xac); // memory.grow; i64.extend_i32_s (-1 stays -1)
     return true;
   }

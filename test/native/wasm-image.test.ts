@@ -1,7 +1,12 @@
 /** Loading AOS images: legacy exceptions translated once, then run through the native handles. */
 import { expect, it } from 'vitest';
 import { WasmInstance, type WasmImports, type WasmModule } from '../../src/index';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { imageHash } from '../../src/wasm';
 import { loadImage } from '../../src/wasm-image';
+import { LOWER_VERSION } from '../../src/wasm-lower';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
 
 /** Every import returns zero (the AOS handle() path under test makes no WASI call that matters). */
@@ -84,5 +89,21 @@ describeShared('loadImage() memory64 lowering on aos-2-pure-xs.wasm (on vs lower
     });
     expect(handle(b, evalMsg('return X', '99')).response.Output.data).toBe('42');
     expect(a.memory.size).toBeGreaterThan(192n * 65536n); // Big grew the memory
+  });
+
+  it('keeps memory64 with fuel (the guards would change fuel counts), and caches the lowered image on disk', async () => {
+    const image = sharedFixture('aos-2-pure-xs.wasm');
+    expect((await loadImage(image, { fuel: true })).memory64Lowered).toBe(false);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-lower-'));
+    try {
+      const m = await loadImage(image, { cacheDir: dir, interruptible: false });
+      expect(m.memory64Lowered).toBe(true);
+      const files = fs.readdirSync(dir);
+      const hex = imageHash(image).toString('hex');
+      expect(files).toContain(`${hex}.lower${LOWER_VERSION}.wasm`);
+      expect(files).toContain(`${hex}.exnref.wasm`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
