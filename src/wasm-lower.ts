@@ -25,7 +25,7 @@ import { Reader, sectionsOf, uleb } from './wasm-binary';
 import { immediates } from './wasm-code';
 
 /** Bumped whenever the output of `lowerMemory64` changes (part of cache keys). */
-export const LOWER_VERSION = 1;
+export const LOWER_VERSION = 2;
 
 /** Largest declared maximum (in 64 KiB pages) that is lowered: 0xFFFFFFFF must stay out of bounds. */
 export const MAX_LOWERED_PAGES = 65535;
@@ -77,7 +77,7 @@ class Temps {
   readonly types: number[] = [];
   readonly slots = new Map<string, number>();
   constructor(readonly base: number) {}
-  get(type: number, n = 0): number[] {
+  get(type: number, n: number | string = 0): number[] {
     const key = `${type}:${n}`;
     let idx = this.slots.get(key);
     if (idx === undefined) {
@@ -116,9 +116,57 @@ function memarg(r: Reader): { bytes: number[]; big: boolean } {
   return { bytes, big };
 }
 
-/** An access: the address (under `above` values of the given types) guarded, then the op. */
-function access(out: number[], t: Temps, r: Reader, prefix: number[], above: number | undefined, tail: number[] = []): void {
+/** One instruction copied as it was: where it is in the output, and the local a `local.get` reads. */
+interface Copied {
+  start: number;
+  end: number;
+  get?: number;
+  /** No side effect and one result: `local.get` or a scalar constant. */
+  simple: boolean;
+}
+
+/**
+ * What a body's rewrite knows at the current instruction: the last two instructions copied, and
+ * the i64 locals whose guarded i32 address is in a temporary since the last control instruction
+ * and the last write to the local (an address read again in the same straight-line code reuses it).
+ */
+class Body {
+  prev?: Copied;
+  prev2?: Copied;
+  readonly guarded = new Map<number, number[]>();
+  constructor(readonly t: Temps) {}
+  /** The guarded i32 address of i64 local `x`. */
+  address(out: number[], x: number): void {
+    const known = this.guarded.get(x);
+    if (known) {
+      out.push(0x20, ...known);
+      return;
+    }
+    const g = uleb(x);
+    const x32 = this.t.get(I32, `a${x}`);
+    out.push(0x20, ...g, 0xa7, 0x41, 0x7f, 0x20, ...g, 0x42, 0x20, 0x88, 0x50, 0x1b, 0x22, ...x32);
+    this.guarded.set(x, x32);
+  }
+}
+
+/** An access: the address (under a value of type `above`, for stores) guarded, then the op. */
+function access(out: number[], b: Body, r: Reader, prefix: number[], above: number | undefined, tail: number[] = []): void {
+  const t = b.t;
   const m = memarg(r);
+  const { prev, prev2 } = b;
+  if (!m.big && above === undefined && prev?.get !== undefined && prev.end === out.length) {
+    out.length = prev.start; // local.get x; load  →  guarded x; load
+    b.address(out, prev.get);
+    out.push(...prefix, ...m.bytes, ...tail);
+    return;
+  }
+  if (!m.big && above !== undefined && prev2?.get !== undefined && prev?.simple && prev.start === prev2.end && prev.end === out.length) {
+    const value = out.slice(prev.start, prev.end); // local.get x; local.get y (or a constant); store
+    out.length = prev2.start;
+    b.address(out, prev2.get);
+    out.push(...value, ...prefix, ...m.bytes, ...tail);
+    return;
+  }
   const value = above === undefined ? undefined : t.get(above, 1);
   if (value) out.push(0x21, ...value);
   if (m.big) out.push(0x1a, 0x41, 0x7f);
@@ -134,13 +182,14 @@ function memIndex(r: Reader): number[] {
 }
 
 /** Rewrites one instruction at `r` into `out`; false when it is not a memory instruction. */
-function rewriteOp(out: number[], t: Temps, r: Reader, op: number): boolean {
+function rewriteOp(out: number[], b: Body, r: Reader, op: number): boolean {
+  const t = b.t;
   if (op >= 0x28 && op <= 0x35) {
-    access(out, t, r, [op], undefined);
+    access(out, b, r, [op], undefined);
     return true;
   }
   if (op >= 0x36 && op <= 0x3e) {
-    access(out, t, r, [op], STORE_TYPES[op]);
+    access(out, b, r, [op], STORE_TYPES[op]);
     return true;
   }
   if (op === 0x3f) {
@@ -198,11 +247,11 @@ function rewriteOp(out: number[], t: Temps, r: Reader, op: number): boolean {
     }
   } else {
     if (sub <= 10 || sub === 92 || sub === 93) {
-      access(out, t, r, subBytes, undefined);
+      access(out, b, r, subBytes, undefined);
       return true;
     }
     if (sub === 11) {
-      access(out, t, r, subBytes, V128);
+      access(out, b, r, subBytes, V128);
       return true;
     }
     if (sub >= 84 && sub <= 91) {
@@ -220,6 +269,9 @@ function rewriteOp(out: number[], t: Temps, r: Reader, op: number): boolean {
   r.pos = start;
   return false;
 }
+
+/** Instructions that start or end a block (straight-line code ends there): guarded addresses are forgotten. */
+const CONTROL = new Set([0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x0b, 0x18, 0x19, 0x1f]);
 
 function skipValType(r: Reader): void {
   const t = r.byte();
@@ -251,13 +303,23 @@ function rewriteBody(image: Uint8Array, start: number, end: number, params: numb
     groups.push(Array.from(image.subarray(gs, r.pos)));
   }
   const t = new Temps(locals);
+  const b = new Body(t);
   const code: number[] = [];
   while (r.pos < end) {
     const at = r.pos;
     const op = r.byte();
-    if (rewriteOp(code, t, r, op)) continue;
+    if (rewriteOp(code, b, r, op)) {
+      b.prev2 = b.prev = undefined;
+      continue;
+    }
     immediates(r, op);
+    const start = code.length;
     for (let p = at; p < r.pos; p++) code.push(image[p]!);
+    const local = op >= 0x20 && op <= 0x22 ? new Reader(image, at + 1).uleb() : undefined;
+    if (op === 0x21 || op === 0x22) b.guarded.delete(local!);
+    else if (CONTROL.has(op)) b.guarded.clear();
+    b.prev2 = b.prev;
+    b.prev = { start, end: code.length, get: op === 0x20 ? local : undefined, simple: op === 0x20 || (op >= 0x41 && op <= 0x44) };
   }
   if (r.pos !== end) throw new Skip('malformed body');
   for (const type of t.types) groups.push([1, type]);

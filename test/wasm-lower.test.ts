@@ -172,6 +172,52 @@ describe('lowerMemory64: differential corpus (original memory64 vs lowered, on W
   }
 });
 
+/** Guarded addresses are reused within straight-line code: each export rebinds `p` and reads it again. */
+const REUSE = `(module
+  (memory (export "mem") i64 1 4)
+  (data (i64.const 0) "\\01\\02\\03\\04\\05\\06\\07\\08")
+  (func (export "set") (param $p i64) (param $q i64) (result i64)
+    local.get $p i64.load local.get $q local.set $p local.get $p i64.load i64.add)
+  (func (export "tee") (param $p i64) (param $q i64) (result i64)
+    local.get $p i64.load local.get $q local.tee $p drop local.get $p i64.load i64.add)
+  (func (export "store") (param $p i64) (param $q i64) (result i64)
+    local.get $p local.get $q i64.store local.get $q local.set $p local.get $p local.get $q i64.store local.get $p i64.load)
+  (func (export "join") (param $p i64) (param $q i64) (param $c i32) (result i64)
+    local.get $p i64.load drop
+    block local.get $c br_if 0 local.get $q local.set $p end
+    local.get $p i64.load)
+  (func (export "if") (param $p i64) (param $q i64) (param $c i32) (result i64)
+    local.get $p i64.load drop
+    local.get $c if local.get $q local.set $p end
+    local.get $p i64.load)
+  (func (export "loop") (param $p i64) (param $q i64) (result i64) (local $n i32) (local $s i64)
+    loop
+      local.get $p i64.load local.get $s i64.add local.set $s
+      local.get $q local.set $p
+      local.get $n i32.const 1 i32.add local.tee $n i32.const 2 i32.lt_u br_if 0
+    end
+    local.get $s))`;
+
+describe('lowerMemory64: guarded addresses reused in straight-line code only', () => {
+  it('rebinding the address local (set, tee, block and if joins, loop back edges) is guarded again', async () => {
+    const image = await wat(REUSE);
+    const lowered = lowerMemory64(image);
+    expect(lowered.lowered).toBe(true);
+    const [a, b] = [image, lowered.bytes].map((bytes) => new WasmInstance(WasmModule.compile(bytes), {}));
+    const pairs = [[0n, 2n ** 32n], [2n ** 32n, 0n], [0n, 8n], [0n, U64(-1n)], [2n ** 32n + 8n, 2n ** 32n + 8n]];
+    let traps = 0;
+    for (const [p, q] of pairs) {
+      for (const [name, extra] of [['set', []], ['tee', []], ['store', []], ['join', [0]], ['join', [1]], ['if', [0]], ['if', [1]], ['loop', []]] as const) {
+        const x = outcome(a!, name, [p!, q!, ...extra]);
+        expect(outcome(b!, name, [p!, q!, ...extra]), `${name}(${p}, ${q}, ${extra})`).toEqual(x);
+        if ((x as any).trapCode) traps++;
+      }
+      expect(b!.memory.read(0n, 65536n).equals(a!.memory.read(0n, 65536n))).toBe(true);
+    }
+    expect(traps).toBeGreaterThan(20);
+  });
+});
+
 describe('lowerMemory64: the harness catches a wrapping lowering', () => {
   it("Binaryen's memory64-lowering reads address 0 at 2^32 where the original traps", async () => {
     const { default: binaryen } = (await import('binaryen')) as { default: any };
