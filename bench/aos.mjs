@@ -225,7 +225,7 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-aos-bench-'));
 const t0 = performance.now();
 const translated = await loadImage(Buffer.from(image), { cacheDir: dir, fuel: true }); // new profile: cold
 const coldMs = performance.now() - t0;
-const fromDisk = medianMs(() => hb.WasmModule.compile(fs.readFileSync(path.join(dir, fs.readdirSync(dir).find((f) => /\.lower\d+\.wasm$/.test(f)))), { cacheDir: dir, cache: false, fuel: true }), 7);
+const fromDisk = medianMs(() => hb.WasmModule.compile(fs.readFileSync(path.join(dir, fs.readdirSync(dir).find((f) => /\.exnref\.wasm$/.test(f)))), { cacheDir: dir, cache: false, fuel: true }), 7);
 const fromMemory = medianMs(() => new hb.WasmInstance(safe.m, zeroImports(safe.m)).dispose(), 9);
 void translated;
 table('AOS module load', ['step', 'median ms'], [

@@ -69,7 +69,9 @@ function usesLegacyExceptions(err: unknown): boolean {
  * Compiles an image, translating legacy exception handling when the engine reports it and
  * lowering its memory64 when it qualifies. The result is cached by the hash of `image`, the
  * compile options and the lowering version (`cacheDir` also keeps the translated image on disk as
- * `<sha256>.exnref.wasm`, and the lowered one as `<sha256>.lower<version>.wasm`).
+ * `<sha256>.exnref.wasm`, and the lowered one as `<sha256>.lower<version>.bin`: the SHA-256 of the
+ * unlowered image, then the lowered image). A lowered module's `hash` is the unlowered image's, so
+ * that snapshots move between lowered and unlowered instances.
  */
 export async function loadImage(image: Uint8Array, opts: LoadImageOptions = {}): Promise<WasmModule> {
   const { lowerMemory64, ...copts } = opts;
@@ -83,7 +85,7 @@ export async function loadImage(image: Uint8Array, opts: LoadImageOptions = {}):
   let module: WasmModule | undefined;
   if (stored) {
     try {
-      module = WasmModule.compile(stored, copts);
+      module = WasmModule.compile(stored.subarray(32), copts, Buffer.from(stored.subarray(0, 32)));
       markMemory64Lowered(module);
     } catch {
       module = undefined; // a damaged entry: lowered again and replaced below
@@ -107,7 +109,7 @@ function lowerAndCompile(bytes: Uint8Array, image: Uint8Array, opts: CompileOpti
   const out = lowerMemory64(bytes);
   if (!out.lowered) return WasmModule.compile(bytes, opts);
   const m = compileLowered(out.bytes, bytes, opts);
-  if (m.memory64Lowered) storeLowered(image, opts.cacheDir, out.bytes);
+  if (m.memory64Lowered) storeLowered(image, opts.cacheDir, Buffer.concat([imageHash(bytes), out.bytes]));
   return m;
 }
 
@@ -118,7 +120,7 @@ function lowerAndCompile(bytes: Uint8Array, image: Uint8Array, opts: CompileOpti
 function compileLowered(bytes: Uint8Array, original: Uint8Array, opts: CompileOptions): WasmModule {
   let m: WasmModule;
   try {
-    m = WasmModule.compile(bytes, opts);
+    m = WasmModule.compile(bytes, opts, imageHash(original)); // snapshots bind to the unlowered image
   } catch {
     return WasmModule.compile(original, opts);
   }
@@ -127,7 +129,7 @@ function compileLowered(bytes: Uint8Array, original: Uint8Array, opts: CompileOp
 }
 
 function loweredFile(image: Uint8Array, cacheDir?: string): string | undefined {
-  return cacheDir ? path.join(cacheDir, `${imageHash(image).toString('hex')}.lower${LOWER_VERSION}.wasm`) : undefined;
+  return cacheDir ? path.join(cacheDir, `${imageHash(image).toString('hex')}.lower${LOWER_VERSION}.bin`) : undefined;
 }
 
 function storedLowered(image: Uint8Array, cacheDir?: string): Uint8Array | undefined {

@@ -201,6 +201,7 @@ export class WasmModule {
   /** The module's own exports (internal `hb:` exports are hidden). */
   readonly exports: readonly NativeExternDesc[];
   #disposed = false;
+  #cacheKey: string | undefined;
 
   private constructor(handle: NativeWasmModule, hash: Buffer, flags: number) {
     this.#native = handle;
@@ -217,13 +218,13 @@ export class WasmModule {
    * carrying the engine's message. Cached by SHA-256: compiling the same bytes again returns the
    * same module without recompiling.
    */
-  static compile(bytes: Uint8Array, opts?: CompileOptions): WasmModule {
+  static compile(bytes: Uint8Array, opts?: CompileOptions, /** @internal the image `bytes` stand for (see wasm-image.ts) */ identity?: Buffer): WasmModule {
     checkOptions(opts, COMPILE_OPTIONS, 'WasmModule.compile');
     const limits = compileLimits(opts);
     const image = asBytes(bytes, 'WasmModule.compile');
     const hash = imageHash(image);
     const flags = engineFlags(opts);
-    const key = `${hash.toString('hex')}-${flags}`;
+    const key = `${hash.toString('hex')}-${flags}${identity ? `-as-${identity.toString('hex')}` : ''}`;
     const useCache = opts?.cache !== false;
     if (useCache) {
       const hit = memoryCache.get(key);
@@ -240,9 +241,10 @@ export class WasmModule {
     }
     if (!mod) {
       checkCompileLimits(image, limits, Boolean(opts?.fuel));
-      mod = new WasmModule(native.WasmModule.compile(exposeInternals(image).bytes, flags), hash, flags);
+      mod = new WasmModule(native.WasmModule.compile(exposeInternals(image).bytes, flags), identity ?? hash, flags);
       if (file) writeAtomic(file, mod.serialize());
     }
+    mod.#cacheKey = key;
     if (useCache) memoryCache.set(key, mod);
     return mod;
   }
@@ -284,7 +286,7 @@ export class WasmModule {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    const key = `${this.hash.toString('hex')}-${this.#flags}`;
+    const key = this.#cacheKey ?? `${this.hash.toString('hex')}-${this.#flags}`;
     if (memoryCache.get(key) === this) memoryCache.delete(key);
     this.#native.dispose();
   }

@@ -91,6 +91,21 @@ describeShared('loadImage() memory64 lowering on aos-2-pure-xs.wasm (on vs lower
     expect(a.memory.size).toBeGreaterThan(192n * 65536n); // Big grew the memory
   });
 
+  it('snapshots move between lowered and unlowered instances (same module hash, same state)', async () => {
+    const image = sharedFixture('aos-2-pure-xs.wasm');
+    const on = await loadImage(image);
+    const off = await loadImage(image, { lowerMemory64: false });
+    expect(on.hash.equals(off.hash)).toBe(true);
+    const a = new WasmInstance(on, zeroImports(on));
+    expect(handle(a, evalMsg('Y = "lowered"', '1')).ok).toBe(true);
+    const b = new WasmInstance(off, zeroImports(off));
+    b.restore(a.snapshot());
+    expect(handle(b, evalMsg('Y = Y .. "+unlowered" return Y', '2')).response.Output.data).toBe('lowered+unlowered');
+    const c = new WasmInstance(on, zeroImports(on));
+    c.restore(b.snapshot());
+    expect(handle(c, evalMsg('return Y', '3')).response.Output.data).toBe('lowered+unlowered');
+  });
+
   it('keeps memory64 with fuel (the guards would change fuel counts), and caches the lowered image on disk', async () => {
     const image = sharedFixture('aos-2-pure-xs.wasm');
     expect((await loadImage(image, { fuel: true })).memory64Lowered).toBe(false);
@@ -100,7 +115,7 @@ describeShared('loadImage() memory64 lowering on aos-2-pure-xs.wasm (on vs lower
       expect(m.memory64Lowered).toBe(true);
       const files = fs.readdirSync(dir);
       const hex = imageHash(image).toString('hex');
-      expect(files).toContain(`${hex}.lower${LOWER_VERSION}.wasm`);
+      expect(files).toContain(`${hex}.lower${LOWER_VERSION}.bin`);
       expect(files).toContain(`${hex}.exnref.wasm`);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
