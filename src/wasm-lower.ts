@@ -331,8 +331,8 @@ function section(id: number, body: number[]): Uint8Array {
   return Uint8Array.from([id, ...uleb(body.length), ...body]);
 }
 
-/** A rewritten section's bytes, built in chunks (code sections are large). */
-function codeSection(image: Uint8Array, start: number, end: number, funcTypes: number[], imported: number, params: number[]): Uint8Array {
+/** The code section with every body rewritten, built in chunks (code sections are large). */
+function codeSection(image: Uint8Array, start: number, end: number, funcTypes: number[], params: number[]): Uint8Array {
   const r = new Reader(image.subarray(0, end), start);
   const chunks: Uint8Array[] = [];
   const n = r.uleb();
@@ -348,7 +348,6 @@ function codeSection(image: Uint8Array, start: number, end: number, funcTypes: n
     size += body.length;
     r.pos = bs + len;
   }
-  void imported;
   return Buffer.concat([Uint8Array.from([10, ...uleb(size)]), ...chunks]);
 }
 
@@ -357,7 +356,6 @@ function lower(image: Uint8Array): LowerResult {
   if (!sections) return { bytes: image, lowered: false, reason: 'not a module' };
   let params: number[] = [];
   let funcTypes: number[] = [];
-  let imported = 0;
   let memory: Uint8Array | undefined;
   for (const s of sections) {
     const r = new Reader(image.subarray(0, s.end), s.contentStart);
@@ -368,10 +366,8 @@ function lower(image: Uint8Array): LowerResult {
         r.name();
         const kind = r.byte();
         if (kind === 0x02) throw new Skip('imported memory');
-        if (kind === 0x00) {
-          r.uleb();
-          imported++;
-        } else if (kind === 0x01) {
+        if (kind === 0x00) r.uleb();
+        else if (kind === 0x01) {
           skipValType(r);
           const f = r.byte();
           r.uleb();
@@ -401,7 +397,7 @@ function lower(image: Uint8Array): LowerResult {
   const parts: Uint8Array[] = [image.subarray(0, 8)];
   for (const s of sections) {
     if (s.id === 5) parts.push(memory);
-    else if (s.id === 10) parts.push(codeSection(image, s.contentStart, s.end, funcTypes, imported, params));
+    else if (s.id === 10) parts.push(codeSection(image, s.contentStart, s.end, funcTypes, params));
     else if (s.id === 11) parts.push(dataSection(image, s.contentStart, s.end));
     else parts.push(image.subarray(s.start, s.end));
   }
