@@ -18,7 +18,8 @@ if (!fs.existsSync(FIXTURE)) {
 }
 const image = fs.readFileSync(FIXTURE);
 const ENV = { Process: { Id: 'AOS', Owner: 'FOOBAR', Tags: [{ name: 'Name', value: 'Thomas' }, { name: 'Authority', value: 'FOOBAR' }] } };
-const msgOf = (i) => ({ From: 'FOOBAR', 'Block-Height': '1', Target: 'AOS', Owner: 'FOOBAR', Id: String(i), Module: 'W', Tags: [{ name: 'Action', value: 'Eval' }], Data: 'return 1 + 1' });
+const msgOf = (i, data = 'return 1 + 1') => ({ From: 'FOOBAR', 'Block-Height': '1', Target: 'AOS', Owner: 'FOOBAR', Id: String(i), Module: 'W', Tags: [{ name: 'Action', value: 'Eval' }], Data: data });
+const HEAVY = 'local t = {} for i = 1, 20000 do t[#t + 1] = tostring(i) end return #table.concat(t, ",")';
 const ROUNDS = 5;
 const PER_ROUND = 400;
 
@@ -51,8 +52,8 @@ async function hbHandle(opts) {
   return {
     inst,
     m,
-    evalOne: (i) => {
-      inst.memory.write(scratch, Buffer.from(`${JSON.stringify(msgOf(i))}\0`));
+    evalOne: (i, data) => {
+      inst.memory.write(scratch, Buffer.from(`${JSON.stringify(msgOf(i, data))}\0`));
       const [out] = inst.call('handle', [scratch, envPtr]);
       return JSON.parse(inst.readString(out));
     },
@@ -108,7 +109,7 @@ WebAssembly.instantiate = function (src, imports) {
     },
   }));
 };
-async function aoLoader(unsafe) {
+async function aoLoaderEval(unsafe) {
   const handle = await (AoLoader.default ?? AoLoader)(image, {
     format: 'wasm64-unknown-emscripten-draft_2024_02_15',
     inputEncoding: 'JSON-1',
@@ -121,17 +122,47 @@ async function aoLoader(unsafe) {
   let r = await handle(null, msgOf(0), ENV);
   if (r.Output?.data !== '2') throw new Error('ao-loader: wrong AOS answer');
   let memory = r.Memory;
-  return rate(async (i) => {
-    r = await handle(memory, msgOf(i), ENV);
+  return async (i, data) => {
+    r = await handle(memory, msgOf(i, data), ENV);
     memory = r.Memory;
-  });
+    return r;
+  };
 }
+const aoLoader = async (unsafe) => rate(await aoLoaderEval(unsafe));
 const aolDefault = await aoLoader(false);
 const aolUnsafe = await aoLoader(true);
+
+// ---- memory64 lowering (src/wasm-lower.ts): on (the default) vs off vs ao-loader UNSAFE_MEMORY ----
+// Interleaved rounds (each round runs every variant), light and heavy Evals.
+async function interleavedAsync(variants, data, perRound, rounds) {
+  const rates = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+  for (const fn of Object.values(variants)) for (let i = 0; i < 5; i++) await fn(i, data); // warm-up
+  for (let r = 0; r < rounds; r++) {
+    for (const [name, fn] of Object.entries(variants)) {
+      const t0 = performance.now();
+      for (let i = 0; i < perRound; i++) await fn(i, data);
+      rates[name].push(perRound / ((performance.now() - t0) / 1000));
+    }
+  }
+  return Object.fromEntries(Object.entries(rates).map(([k, xs]) => [k, xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]]));
+}
+const unlowered = await hbHandle({ lowerMemory64: false });
+if (!safe.m.memory64Lowered || unlowered.m.memory64Lowered) throw new Error('lowering: unexpected module state');
+const heavyCheck = [safe.evalOne(1, HEAVY), unlowered.evalOne(1, HEAVY)].map((r) => r.response.Output.data);
+if (heavyCheck[0] !== heavyCheck[1] || String(heavyCheck[0]) !== '108893') throw new Error(`lowering: heavy Eval answers differ: ${heavyCheck}`);
+const lowerVariants = { on: safe.evalOne, off: unlowered.evalOne, aol: await aoLoaderEval(true) };
+const light = await interleavedAsync(lowerVariants, 'return 1 + 1', PER_ROUND / 2, 2 * ROUNDS + 1);
+const heavy = await interleavedAsync(lowerVariants, HEAVY, 10, 2 * ROUNDS + 1);
 WebAssembly.instantiate = orig;
+table('memory64 lowering on AOS Eval (native handles, interleaved rounds, same run)', ['variant', '`return 1 + 1` msgs/s', 'vs ao-loader UNSAFE', 'heavy Eval msgs/s', 'vs ao-loader UNSAFE'], [
+  ['hb-runtimes, lowered to a 32-bit memory (default)', fmt(light.on), (light.on / light.aol).toFixed(2), fmt(heavy.on, 1), (heavy.on / heavy.aol).toFixed(2)],
+  ['hb-runtimes, lowerMemory64: false (memory64, explicit bounds checks)', fmt(light.off), (light.off / light.aol).toFixed(2), fmt(heavy.off, 1), (heavy.off / heavy.aol).toFixed(2)],
+  ['@permaweb/ao-loader (V8), UNSAFE_MEMORY', fmt(light.aol), '1.00', fmt(heavy.aol, 1), '1.00'],
+  ['lowering on / off', (light.on / light.off).toFixed(2), '', (heavy.on / heavy.off).toFixed(2), ''],
+]);
 const best = Math.max(aolDefault, aolUnsafe);
 table('AOS Eval `return 1 + 1` throughput (same module, same messages, same run)', ['host', 'msgs/s (median)', 'vs best ao-loader'], [
-  ['hb-runtimes, native handles (Wasmtime, Spectre mitigations on: default)', fmt(hbSafe), (hbSafe / best).toFixed(2)],
+  ['hb-runtimes, native handles (Wasmtime, Spectre mitigations on, memory64 lowered: default)', fmt(hbSafe), (hbSafe / best).toFixed(2)],
   ['hb-runtimes, native handles, spectreMitigation: false', fmt(hbFast), (hbFast / best).toFixed(2)],
   ['hb-runtimes, resolve() through json-iface + wasm-64 + multipass', fmt(hbResolve), (hbResolve / best).toFixed(2)],
   ['@permaweb/ao-loader (V8), default (copies memory per message)', fmt(aolDefault), (aolDefault / best).toFixed(2)],
@@ -194,11 +225,11 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-aos-bench-'));
 const t0 = performance.now();
 const translated = await loadImage(Buffer.from(image), { cacheDir: dir, fuel: true }); // new profile: cold
 const coldMs = performance.now() - t0;
-const fromDisk = medianMs(() => hb.WasmModule.compile(fs.readFileSync(path.join(dir, fs.readdirSync(dir).find((f) => f.endsWith('.exnref.wasm')))), { cacheDir: dir, cache: false, fuel: true }), 7);
+const fromDisk = medianMs(() => hb.WasmModule.compile(fs.readFileSync(path.join(dir, fs.readdirSync(dir).find((f) => /\.exnref\.wasm$/.test(f)))), { cacheDir: dir, cache: false, fuel: true }), 7);
 const fromMemory = medianMs(() => new hb.WasmInstance(safe.m, zeroImports(safe.m)).dispose(), 9);
 void translated;
 table('AOS module load', ['step', 'median ms'], [
-  ['cold: Binaryen translation + Cranelift compile', coldMs.toFixed(0)],
+  ['cold: Binaryen translation + memory64 lowering + Cranelift compile', coldMs.toFixed(0)],
   ['compiled-module cache on disk → WasmModule (deserialize)', fromDisk.toFixed(2)],
   ['cached WasmModule → new WasmInstance (12 MiB memory)', fromMemory.toFixed(2)],
 ]);

@@ -117,6 +117,18 @@ static std::string TrapText(std::string msg) {
   const std::string marker = "Caused by:\n";
   size_t at = msg.rfind(marker);
   if (at != std::string::npos) msg = msg.substr(at + marker.size());
+  // Wasmtime prefixes a trap caught by a guard page with "0: memory fault at wasm address X in
+  // linear memory of size Y\n    1: ". Whether a fault is caught that way or by an explicit bounds
+  // check depends on the memory's configuration (and on the memory64 lowering of wasm-lower.ts), so
+  // the context is dropped: the same out-of-bounds access gives the same text everywhere.
+  size_t lead = msg.find_first_not_of(" \n");
+  if (lead != std::string::npos && msg.compare(lead, 32, "0: memory fault at wasm address ") == 0) {
+    size_t cause = msg.find("\n");
+    if (cause != std::string::npos) {
+      cause = msg.find("1: ", cause);
+      if (cause != std::string::npos) msg = msg.substr(cause + 3);
+    }
+  }
   size_t b = msg.find_first_not_of(" \n");
   size_t e = msg.find_last_not_of(" \n");
   return b == std::string::npos ? msg : msg.substr(b, e - b + 1);

@@ -91,7 +91,7 @@ function prefixed0xFD(r: Reader): void {
 }
 
 /** Skips the immediates of `op` (its opcode byte already read). */
-function immediates(r: Reader, op: number): void {
+export function immediates(r: Reader, op: number): void {
   switch (op) {
     case 0x02: case 0x03: case 0x04: case 0x06:
       return blockType(r);

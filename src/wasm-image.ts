@@ -6,13 +6,26 @@
  * Wasmtime does not run. Such images are translated with Binaryen's `translate-to-exnref` pass
  * (the `binaryen` npm package) to the standard exception-handling form, once per image and
  * process (and once per machine with a cache directory). SPEC decision 4.
+ *
+ * A memory64 whose declared maximum is below 4 GiB (AOS declares 2 GiB) is then lowered to a
+ * 32-bit memory by src/wasm-lower.ts, keeping every out-of-bounds access a trap with the same
+ * code and message (`lowerMemory64: false` turns it off). Wasmtime bounds a 32-bit memory with
+ * guard pages instead of explicit checks, which is most of memory64's cost (docs/wasm.md).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WasmError } from './errors';
-import { WasmModule, imageHash, type CompileOptions } from './wasm';
+import { LOWER_VERSION, lowerMemory64 } from './wasm-lower';
+import { WasmModule, imageHash, markMemory64Lowered, type CompileOptions } from './wasm';
 
-export interface LoadImageOptions extends CompileOptions {}
+export interface LoadImageOptions extends CompileOptions {
+  /**
+   * Runs a memory64 whose declared maximum is below 4 GiB on a 32-bit memory, with the same
+   * results and traps (default true; never with `fuel`, whose counts would change; docs/wasm.md
+   * "memory64 lowering").
+   */
+  lowerMemory64?: boolean;
+}
 
 const loaded = new Map<string, WasmModule>();
 const translating = new Map<string, Promise<Uint8Array>>();
@@ -53,23 +66,84 @@ function usesLegacyExceptions(err: unknown): boolean {
 }
 
 /**
- * Compiles an image, translating legacy exception handling when the engine reports it. The result
- * is cached by the hash of `image` and the compile options (`cacheDir` also keeps the translated
- * image on disk as `<sha256>.exnref.wasm`).
+ * Compiles an image, translating legacy exception handling when the engine reports it and
+ * lowering its memory64 when it qualifies. The result is cached by the hash of `image`, the
+ * compile options and the lowering version (`cacheDir` also keeps the translated image on disk as
+ * `<sha256>.exnref.wasm`, and the lowered one as `<sha256>.lower<version>.bin`: the SHA-256 of the
+ * unlowered image, then the lowered image). A lowered module's `hash` is the unlowered image's, so
+ * that snapshots move between lowered and unlowered instances.
  */
 export async function loadImage(image: Uint8Array, opts: LoadImageOptions = {}): Promise<WasmModule> {
-  const key = `${imageHash(image).toString('hex')}-${opts.fuel ? 1 : 0}-${opts.spectreMitigation === false ? 1 : 0}-${opts.interruptible === false ? 1 : 0}`;
+  const { lowerMemory64, ...copts } = opts;
+  // Fuel counts instructions, and the lowering's guards are instructions: a metered module keeps
+  // its memory64 so that it burns the same fuel as on any other CU.
+  const lower = lowerMemory64 !== false && !copts.fuel;
+  const key = `${imageHash(image).toString('hex')}-${copts.fuel ? 1 : 0}-${copts.spectreMitigation === false ? 1 : 0}-${copts.interruptible === false ? 1 : 0}-L${lower ? LOWER_VERSION : 0}`;
   const hit = loaded.get(key);
   if (hit && !hit.disposed) return hit;
-  let module: WasmModule;
-  try {
-    module = WasmModule.compile(image, opts);
-  } catch (err) {
-    if (!usesLegacyExceptions(err)) throw err;
-    module = WasmModule.compile(await translatedImage(image, opts.cacheDir), opts);
+  const stored = lower ? storedLowered(image, copts.cacheDir) : undefined;
+  let module: WasmModule | undefined;
+  if (stored) {
+    try {
+      module = WasmModule.compile(stored.subarray(32), copts, Buffer.from(stored.subarray(0, 32)));
+      markMemory64Lowered(module);
+    } catch {
+      module = undefined; // a damaged entry: lowered again and replaced below
+    }
+  }
+  if (!module) {
+    try {
+      module = lower ? lowerAndCompile(image, image, copts) : WasmModule.compile(image, copts);
+    } catch (err) {
+      if (!usesLegacyExceptions(err)) throw err;
+      const translated = await translatedImage(image, copts.cacheDir);
+      module = lower ? lowerAndCompile(translated, image, copts) : WasmModule.compile(translated, copts);
+    }
   }
   loaded.set(key, module);
   return module;
+}
+
+/** Lowers `bytes` when it qualifies and compiles it (`image`, the user's bytes, names the disk cache). */
+function lowerAndCompile(bytes: Uint8Array, image: Uint8Array, opts: CompileOptions): WasmModule {
+  const out = lowerMemory64(bytes);
+  if (!out.lowered) return WasmModule.compile(bytes, opts);
+  const m = compileLowered(out.bytes, bytes, opts);
+  if (m.memory64Lowered) storeLowered(image, opts.cacheDir, Buffer.concat([imageHash(bytes), out.bytes]));
+  return m;
+}
+
+/**
+ * Compiles a lowered image. Should the engine refuse it, `original` is compiled instead: its own
+ * error (legacy exceptions, say) or module is what the caller gets.
+ */
+function compileLowered(bytes: Uint8Array, original: Uint8Array, opts: CompileOptions): WasmModule {
+  let m: WasmModule;
+  try {
+    m = WasmModule.compile(bytes, opts, imageHash(original)); // snapshots bind to the unlowered image
+  } catch {
+    return WasmModule.compile(original, opts);
+  }
+  markMemory64Lowered(m);
+  return m;
+}
+
+function loweredFile(image: Uint8Array, cacheDir?: string): string | undefined {
+  return cacheDir ? path.join(cacheDir, `${imageHash(image).toString('hex')}.lower${LOWER_VERSION}.bin`) : undefined;
+}
+
+function storedLowered(image: Uint8Array, cacheDir?: string): Uint8Array | undefined {
+  const file = loweredFile(image, cacheDir);
+  return file && fs.existsSync(file) ? fs.readFileSync(file) : undefined;
+}
+
+function storeLowered(image: Uint8Array, cacheDir: string | undefined, bytes: Uint8Array): void {
+  const file = loweredFile(image, cacheDir);
+  if (!file) return;
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, bytes);
+  fs.renameSync(tmp, file);
 }
 
 async function translatedImage(image: Uint8Array, cacheDir?: string): Promise<Uint8Array> {

@@ -170,6 +170,18 @@ export function imageHash(bytes: Uint8Array): Buffer {
 
 const memoryCache = new Map<string, WasmModule>();
 
+/** Modules compiled from a memory64 image lowered to a 32-bit memory (src/wasm-lower.ts). */
+const lowered64 = new WeakSet<WasmModule>();
+
+/**
+ * Marks `m` as compiled from a lowered memory64 image (loadImage does): its memory is still
+ * described and accessed as a memory64 (`is64`, bigint sizes), as in the original module.
+ */
+export function markMemory64Lowered(m: WasmModule): void {
+  lowered64.add(m);
+  for (const e of m.exports) if (e.kind === 'memory' && e.detail) (e.detail as { is64?: boolean }).is64 = true;
+}
+
 /** A compiled WebAssembly module. */
 export class WasmModule {
   readonly #native: NativeWasmModule;
@@ -182,9 +194,14 @@ export class WasmModule {
   readonly #flags: number;
   /** The module's imports, in order, with their types. */
   readonly imports: readonly NativeExternDesc[];
+  /** Whether the image's memory64 was lowered to a 32-bit memory at load time (docs/wasm.md). */
+  get memory64Lowered(): boolean {
+    return lowered64.has(this);
+  }
   /** The module's own exports (internal `hb:` exports are hidden). */
   readonly exports: readonly NativeExternDesc[];
   #disposed = false;
+  #cacheKey: string | undefined;
 
   private constructor(handle: NativeWasmModule, hash: Buffer, flags: number) {
     this.#native = handle;
@@ -201,13 +218,13 @@ export class WasmModule {
    * carrying the engine's message. Cached by SHA-256: compiling the same bytes again returns the
    * same module without recompiling.
    */
-  static compile(bytes: Uint8Array, opts?: CompileOptions): WasmModule {
+  static compile(bytes: Uint8Array, opts?: CompileOptions, /** @internal the image `bytes` stand for (see wasm-image.ts) */ identity?: Buffer): WasmModule {
     checkOptions(opts, COMPILE_OPTIONS, 'WasmModule.compile');
     const limits = compileLimits(opts);
     const image = asBytes(bytes, 'WasmModule.compile');
     const hash = imageHash(image);
     const flags = engineFlags(opts);
-    const key = `${hash.toString('hex')}-${flags}`;
+    const key = `${hash.toString('hex')}-${flags}${identity ? `-as-${identity.toString('hex')}` : ''}`;
     const useCache = opts?.cache !== false;
     if (useCache) {
       const hit = memoryCache.get(key);
@@ -224,9 +241,10 @@ export class WasmModule {
     }
     if (!mod) {
       checkCompileLimits(image, limits, Boolean(opts?.fuel));
-      mod = new WasmModule(native.WasmModule.compile(exposeInternals(image).bytes, flags), hash, flags);
+      mod = new WasmModule(native.WasmModule.compile(exposeInternals(image).bytes, flags), identity ?? hash, flags);
       if (file) writeAtomic(file, mod.serialize());
     }
+    mod.#cacheKey = key;
     if (useCache) memoryCache.set(key, mod);
     return mod;
   }
@@ -268,7 +286,7 @@ export class WasmModule {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    const key = `${this.hash.toString('hex')}-${this.#flags}`;
+    const key = this.#cacheKey ?? `${this.hash.toString('hex')}-${this.#flags}`;
     if (memoryCache.get(key) === this) memoryCache.delete(key);
     this.#native.dispose();
   }

@@ -1,7 +1,12 @@
 /** Loading AOS images: legacy exceptions translated once, then run through the native handles. */
 import { expect, it } from 'vitest';
 import { WasmInstance, type WasmImports, type WasmModule } from '../../src/index';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { imageHash } from '../../src/wasm';
 import { loadImage } from '../../src/wasm-image';
+import { LOWER_VERSION } from '../../src/wasm-lower';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
 
 /** Every import returns zero (the AOS handle() path under test makes no WASI call that matters). */
@@ -48,5 +53,72 @@ describeShared('loadImage() on aos-2-pure-xs.wasm (legacy exception opcodes)', (
     const b = new WasmInstance(m, zeroImports(m));
     b.restore(snap);
     expect(handle(b, evalMsg('return X', '2')).response.Output.data).toBe('42');
+  });
+});
+
+describeShared('loadImage() memory64 lowering on aos-2-pure-xs.wasm (on vs lowerMemory64: false)', () => {
+  const MESSAGES = [
+    'return 1 + 1',
+    'X = 42',
+    'return X',
+    'local t = {} for i = 1, 20000 do t[#t + 1] = tostring(i) end return #table.concat(t, ",")',
+    'error("boom")',
+    'Big = string.rep("ab", 4 * 1024 * 1024) return #Big',
+    'return string.format("%q %d %s", "a\\0b", #Big, tostring(1/0))',
+    'local ok, e = pcall(function() local x = nil; return x.y end) return tostring(ok) .. " " .. e',
+    'return #Inbox',
+  ];
+
+  it('lowers (memory64Lowered, memory still 64-bit to hosts) and gives the same outputs and memory bytes per message', async () => {
+    const image = sharedFixture('aos-2-pure-xs.wasm');
+    const on = await loadImage(image);
+    const off = await loadImage(image, { lowerMemory64: false });
+    expect(on.memory64Lowered).toBe(true);
+    expect(off.memory64Lowered).toBe(false);
+    expect(await loadImage(image, { lowerMemory64: false })).toBe(off);
+    const a = new WasmInstance(off, zeroImports(off));
+    const b = new WasmInstance(on, zeroImports(on));
+    expect(b.memory.is64).toBe(true);
+    expect(b.memory.size).toBe(a.memory.size);
+    MESSAGES.forEach((code, k) => {
+      const ra = handle(a, evalMsg(code, String(k + 1)));
+      const rb = handle(b, evalMsg(code, String(k + 1)));
+      expect(rb, code).toEqual(ra);
+      expect(b.memory.size).toBe(a.memory.size);
+      expect(b.memory.read(0n, b.memory.size).equals(a.memory.read(0n, a.memory.size)), `memory after ${code}`).toBe(true);
+    });
+    expect(handle(b, evalMsg('return X', '99')).response.Output.data).toBe('42');
+    expect(a.memory.size).toBeGreaterThan(192n * 65536n); // Big grew the memory
+  });
+
+  it('snapshots move between lowered and unlowered instances (same module hash, same state)', async () => {
+    const image = sharedFixture('aos-2-pure-xs.wasm');
+    const on = await loadImage(image);
+    const off = await loadImage(image, { lowerMemory64: false });
+    expect(on.hash.equals(off.hash)).toBe(true);
+    const a = new WasmInstance(on, zeroImports(on));
+    expect(handle(a, evalMsg('Y = "lowered"', '1')).ok).toBe(true);
+    const b = new WasmInstance(off, zeroImports(off));
+    b.restore(a.snapshot());
+    expect(handle(b, evalMsg('Y = Y .. "+unlowered" return Y', '2')).response.Output.data).toBe('lowered+unlowered');
+    const c = new WasmInstance(on, zeroImports(on));
+    c.restore(b.snapshot());
+    expect(handle(c, evalMsg('return Y', '3')).response.Output.data).toBe('lowered+unlowered');
+  });
+
+  it('keeps memory64 with fuel (the guards would change fuel counts), and caches the lowered image on disk', async () => {
+    const image = sharedFixture('aos-2-pure-xs.wasm');
+    expect((await loadImage(image, { fuel: true })).memory64Lowered).toBe(false);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-lower-'));
+    try {
+      const m = await loadImage(image, { cacheDir: dir, interruptible: false });
+      expect(m.memory64Lowered).toBe(true);
+      const files = fs.readdirSync(dir);
+      const hex = imageHash(image).toString('hex');
+      expect(files).toContain(`${hex}.lower${LOWER_VERSION}.bin`);
+      expect(files).toContain(`${hex}.exnref.wasm`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
