@@ -8,6 +8,7 @@ import { expect, it } from 'vitest';
 import AoLoader from '../../src/ao-loader/index';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
 import { rejected } from '../helpers/thrown';
+import { itVsOracle } from '../helpers/ao-loader-oracle';
 
 setFlagsFromString('--experimental-wasm-memory64');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -28,7 +29,7 @@ const CASES = [
 
 for (const [file, format] of CASES) {
   describeShared(`gas on ${format} (${file})`, () => {
-    it('GasUsed equals ao-loader\'s over a message sequence', async () => {
+    itVsOracle(format)('GasUsed equals ao-loader\'s over a message sequence', async () => {
       const binary = sharedFixture(`ao-loader/${file}`);
       const ref = await Ref(binary, { format });
       const ours = await AoLoader(binary, { format, argv: process.argv.slice(1) });
@@ -48,7 +49,7 @@ for (const [file, format] of CASES) {
       expect(used[1]).toBeGreaterThan(used[0]! / 10); // the loop costs gas of its own
     });
 
-    it('computeLimit holds exactly where ao-loader\'s does, with Error(\'out of gas!\')', async () => {
+    itVsOracle(format)('computeLimit holds exactly where ao-loader\'s does, with Error(\'out of gas!\')', async () => {
       const binary = sharedFixture(`ao-loader/${file}`);
       // AOS 1 runs main() at start-up under the same budget (6.2e9 gas): its message must cost more
       const loops = format === 'wasm32-unknown-emscripten2' ? 600_000 : 5000;

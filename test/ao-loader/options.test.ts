@@ -6,6 +6,7 @@ import { setFlagsFromString } from 'node:v8';
 import { expect, it } from 'vitest';
 import AoLoader from '../../src/ao-loader/index';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
+import { itVsOracle } from '../helpers/ao-loader-oracle';
 
 setFlagsFromString('--experimental-wasm-memory64');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -20,7 +21,7 @@ const FORMAT = 'wasm64-unknown-emscripten-draft_2024_02_15';
 const FILE = 'ao-loader/aos2-wasm64-emscripten.wasm';
 
 describeShared('ao-loader options (aos2 wasm64)', () => {
-  it('UNSAFE_MEMORY returns the live memory: an ArrayBuffer equal to ao-loader\'s, that later messages change in place', async () => {
+  itVsOracle(FORMAT)('UNSAFE_MEMORY returns the live memory: an ArrayBuffer equal to ao-loader\'s, that later messages change in place', async () => {
     const binary = sharedFixture(FILE);
     const ours = await AoLoader(binary, { format: FORMAT, UNSAFE_MEMORY: true });
     const ref = await Ref(binary, { format: FORMAT, UNSAFE_MEMORY: true });

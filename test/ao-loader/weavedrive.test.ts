@@ -9,6 +9,7 @@ import { setFlagsFromString } from 'node:v8';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import AoLoader from '../../src/ao-loader/index';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
+import { itVsOracle } from '../helpers/ao-loader-oracle';
 
 setFlagsFromString('--experimental-wasm-memory64');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -86,7 +87,7 @@ for (const [file, format] of [
   ['aos2-wasm64-emscripten.wasm', 'wasm64-unknown-emscripten-draft_2024_02_15'],
 ] as const) {
   describeShared(`WeaveDrive on ${format}`, () => {
-    it('reads an admissible transaction through the gateway (seek, ranged reads), as ao-loader does', async () => {
+    itVsOracle(format)('reads an admissible transaction through the gateway (seek, ranged reads), as ao-loader does', async () => {
       const binary = sharedFixture(`ao-loader/${file}`);
       requests.length = 0;
       const ours = await AoLoader(binary, { format, weaveDrive: { gateway, admissible: [TX] } });
