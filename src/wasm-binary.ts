@@ -35,6 +35,20 @@ export class Reader {
       mul *= 128;
     }
   }
+  /** Signed LEB128 (up to 64 bits, as a bigint). */
+  sleb(): bigint {
+    let result = 0n;
+    let shift = 0n;
+    for (;;) {
+      const b = this.byte();
+      result |= BigInt(b & 0x7f) << shift;
+      shift += 7n;
+      if ((b & 0x80) === 0) {
+        if (b & 0x40) result -= 1n << shift;
+        return result;
+      }
+    }
+  }
   /** Skips a signed LEB128. */
   skipLeb(): void {
     while (this.byte() & 0x80);
@@ -61,6 +75,20 @@ export function uleb(n: number): number[] {
     out.push(b);
   } while (n > 0);
   return out;
+}
+
+/** Signed LEB128 encoding of `n`. */
+export function sleb(n: bigint): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = Number(n & 0x7fn);
+    n >>= 7n;
+    if ((n === 0n && (b & 0x40) === 0) || (n === -1n && (b & 0x40) !== 0)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
 }
 
 /** Skips a value type (numeric, vector, or reference with an optional heap type). */

@@ -21,7 +21,7 @@
  * know (atomics, imported or several memories, GC type definitions, non-constant segment offsets)
  * leaves the image as it is (`lowered: false` with the reason).
  */
-import { Reader, sectionsOf, uleb } from './wasm-binary';
+import { Reader, sectionsOf, sleb, uleb } from './wasm-binary';
 import { immediates } from './wasm-code';
 
 /** Bumped whenever the output of `lowerMemory64` changes (part of cache keys). */
@@ -44,33 +44,6 @@ const I64 = 0x7e;
 const F32 = 0x7d;
 const F64 = 0x7c;
 const V128 = 0x7b;
-
-function sleb(n: bigint): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = Number(n & 0x7fn);
-    n >>= 7n;
-    if ((n === 0n && (b & 0x40) === 0) || (n === -1n && (b & 0x40) !== 0)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
-
-function readSleb(r: Reader): bigint {
-  let result = 0n;
-  let shift = 0n;
-  for (;;) {
-    const b = r.byte();
-    result |= BigInt(b & 0x7f) << shift;
-    shift += 7n;
-    if ((b & 0x80) === 0) {
-      if (b & 0x40) result -= 1n << shift;
-      return result;
-    }
-  }
-}
 
 /** Temporaries of one function, appended after its own locals on first use. */
 class Temps {
@@ -275,7 +248,7 @@ const CONTROL = new Set([0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x0b, 0x18, 0x19, 0
 
 function skipValType(r: Reader): void {
   const t = r.byte();
-  if (t === 0x63 || t === 0x64) readSleb(r);
+  if (t === 0x63 || t === 0x64) r.sleb();
 }
 
 /** Parameter counts of the type section's function types (anything else: Skip). */
@@ -417,7 +390,7 @@ function dataSection(image: Uint8Array, start: number, end: number): Uint8Array 
     else if (flag !== 0 && flag !== 1) throw new Skip('unknown data segment kind');
     if (flag !== 1) {
       if (r.byte() !== 0x42) throw new Skip('data segment offset is not an i64.const');
-      const v = readSleb(r);
+      const v = r.sleb();
       if (r.byte() !== 0x0b) throw new Skip('data segment offset is not an i64.const');
       if (v < 0n || v >= 1n << 32n) throw new Skip('data segment offset ≥ 2^32');
       head.push(0x41, ...sleb(BigInt.asIntN(32, v)), 0x0b);

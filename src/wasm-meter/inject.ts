@@ -13,24 +13,11 @@
  * `replaceCall`: for images with metering already built in (AOS 1 imports `metering.usegas`),
  * each `call <that import>` becomes the same add-and-check on the amount the guest passes.
  */
-import { uleb } from '../wasm-binary';
+import { sleb, uleb } from '../wasm-binary';
 import { BRANCHING, COST, decodeBody, skipLocals } from './decode';
 
 /** wasm-metering's charge for its own metering statement (`const` 1 + `call` 90). */
 export const METERING_OVERHEAD = 91;
-
-function sleb(n: bigint): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = Number(n & 0x7fn);
-    n >>= 7n;
-    if ((n === 0n && (b & 0x40) === 0) || (n === -1n && (b & 0x40) !== 0)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
 
 export interface GasGlobals {
   gas: number;
