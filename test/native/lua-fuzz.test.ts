@@ -17,14 +17,7 @@ const ROUNDS = 1500;
 
 /** Runs `code` in a child whose node key is `keyHex`. */
 function childWithKey(keyHex: string, code: string) {
-  const before = process.env.HB_RUNTIMES_SNAPSHOT_KEY;
-  process.env.HB_RUNTIMES_SNAPSHOT_KEY = keyHex;
-  try {
-    return runChild(code, [], 120_000);
-  } finally {
-    if (before === undefined) delete process.env.HB_RUNTIMES_SNAPSHOT_KEY;
-    else process.env.HB_RUNTIMES_SNAPSHOT_KEY = before;
-  }
+  return runChild(code, [], 120_000, { HB_RUNTIMES_SNAPSHOT_KEY: keyHex });
 }
 
 describe('Lua snapshot fuzz (child process)', () => {

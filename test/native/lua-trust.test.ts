@@ -17,15 +17,7 @@ const KEY = '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff';
 
 /** Runs `code` in a child process with HB_RUNTIMES_SNAPSHOT_KEY set to `key` (or unset). */
 function childWith(key: string | undefined, code: string) {
-  const before = process.env.HB_RUNTIMES_SNAPSHOT_KEY;
-  if (key === undefined) delete process.env.HB_RUNTIMES_SNAPSHOT_KEY;
-  else process.env.HB_RUNTIMES_SNAPSHOT_KEY = key;
-  try {
-    return runChild(code);
-  } finally {
-    if (before === undefined) delete process.env.HB_RUNTIMES_SNAPSHOT_KEY;
-    else process.env.HB_RUNTIMES_SNAPSHOT_KEY = before;
-  }
+  return runChild(code, [], 120_000, { HB_RUNTIMES_SNAPSHOT_KEY: key });
 }
 
 describe('sealed Lua snapshots', () => {

@@ -302,10 +302,7 @@ describe('in worker threads', () => {
 
 describe('without write tracking (HB_RUNTIMES_NO_WRITE_TRACKING=1, as on a kernel before 6.7)', () => {
   it('deltas hold every page and chains stay exact', () => {
-    process.env.HB_RUNTIMES_NO_WRITE_TRACKING = '1';
-    let r;
-    try {
-      r = runChild(`
+    const r = runChild(`
         const hb = require(${JSON.stringify(path.join(REPO_ROOT, 'lib', 'index.js'))});
         const mod = hb.WasmModule.compile(Buffer.from(${JSON.stringify(Buffer.from(mod0Bytes).toString('base64'))}, 'base64'));
         const a = new hb.WasmInstance(mod, {}, { trackWrites: true });
@@ -319,10 +316,7 @@ describe('without write tracking (HB_RUNTIMES_NO_WRITE_TRACKING=1, as on a kerne
         const b = new hb.WasmInstance(mod);
         b.restore(base, d1, d2);
         console.log(JSON.stringify({ tracking: hb.WasmInstance.writeTracking, d1: d1.length, d2: d2.length, same: b.snapshot().equals(a.snapshot()) }));
-      `);
-    } finally {
-      delete process.env.HB_RUNTIMES_NO_WRITE_TRACKING;
-    }
+      `, [], 120_000, { HB_RUNTIMES_NO_WRITE_TRACKING: '1' });
     expect(r.stderr).toBe('');
     const out = JSON.parse(r.stdout);
     expect(out.tracking).toBe(false);
