@@ -146,7 +146,7 @@ export async function main(argv: string[]): Promise<void> {
     .description('a Compute Unit over HTTP (with the MU, SU and gateway routes AO clients use): WASM AOS images and Lua processes')
     .option('--port <n>', 'TCP port (0: any free port)', '8734')
     .option('--host <address>', 'address to listen on', '127.0.0.1')
-    .option('--store <dir>', 'store directory: processes, message logs, snapshots, the generated wallet', '.hb-serve')
+    .option('--store <dir|url>', 'store: a directory (processes, message logs, snapshots, the generated wallet), or a postgres:// URL shared by several nodes', '.hb-serve')
     .option('--wallet <jwk.json>', 'Arweave JWK to sign with (default: <store>/wallet.json, generated when missing)')
     .option('--snapshot-interval <slots>', 'slots between persisted snapshots', '64')
     .option('--body-limit <bytes>', 'largest request body (413 above)', String(16 * 1024 * 1024))
@@ -156,7 +156,13 @@ export async function main(argv: string[]): Promise<void> {
     .option('--compute-limit <n>', 'fuel (WASM) or Lua steps per message for processes without a Compute-Limit tag (default: 1e10 fuel / 1e8 steps)')
     .option('--memory-limit <bytes>', "memory cap for processes without a Memory-Limit tag (bytes, or e.g. '1-gb')")
     .option('--time-limit <ms>', 'wall-clock deadline per message, the host safety net (default 10000; its failures are flagged Nondeterministic)')
-    .action(async (o: { port: string; host: string; store: string; wallet?: string; snapshotInterval: string; bodyLimit: string; requestTimeout: string; delegate?: string[]; workers?: string; computeLimit?: string; memoryLimit?: string; timeLimit?: string }) => {
+    .option('--node-id <id>', 'this node in a shared (postgres://) store (default: a random UUID per start)')
+    .option('--public-url <url>', 'URL other nodes forward requests to (default: http://<host>:<port>)')
+    .option('--lease-ms <ms>', 'how long a node holds a process without renewing its lease (shared store); a dead node is taken over after this', '10000')
+    .option('--retain-slots <n>', "slots of history (assignments, results) kept behind each process's latest snapshot; 'Infinity' keeps all", '10000')
+    .option('--memory-budget <bytes>', "process state held in memory before idle processes are evicted, least recently used first (bytes, or e.g. '2-gb'; default: no limit)")
+    .option('--cache-dir <dir>', 'compiled-module cache (default: <store>/compiled; with postgres://, ~/.cache/hb-runtimes/serve-compiled)')
+    .action(async (o: { nodeId?: string; publicUrl?: string; leaseMs: string; retainSlots: string; memoryBudget?: string; cacheDir?: string; port: string; host: string; store: string; wallet?: string; snapshotInterval: string; bodyLimit: string; requestTimeout: string; delegate?: string[]; workers?: string; computeLimit?: string; memoryLimit?: string; timeLimit?: string }) => {
       // fastify and arbundles load only for this command.
       const { startServer } = require('./serve/app') as typeof import('./serve/app');
       const { parseSize } = require('./serve/limits') as typeof import('./serve/limits');
@@ -169,6 +175,12 @@ export async function main(argv: string[]): Promise<void> {
         bodyLimit: Number(o.bodyLimit),
         requestTimeout: Number(o.requestTimeout),
         delegate: o.delegate,
+        ...(o.nodeId !== undefined ? { nodeId: o.nodeId } : {}),
+        ...(o.publicUrl !== undefined ? { publicUrl: o.publicUrl } : {}),
+        leaseMs: Number(o.leaseMs),
+        retainSlots: o.retainSlots === 'Infinity' ? Infinity : Number(o.retainSlots),
+        ...(o.memoryBudget !== undefined ? { memoryBudget: /^[0-9]+$/.test(o.memoryBudget) ? Number(o.memoryBudget) : parseSize(o.memoryBudget, '--memory-budget') } : {}),
+        ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
         ...(o.workers !== undefined ? { workers: Number(o.workers) } : {}),
         limits: {
           ...(o.computeLimit !== undefined ? { computeLimit: Number(o.computeLimit) } : {}),
@@ -176,7 +188,7 @@ export async function main(argv: string[]): Promise<void> {
           ...(o.timeLimit !== undefined ? { timeLimit: Number(o.timeLimit) } : {}),
         },
       });
-      process.stdout.write(`hb-runtimes serve: listening on ${server.url} (address ${server.signer.address}, store ${o.store})\n`);
+      process.stdout.write(`hb-runtimes serve: listening on ${server.url} (address ${server.signer.address}, store ${server.registry.store.where})\n`);
       const stop = () => {
         void server.close().then(() => process.exit(0));
       };

@@ -19,14 +19,15 @@
  * of the result (see cu@1.0). Errors are JSON: `{error, code, status}`.
  */
 
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import * as os from 'node:os';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { sha256Id } from '../ao/cache';
 import { AoError } from '../errors';
 import { legacyResult, type LegacyMessage, type LegacyResult } from './engine';
-import { answerGraphql } from './gateway';
+import { answerGraphql, graphqlIds } from './gateway';
 import { legacyOf, moduleKind, moduleTagsFor, ProcessRegistry, resultHash, resultsBundleIds, type EngineFactory, type ServedProcess } from './registry';
 import { remoteEngineFactory } from './remote';
 import { setLuaSnapshotKey } from '../lua-trust';
@@ -34,16 +35,33 @@ import { inThreadEngineFactory, pooledEngineFactory } from './compute';
 import type { ComputeLimits } from './limits';
 import type { Pool } from '../pool';
 import { registerSuRoutes } from './su';
-import { ItemSigner, loadOrCreateWallet, tagValue, verifyItem, type Jwk } from './signing';
+import { generateJwk, ItemSigner, loadOrCreateWallet, tagValue, verifyItem, type Jwk } from './signing';
+import { DirStore } from './dir-store';
+import { registerFleet, startLeases } from './fleet';
+import { DEFAULT_LEASE_MS, LeaseManager } from './leases';
+import { PgStore } from './pg-store';
+import { isPostgresUrl, type Store } from './store';
 
 export const COMMIT_NOT_FOUND = 'Requested message to commit to not in results bundle.';
 
 export interface ServeOptions {
-  /** Store directory (created when missing). */
+  /** Store: a directory (created when missing), or a `postgres://` URL shared by several nodes. */
   store: string;
+  /** This node's ID in a shared store (default: random). */
+  nodeId?: string;
+  /** The URL other nodes forward requests to (default: the address it listens on). */
+  publicUrl?: string;
+  /** Milliseconds a node's lease on a process lasts without renewal (shared store). Default 10 s. */
+  leaseMs?: number;
+  /** Slots of history kept behind each process's latest snapshot (default 10,000; Infinity keeps all). */
+  retainSlots?: number;
+  /** Bytes of process state held in memory before idle processes are evicted (default: no limit). */
+  memoryBudget?: number;
+  /** Directory of compiled modules (default: `<store>/compiled`, or the user cache with a database). */
+  cacheDir?: string;
   port?: number;
   host?: string;
-  /** Path of a JWK file; default: `<store>/wallet.json`, generated when missing. */
+  /** Path of a JWK file; default: `<store>/wallet.json` (a database: the fleet's wallet in it), generated when missing. */
   wallet?: string;
   /** A JWK object (tests), instead of `wallet`. */
   jwk?: Jwk;
@@ -122,7 +140,22 @@ function dryRunMessage(body: unknown, pid: string): LegacyMessage {
 }
 
 export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
-  const jwk = opts.jwk ?? loadOrCreateWallet(opts.wallet, opts.store);
+  const store: Store = isPostgresUrl(opts.store) ? await PgStore.open(opts.store) : new DirStore(opts.store);
+  let jwk: Jwk;
+  let leases: LeaseManager | undefined;
+  try {
+    if (store instanceof PgStore) {
+      jwk = opts.jwk ?? (opts.wallet ? loadOrCreateWallet(opts.wallet, os.tmpdir()) : await store.sharedWallet(generateJwk));
+      leases = new LeaseManager(store.db, opts.nodeId ?? randomUUID(), opts.publicUrl ?? '', opts.leaseMs ?? DEFAULT_LEASE_MS);
+      store.fence = leases;
+    } else {
+      jwk = opts.jwk ?? loadOrCreateWallet(opts.wallet, opts.store);
+    }
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+  const cacheDir = opts.cacheDir ?? (store instanceof DirStore ? path.join(store.dir, 'compiled') : path.join(os.homedir(), '.cache', 'hb-runtimes', 'serve-compiled'));
   const signer = new ItemSigner(jwk);
   // Lua snapshots are sealed with the node's key (src/lua-trust.ts): derive it from the wallet so
   // that the snapshots in the store restore after a restart (unless HB_RUNTIMES_SNAPSHOT_KEY sets one).
@@ -131,12 +164,20 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
   let engineFactory: EngineFactory;
   if (opts.delegate && opts.delegate.length > 0) engineFactory = remoteEngineFactory(opts.delegate);
   else if (opts.workers === 0) engineFactory = inThreadEngineFactory(opts.limits);
-  else ({ factory: engineFactory, pool } = pooledEngineFactory({ workers: opts.workers, limits: opts.limits, cacheDir: path.join(opts.store, 'compiled') }));
-  const registry = new ProcessRegistry({ dir: opts.store, snapshotInterval: opts.snapshotInterval, engineFactory });
+  else ({ factory: engineFactory, pool } = pooledEngineFactory({ workers: opts.workers, limits: opts.limits, cacheDir }));
+  const registry = new ProcessRegistry({
+    store,
+    snapshotInterval: opts.snapshotInterval,
+    retainSlots: opts.retainSlots,
+    memoryBudget: opts.memoryBudget,
+    engineFactory,
+    ...(leases ? { leases } : {}),
+  });
   try {
     await registry.open();
   } catch (e) {
     await pool?.close();
+    await store.close();
     throw e;
   }
   const resultTimeout = opts.resultTimeout ?? 60_000;
@@ -196,6 +237,9 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
     timestamp: Date.now(),
     processes: registry.processes.size,
     modules: registry.modules.size,
+    store: store.kind,
+    ...(leases ? { node: leases.node } : {}),
+    evictions: registry.evictions,
     'recompute-mismatches': [...registry.processes.values()].reduce((n, p) => n + p.mismatches, 0),
   });
 
@@ -222,7 +266,7 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
     const item = await verifyItem(rawBody(req));
     const type = tagValue(item.tags, 'Type');
     if (type === 'Module') {
-      registry.addModule(item.id, item.owner, item.tags, item.data, item.raw);
+      await registry.addModule(item.id, item.owner, item.tags, item.data, item.raw);
       return reply.status(200).send({ id: item.id, message: 'Module stored' });
     }
     if (type === 'Process') {
@@ -245,7 +289,7 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
     const kind = moduleKind([{ name: 'Content-Type', value: ctype }]);
     if (!kind) throw fail(400, `unsupported module Content-Type '${ctype}' (application/wasm or application/lua)`);
     const id = sha256Id(bytes);
-    registry.addModule(id, signer.address, moduleTagsFor(kind), bytes);
+    await registry.addModule(id, signer.address, moduleTagsFor(kind), bytes);
     return reply.status(200).send({ id, kind });
   });
 
@@ -292,7 +336,7 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
     let raw: Buffer | undefined;
     if (Buffer.isBuffer(req.body)) {
       const item = await verifyItem(req.body);
-      if (slot === 0 && item.id === pid && !registry.processes.has(pid)) {
+      if (slot === 0 && item.id === pid && !registry.processes.has(pid) && !(await registry.hold(pid))) {
         await registry.spawn(item);
         return resultOrCommitment(registry.get(pid), 0, req);
       }
@@ -358,18 +402,24 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
   });
 
   app.post('/graphql', async (req) => {
+    if (leases) await registry.prefetch(graphqlIds((req.body ?? {}) as never));
     const answer = answerGraphql((req.body ?? {}) as never, registry, { address: signer.address, url: publicUrl, ttl: 3_600_000 });
     if (answer === undefined) throw fail(400, 'unsupported GraphQL query (only transactions by ids, and Scheduler-Location)');
     return answer;
   });
 
   registerSuRoutes(app, registry, () => signer.address);
+  if (leases) registerFleet(app, registry, leases, () => publicUrl);
 
   await app.listen({ port: opts.port ?? 0, host: opts.host ?? '127.0.0.1' });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;
   const host = opts.host ?? '127.0.0.1';
-  publicUrl = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  publicUrl = opts.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  if (leases) {
+    leases.setUrl(publicUrl);
+    startLeases(registry, leases);
+  }
   return {
     app,
     registry,
@@ -377,9 +427,11 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
     signer,
     url: publicUrl,
     async close() {
+      await leases?.stop(true);
       await app.close();
       await registry.close();
       await pool?.close();
+      await store.close();
     },
   };
 }

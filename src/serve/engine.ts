@@ -60,6 +60,8 @@ export interface Assignment {
   message: LegacyMessage;
   /** The signed ANS-104 item (base64url) when the message came as one: what delegation forwards. */
   raw?: string;
+  /** Set when log compaction dropped the message's body: only `message.Id` is left. */
+  compacted?: true;
 }
 
 export type EngineKind = 'wasm' | 'lua';

@@ -58,6 +58,13 @@ function literalIds(query: string): string[] {
   return [...m[1].matchAll(/"([^"]+)"/g)].map((x) => x[1]);
 }
 
+/** The transaction IDs a query asks for (variables and literals). */
+export function graphqlIds(req: GraphqlRequest): string[] {
+  const query = typeof req.query === 'string' ? req.query : '';
+  const vars = (typeof req.variables === 'object' && req.variables !== null ? req.variables : {}) as Record<string, unknown>;
+  return [...stringList(vars.transactionIds), ...stringList(vars.ids), ...literalIds(query)];
+}
+
 export interface SchedulerLocation {
   address: string;
   url: string;
@@ -84,16 +91,15 @@ export function answerGraphql(req: GraphqlRequest, registry: ProcessRegistry, sc
       );
     }
   } else {
-    const ids = [...stringList(vars.transactionIds), ...stringList(vars.ids), ...literalIds(query)];
-    for (const id of ids) {
+    for (const id of graphqlIds(req)) {
       const mod = registry.modules.get(id);
       if (mod) {
         nodes.push(node(id, mod.owner, mod.tags, mod.bytes.length));
         continue;
       }
-      const p = registry.processes.get(id);
+      const p = registry.recordOf(id);
       if (p) {
-        nodes.push(node(id, p.def.owner, p.def.tags, 0));
+        nodes.push(node(id, p.owner, p.tags, 0));
         continue;
       }
       for (const proc of registry.processes.values()) {

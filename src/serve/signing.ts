@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ArweaveSigner, DataItem } from '@dha-team/arbundles';
 import { AoError } from '../errors';
-import { writeFileAtomic } from './store';
+import { writeFileAtomic } from './wal';
 
 /** An Arweave RSA key in JWK form (`kty: RSA`, `n`, `e`, `d`, `p`, `q`, `dp`, `dq`, `qi`). */
 type Arbundles = typeof import('@dha-team/arbundles');

@@ -1,122 +1,101 @@
 /**
- * The durable store of `hb-runtimes serve`. Layout under the store directory:
+ * Where `hb-runtimes serve` keeps what must survive it: modules, processes, each process's
+ * schedule (assignments), its results and its latest snapshot. Two stores implement it:
  *
- * ```
- * wallet.json                      the server's JWK when generated (mode 0600)
- * modules/<id>.json                module metadata (tags, owner); <id>.bin its bytes
- * processes/<pid>/process.json     the process: its spawn item (slot 0) and assignment
- * processes/<pid>/log.wal          assignments of slots 1.. (append-only, group-committed)
- * processes/<pid>/results.wal      computed results, by slot (append-only)
- * processes/<pid>/snapshot.bin     the latest state snapshot (replaced atomically)
- * ```
+ * - a directory (dir-store.ts, the embedded default): one node, files and WALs;
+ * - PostgreSQL (pg-store.ts, `--store postgres://…`): several nodes on one database, each process
+ *   owned by one node at a time through a lease (leases.ts).
  *
- * Whole files are written atomically (temp file, fsync, rename, fsync of the directory). A WAL is
- * a sequence of records `u32 length, u32 crc32, payload`; appends are batched, written with one
- * `write` + `fsync`, and only then acknowledged. Reading stops at the first incomplete or
- * corrupt record (a write torn by a crash, never acknowledged) and truncates the file there.
+ * Durability rule, for both: `appendAssignment` resolves only once the assignment is durable (a
+ * message is acknowledged after that); `appendResult` need not be durable until `syncResults`,
+ * which runs before a snapshot that covers those results is written.
+ *
+ * Compaction: once a snapshot covers slot S, the bodies of assignments and the results of slots
+ * at or below `S - retain` are dropped. What stays of such a slot is a stub (slot, timestamp,
+ * block height, message ID), so a message sent again is still recognised as scheduled.
  */
+import type { Assignment, EngineKind, LegacyResult } from './engine';
+import type { Tag } from './signing';
 
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import * as zlib from 'node:zlib';
-import { ensureDir, fsyncDir, writeFileAtomic, writeFileAtomicAsync } from '../atomic-file';
+export interface ModuleRecord {
+  id: string;
+  owner: string;
+  tags: Tag[];
+  kind: EngineKind;
+  bytes: Uint8Array;
+  /** The signed item it was registered with, if any. */
+  item?: Uint8Array;
+}
 
-export { ensureDir, writeFileAtomic, writeFileAtomicAsync };
+/** A process as stored: its spawn item (slot 0) and assignment. */
+export interface ProcessRecord {
+  id: string;
+  owner: string;
+  module: string;
+  tags: Tag[];
+  spawn: Assignment;
+}
 
-const HEADER = 8;
+/** What remains of a compacted assignment. */
+export interface CompactedAssignment {
+  slot: number;
+  timestamp: number;
+  'block-height': number;
+  id: string;
+  compacted: true;
+}
 
-/** Reads every complete record of a WAL file, truncating a torn tail. */
-export function readWal(file: string): Buffer[] {
-  let buf: Buffer;
-  try {
-    buf = fs.readFileSync(file);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
+export type StoredAssignment = Assignment | CompactedAssignment;
+
+export function isCompacted(a: StoredAssignment | undefined): a is CompactedAssignment {
+  return a !== undefined && (a as CompactedAssignment).compacted === true;
+}
+
+/** One process's log, results and snapshot. */
+export interface ProcessLog {
+  /** Assignments of slots 1.. in order (compacted ones as stubs). */
+  readAssignments(): Promise<StoredAssignment[]>;
+  readResults(): Promise<Array<{ slot: number; result: LegacyResult }>>;
+  /** Resolves once `a` is durable. The PostgreSQL store refuses it (409 ERR_LEASE_LOST) without the lease. */
+  appendAssignment(a: Assignment): Promise<void>;
+  appendResult(slot: number, result: LegacyResult): Promise<void>;
+  /** Makes every appended result durable. */
+  syncResults(): Promise<void>;
+  readSnapshot(): Promise<{ slot: number; bytes: Uint8Array } | undefined>;
+  writeSnapshot(slot: number, bytes: Uint8Array): Promise<void>;
+  /** Drops the bodies of assignments and the results of slots ≤ `upTo` (see above). */
+  compact(upTo: number, stubs: CompactedAssignment[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface Store {
+  readonly kind: 'dir' | 'postgres';
+  /** A short description for logs (a path, or a URL without its password). */
+  readonly where: string;
+  listModules(): Promise<ModuleRecord[]>;
+  getModule(id: string): Promise<ModuleRecord | undefined>;
+  putModule(m: ModuleRecord): Promise<void>;
+  /** Every process in the store. */
+  listProcesses(): Promise<ProcessRecord[]>;
+  getProcess(id: string): Promise<ProcessRecord | undefined>;
+  /** Stores a process record; false when one with that ID was there already. */
+  putProcess(p: ProcessRecord): Promise<boolean>;
+  processLog(id: string): ProcessLog;
+  close(): Promise<void>;
+}
+
+/** Assignments to stub when compacting up to `upTo`. */
+export function stubsOf(assignments: StoredAssignment[], from: number, upTo: number): CompactedAssignment[] {
+  const out: CompactedAssignment[] = [];
+  for (let s = Math.max(1, from); s <= upTo; s++) {
+    const a = assignments[s];
+    if (!a || isCompacted(a)) continue;
+    out.push({ slot: a.slot, timestamp: a.timestamp, 'block-height': a['block-height'], id: a.message.Id, compacted: true });
   }
-  const out: Buffer[] = [];
-  let off = 0;
-  while (off + HEADER <= buf.length) {
-    const len = buf.readUInt32LE(off);
-    const crc = buf.readUInt32LE(off + 4);
-    if (off + HEADER + len > buf.length) break;
-    const payload = buf.subarray(off + HEADER, off + HEADER + len);
-    if (zlib.crc32(payload) !== crc) break;
-    out.push(Buffer.from(payload));
-    off += HEADER + len;
-  }
-  if (off < buf.length) fs.truncateSync(file, off);
   return out;
 }
 
-function record(payload: Buffer): Buffer {
-  const head = Buffer.allocUnsafe(HEADER);
-  head.writeUInt32LE(payload.length, 0);
-  head.writeUInt32LE(zlib.crc32(payload), 4);
-  return Buffer.concat([head, payload]);
-}
-
-/**
- * An append-only log with group commit: `append` resolves once its record (and every record
- * appended before it) is written and, when `durable`, fsynced.
- */
-export class Wal {
-  private fd: number;
-  private pending: Array<{ rec: Buffer; done: (e?: Error) => void }> = [];
-  private flushing = false;
-  private closed = false;
-
-  constructor(
-    readonly file: string,
-    private readonly durable = true,
-  ) {
-    ensureDir(path.dirname(file));
-    const existed = fs.existsSync(file);
-    this.fd = fs.openSync(file, 'a');
-    // A new file's directory entry must be durable too, or a power loss could drop the log.
-    if (!existed) {
-      fs.fsyncSync(this.fd);
-      fsyncDir(path.dirname(file));
-    }
-  }
-
-  append(payload: Buffer): Promise<void> {
-    if (this.closed) return Promise.reject(new Error(`WAL ${this.file} is closed`));
-    return new Promise((resolve, reject) => {
-      this.pending.push({ rec: record(payload), done: (e) => (e ? reject(e) : resolve()) });
-      if (!this.flushing) void this.flush();
-    });
-  }
-
-  /** Writes everything pending, in order; appends arriving meanwhile form the next batch. */
-  private async flush(): Promise<void> {
-    this.flushing = true;
-    while (this.pending.length > 0) {
-      const batch = this.pending;
-      this.pending = [];
-      let err: Error | undefined;
-      try {
-        const data = Buffer.concat(batch.map((b) => b.rec));
-        await new Promise<void>((res, rej) => fs.write(this.fd, data, 0, data.length, null, (e) => (e ? rej(e) : res())));
-        if (this.durable) await new Promise<void>((res, rej) => fs.fdatasync(this.fd, (e) => (e ? rej(e) : res())));
-      } catch (e) {
-        err = e as Error;
-      }
-      for (const b of batch) b.done(err);
-    }
-    this.flushing = false;
-  }
-
-  /** Waits for pending appends, then closes the file. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    while (this.flushing || this.pending.length > 0) await new Promise((r) => setTimeout(r, 1));
-    this.closed = true;
-    fs.closeSync(this.fd);
-  }
-
-  /** fsync now (used before a snapshot makes earlier results necessary). */
-  sync(): Promise<void> {
-    return new Promise((res, rej) => fs.fdatasync(this.fd, (e) => (e ? rej(e) : res())));
-  }
+/** The store a `--store` value names: a `postgres://` (or `postgresql://`) URL, else a directory. */
+export function isPostgresUrl(spec: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(spec);
 }
