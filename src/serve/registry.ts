@@ -151,16 +151,16 @@ export class ProcessRegistry {
     if (!mod) throw notFound(`module ${rec.module} of process ${rec.id} is not in the store`);
     const def: ProcessDefinition = { id: rec.id, kind: mod.kind, module: mod.id, moduleBytes: mod.bytes, owner: rec.owner, tags: rec.tags, ...(mod.item ? { moduleItem: mod.item } : {}) };
     const p = new ServedProcess(def, this.store.processLog(rec.id), { snapshotInterval: this.snapshotInterval, retainSlots: this.retainSlots }, this.engineFactory);
-    this.processes.set(rec.id, p);
-    this.records.delete(rec.id);
     try {
       await p.load(rec.spawn);
       await p.start();
     } catch (e) {
-      this.processes.delete(rec.id);
       await p.close().catch(() => undefined);
       throw e;
     }
+    // Held once loaded: requests meanwhile wait in `hold`.
+    this.processes.set(rec.id, p);
+    this.records.delete(rec.id);
     return p;
   }
 
@@ -187,7 +187,7 @@ export class ProcessRegistry {
 
   /** Registers a process from its signed spawn item; resolves once durable. Idempotent. */
   async spawn(item: SignedItem): Promise<ServedProcess> {
-    const existing = this.processes.get(item.id);
+    const existing = this.processes.get(item.id) ?? (await this.opening.get(item.id));
     if (existing) return existing;
     const moduleId = tagValue(item.tags, 'Module');
     if (!moduleId) throw badRequest("the process has no 'Module' tag");
@@ -203,9 +203,18 @@ export class ProcessRegistry {
     if (this.leases && (await this.leases.acquire(rec.id)) === undefined) {
       throw new AoError(`process ${item.id} is held by another node`, { status: 409, code: 'ERR_NOT_OWNER' });
     }
-    const p = await this.startProcess(rec);
+    const p = await this.track(rec.id, this.startProcess(rec));
     void this.enforceBudget();
-    return p;
+    return p!;
+  }
+
+  /** Remembers a process being opened, so that concurrent requests for it wait for that one. */
+  private track(id: string, opening: Promise<ServedProcess | undefined>): Promise<ServedProcess | undefined> {
+    const tracked = opening.finally(() => {
+      if (this.opening.get(id) === tracked) this.opening.delete(id);
+    });
+    this.opening.set(id, tracked);
+    return tracked;
   }
 
   /**
@@ -216,10 +225,12 @@ export class ProcessRegistry {
   hold(id: string): Promise<ServedProcess | undefined> {
     const held = this.processes.get(id);
     if (held) return Promise.resolve(held);
+    const inFlight = this.opening.get(id);
+    if (inFlight) return inFlight;
     if (!this.leases) return Promise.resolve(undefined);
-    let opening = this.opening.get(id);
-    if (!opening) {
-      opening = (async () => {
+    return this.track(
+      id,
+      (async () => {
         const rec = await this.store.getProcess(id);
         if (!rec) return undefined;
         if ((await this.leases!.acquire(id)) === undefined) {
@@ -232,10 +243,8 @@ export class ProcessRegistry {
           await this.leases!.release(id).catch(() => undefined);
           throw e;
         }
-      })().finally(() => this.opening.delete(id));
-      this.opening.set(id, opening);
-    }
-    return opening;
+      })(),
+    );
   }
 
   /** Drops a process whose lease another node took: its state here is no longer the truth. */

@@ -172,6 +172,11 @@ export class ServedProcess {
     if (snap) this.stateBytes = snap.bytes.byteLength;
     this.computed = snap?.slot ?? -1;
     this.snapshotSlot = this.computed;
+    this.wake();
+  }
+
+  private wake(): void {
+    this.waiters = this.waiters.filter((w) => (w.slot <= this.computed ? (w.resolve(), false) : true));
   }
 
   /** Computes every durable slot not computed yet, in order. */
@@ -235,7 +240,7 @@ export class ServedProcess {
       this.mismatches++;
     }
     this.computed = slot;
-    this.waiters = this.waiters.filter((w) => (w.slot <= slot ? (w.resolve(), false) : true));
+    this.wake();
     if (slot - this.snapshotSlot >= this.policy.snapshotInterval) await this.persistSnapshot();
   }
 
