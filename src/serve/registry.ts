@@ -121,6 +121,7 @@ export class ProcessRegistry {
   private readonly engineFactory: EngineFactory;
   private readonly opening = new Map<string, Promise<ServedProcess | undefined>>();
   private evicting?: Promise<void>;
+  private nextPass?: Promise<void>;
   private evictTimer?: NodeJS.Timeout;
 
   constructor(opts: RegistryOptions) {
@@ -280,30 +281,41 @@ export class ProcessRegistry {
     return n;
   }
 
-  /** Evicts idle processes, least recently used first, until the states held fit the budget. */
+  /**
+   * Evicts idle processes, least recently used first, until the states held fit the budget. A
+   * call while a pass runs gets the next pass (which sees what changed meanwhile).
+   */
   enforceBudget(): Promise<void> {
     if (!Number.isFinite(this.memoryBudget)) return Promise.resolve();
-    this.evicting ??= (async () => {
+    if (this.nextPass) return this.nextPass;
+    const pass: Promise<void> = (this.evicting ?? Promise.resolve()).then(async () => {
+      if (this.nextPass === pass) this.nextPass = undefined;
       try {
-        // Measure what is not measured yet (a checkpoint: eviction needs one anyway).
-        for (const p of this.processes.values()) if (p.resident && p.stateBytes < 0 && p.idle) await p.checkpoint();
-        const lru = [...this.processes.values()].filter((p) => p.resident).sort((a, b) => a.lastUsed - b.lastUsed);
-        let total = this.residentBytes();
-        for (const p of lru) {
-          if (total <= this.memoryBudget) break;
-          const bytes = Math.max(0, p.stateBytes);
-          if (await p.evict()) {
-            total -= bytes;
-            this.evictions++;
-          }
-        }
+        await this.evictionPass();
       } catch (e) {
         process.stderr.write(`hb-runtimes serve: eviction failed: ${(e as Error).message}\n`);
       } finally {
-        this.evicting = undefined;
+        if (this.evicting === pass) this.evicting = undefined;
       }
-    })();
-    return this.evicting;
+    });
+    this.nextPass = pass;
+    this.evicting = pass;
+    return pass;
+  }
+
+  private async evictionPass(): Promise<void> {
+    // Measure what is not measured yet (a checkpoint: eviction needs one anyway).
+    for (const p of this.processes.values()) if (p.resident && p.stateBytes < 0 && p.idle) await p.checkpoint();
+    const lru = [...this.processes.values()].filter((p) => p.resident).sort((a, b) => a.lastUsed - b.lastUsed);
+    let total = this.residentBytes();
+    for (const p of lru) {
+      if (total <= this.memoryBudget) break;
+      const bytes = Math.max(0, p.stateBytes);
+      if (await p.evict()) {
+        total -= bytes;
+        this.evictions++;
+      }
+    }
   }
 
   /** A scheduled message by ID, from whichever held process holds it. */
