@@ -8,7 +8,7 @@
  * | `POST /` | MU | a signed ANS-104 item: `Type: Module` (registered), `Process` (spawned) or `Message` (scheduled); `?process-id=&assign=<id>`: assign a known message to a process |
  * | `POST /modules` | - | raw module bytes (`Content-Type: application/wasm` or `application/lua`); the ID is their SHA-256 |
  * | `GET /result/:message?process-id=` | CU | the result of a message (by ID, or by slot number) |
- * | `GET /results/:process?from&to&sort&limit` | CU | results, paged by slot cursors |
+ * | `GET /results/:process?from&to&sort&limit` | CU | results, paged by slot cursors (compacted slots are left out) |
  * | `POST /dry-run?process-id=` | CU | evaluate a legacy JSON message on a copy of the state |
  * | `POST /result/:slot?process-id=` | CU | delegated compute: assign the posted item (or JSON message) at `slot`, answer its result |
  * | `GET /state/:process` | CU | the current state snapshot (bytes; `slot` header) |
@@ -374,11 +374,11 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
     if (sort === 'ASC') {
       const from = q.from === undefined ? -1 : num('from', -1);
       const to = Math.min(num('to', last), last);
-      for (let s = from + 1; s <= to && edges.length < limit; s++) edges.push({ cursor: String(s), node: p.results[s] });
+      for (let s = from + 1; s <= to && edges.length < limit; s++) if (!(s > 0 && s <= p.compactedUpTo)) edges.push({ cursor: String(s), node: p.results[s] });
     } else {
       const from = q.from === undefined ? last + 1 : num('from', last + 1);
       const to = num('to', 0);
-      for (let s = Math.min(from - 1, last); s >= to && edges.length < limit; s--) edges.push({ cursor: String(s), node: p.results[s] });
+      for (let s = Math.min(from - 1, last); s >= to && edges.length < limit; s--) if (!(s > 0 && s <= p.compactedUpTo)) edges.push({ cursor: String(s), node: p.results[s] });
     }
     return { edges };
   });

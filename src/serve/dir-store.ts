@@ -64,7 +64,7 @@ class DirProcessLog implements ProcessLog {
   async compact(upTo: number, stubs: CompactedAssignment[]): Promise<void> {
     const bySlot = new Map(stubs.map((s) => [s.slot, s]));
     const assignments = (await this.readAssignments()).map((a) => bySlot.get(a.slot) ?? a);
-    const results = (await this.readResults()).filter((r) => r.slot > upTo);
+    const results = (await this.readResults()).filter((r) => r.slot === 0 || r.slot > upTo);
     await this.log.close();
     await this.results.close();
     rewriteWal(path.join(this.dir, 'log.wal'), assignments.map((a) => Buffer.from(JSON.stringify(a))));

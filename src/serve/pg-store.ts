@@ -112,7 +112,7 @@ class PgProcessLog implements ProcessLog {
   async compact(upTo: number, stubs: CompactedAssignment[]): Promise<void> {
     await transaction(this.db, async (c) => {
       for (const s of stubs) await c.query('UPDATE hb_assignments SET body = $3 WHERE pid = $1 AND slot = $2', [this.pid, s.slot, JSON.stringify(s)]);
-      await c.query('DELETE FROM hb_results WHERE pid = $1 AND slot <= $2', [this.pid, upTo]);
+      await c.query('DELETE FROM hb_results WHERE pid = $1 AND slot BETWEEN 1 AND $2', [this.pid, upTo]);
     });
   }
 

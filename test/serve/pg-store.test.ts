@@ -46,8 +46,8 @@ async function evalOn(url: string, pid: string, token: string) {
 
 let pg: Awaited<ReturnType<typeof startTempPostgres>>;
 const servers: ServeHandle[] = [];
-async function node(url: string, nodeId: string, leaseMs = 1000): Promise<ServeHandle> {
-  const s = await startServer({ store: url, nodeId, leaseMs, workers: 0, snapshotInterval: 2 });
+async function node(url: string, nodeId: string, leaseMs = 1000, more: { retainSlots?: number } = {}): Promise<ServeHandle> {
+  const s = await startServer({ store: url, nodeId, leaseMs, workers: 0, snapshotInterval: 2, ...more });
   servers.push(s);
   return s;
 }
@@ -181,6 +181,35 @@ describePg('serve on PostgreSQL', () => {
     expect(third.headers.get('x-hb-served-by')).toBe(b.url);
     expect(await outputs(a.url, pid)).toEqual(['1', '12', '123']);
     await a.close();
+    await b.close();
+  });
+
+  it('compacts the schedule and results in the database behind snapshots', async () => {
+    const db = await pg.database();
+    const a = await node(db, 'a', 1000, { retainSlots: 4 });
+    const pid = await spawnLua(a.url);
+    const sent = [];
+    for (let i = 1; i <= 12; i++) sent.push(await evalOn(a.url, pid, String(i % 10)));
+    await a.registry.get(pid).whenComputed(12);
+    // The snapshot (and compaction) after a slot runs after its result is answered.
+    await a.registry.get(pid).exclusively(async () => undefined);
+    const c = new Client({ connectionString: db });
+    await c.connect();
+    const rows = (await c.query('SELECT slot::int, body FROM hb_assignments WHERE pid = $1 ORDER BY slot', [pid])).rows as Array<{ slot: number; body: string }>;
+    const results = (await c.query('SELECT slot::int FROM hb_results WHERE pid = $1 ORDER BY slot', [pid])).rows.map((r: { slot: number }) => r.slot);
+    await c.end();
+    const upTo = a.registry.get(pid).compactedUpTo;
+    expect(upTo).toBeGreaterThanOrEqual(6);
+    expect(rows.filter((r) => JSON.parse(r.body).compacted === true).map((r) => r.slot)).toEqual(Array.from({ length: upTo }, (_, i) => i + 1));
+    expect(JSON.parse(rows[0].body)).toEqual({ slot: 1, timestamp: expect.any(Number), 'block-height': 1, id: sent[0].id, compacted: true });
+    expect(results[0]).toBe(0);
+    expect(results.slice(1)).toEqual(Array.from({ length: 12 - upTo }, (_, i) => upTo + 1 + i));
+    expect((await fetch(`${a.url}/result/${sent[0].id}?process-id=${pid}`)).status).toBe(410);
+    await a.close();
+    // Another node carries on from the compacted store.
+    const b = await node(db, 'b');
+    expect((await evalOn(b.url, pid, 'z')).headers.get('x-hb-served-by')).toBeNull();
+    expect((await outputs(b.url, pid)).at(-1)).toBe('1234567890' + '12z');
     await b.close();
   });
 });
