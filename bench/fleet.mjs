@@ -35,6 +35,8 @@ const PROCS = 8;
 const MSGS = Number(process.env.BENCH_FLEET_N ?? 240);
 const IDLE = Number(process.env.BENCH_FLEET_IDLE ?? 1000);
 const ROUNDS = 3;
+// BENCH_FLEET_ONLY=idle runs the memory part alone.
+const ONLY = process.env.BENCH_FLEET_ONLY;
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hb-bench-fleet-'));
 const signer = new ArweaveSigner(generateJwk());
@@ -114,6 +116,7 @@ async function throughput(label, starts, toOwner = false) {
   return median(rates);
 }
 
+if (ONLY !== 'idle') {
 const dirRate = await throughput('dir', (r) => [['--store', path.join(tmp, `dir-${r}`), '--workers', '2']]);
 async function pgRate(n, toOwner = false) {
   const dbs = [];
@@ -156,6 +159,8 @@ for (let r = 0; r < ROUNDS; r++) {
   await stop(b);
 }
 table(`serve: takeover of a killed node's 4 processes by the other node (lease 2 s; median of ${ROUNDS})`, ['kill -9 → a result from each process on the survivor'], [[`${fmt(median(takeovers))} ms`]]);
+
+}
 
 // Memory of idle processes.
 const idleSpawns = [];

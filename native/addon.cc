@@ -2,6 +2,10 @@
 
 #include <wasmtime.h>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <algorithm>
 #include <mutex>
 #include <vector>
@@ -39,6 +43,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
                            InstanceMethod("checksum", &Addon::Checksum),
                            InstanceMethod("snapshotKey", &Addon::SnapshotKey),
                            InstanceMethod("writeTracking", &Addon::WriteTracking),
+                           InstanceMethod("trimMemory", &Addon::TrimMemory),
                        });
   WasmModule::Init(env, exports, this);
   WasmInstance::Init(env, exports, this);
@@ -101,6 +106,18 @@ Napi::Value Addon::Versions(const Napi::CallbackInfo& info) {
 // checksum(bytes) -> bigint: XXH3-64 of a buffer (used by snapshot formats on both sides).
 Napi::Value Addon::WriteTracking(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), WriteTracker::Supported());
+}
+
+// trimMemory() -> boolean: hands the allocator's free pages back to the system (glibc's
+// malloc_trim), after an owner freed many VMs or instances at once (serve's eviction). Freed
+// memory otherwise stays in the process's heaps. False where there is no such call.
+Napi::Value Addon::TrimMemory(const Napi::CallbackInfo& info) {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+  return Napi::Boolean::New(info.Env(), true);
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
 }
 
 Napi::Value Addon::Checksum(const Napi::CallbackInfo& info) {

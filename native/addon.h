@@ -73,6 +73,7 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value SetErrorClasses(const Napi::CallbackInfo& info);
   Napi::Value Versions(const Napi::CallbackInfo& info);
   Napi::Value Checksum(const Napi::CallbackInfo& info);
+  Napi::Value TrimMemory(const Napi::CallbackInfo& info);
   Napi::Value SnapshotKey(const Napi::CallbackInfo& info);
   Napi::Value WriteTracking(const Napi::CallbackInfo& info);
 

@@ -187,6 +187,8 @@ export interface NativeBinding {
   snapshotKey(candidate: Uint8Array, replace?: boolean): Buffer;
   /** Whether incremental snapshots can track writes on this system (userfaultfd WP_ASYNC + PAGEMAP_SCAN). */
   writeTracking(): boolean;
+  /** Returns the allocator's free pages to the system (glibc malloc_trim); false where unsupported. */
+  trimMemory(): boolean;
 }
 
 function load(): NativeBinding {

@@ -119,6 +119,29 @@ class LuaRef {
   }
 }
 
+/**
+ * Frees now every Lua VM held in `msg`'s private part (at any depth), instead of when the
+ * collector finalizes it: V8 does not see a VM's native memory, so an owner that drops a process
+ * (serve's eviction) frees its VMs itself. The message is unusable after. Returns how many.
+ */
+export function disposeLuaVms(msg: Message): number {
+  let n = 0;
+  const seen = new Set<unknown>();
+  const walk = (v: unknown, depth: number): void => {
+    if (depth > 16 || v === null || typeof v !== 'object' || seen.has(v)) return;
+    seen.add(v);
+    if (v instanceof LuaRef) {
+      v.state.vm.dispose();
+      n++;
+      return;
+    }
+    if (v instanceof Uint8Array) return;
+    for (const x of Object.values(v as Record<string, unknown>)) walk(x, depth + 1);
+  };
+  walk(privateOf(msg), 0);
+  return n;
+}
+
 function badRequest(message: string, key: string, code = 'ERR_BAD_REQUEST', status = 400): AoError {
   return new AoError(message, { status, code, device: LUA_DEVICE, key });
 }

@@ -22,7 +22,7 @@ import { DEFAULT_OPTS } from '../ao/opts';
 import { AoError, LimitError, type LimitKind } from '../errors';
 import { wasm } from '../devices/wasm-64';
 import { aosWasmStack } from '../devices/json-iface';
-import { aosLuaProcess, rsaCommitment } from '../devices/lua';
+import { aosLuaProcess, disposeLuaVms, rsaCommitment } from '../devices/lua';
 import type { Tag } from './signing';
 import { limitsFor, type ComputeLimits } from './limits';
 
@@ -394,7 +394,8 @@ class LuaEngine implements LocalEngine {
   }
 
   dispose(): void {
-    // The VM is freed with its message.
+    // Now, not at the collector's pleasure (it does not see the VM's native memory).
+    disposeLuaVms(this.proc);
   }
 }
 

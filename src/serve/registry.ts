@@ -10,6 +10,7 @@
 
 import { sha256Id, messageId } from '../ao/cache';
 import { AoError } from '../errors';
+import { native } from '../native';
 import { type Assignment, type EngineKind, type LegacyMessage, type LegacyResult, type ProcessDefinition } from './engine';
 import type { LeaseManager } from './leases';
 import { ServedProcess, type EngineFactory } from './served-process';
@@ -308,14 +309,18 @@ export class ProcessRegistry {
     for (const p of this.processes.values()) if (p.resident && p.stateBytes < 0 && p.idle) await p.checkpoint();
     const lru = [...this.processes.values()].filter((p) => p.resident).sort((a, b) => a.lastUsed - b.lastUsed);
     let total = this.residentBytes();
+    let evicted = 0;
     for (const p of lru) {
       if (total <= this.memoryBudget) break;
       const bytes = Math.max(0, p.stateBytes);
       if (await p.evict()) {
         total -= bytes;
-        this.evictions++;
+        evicted++;
       }
     }
+    this.evictions += evicted;
+    // The VMs are freed; without this their pages stay in the allocator's heaps.
+    if (evicted > 0) native.trimMemory();
   }
 
   /** A scheduled message by ID, from whichever held process holds it. */
