@@ -155,14 +155,18 @@ export async function main(argv: string[]): Promise<void> {
     .option('--workers <n>', 'worker threads computing the processes (default: one per core; 0: on the HTTP thread)')
     .option('--compute-limit <n>', 'fuel (WASM) or Lua steps per message for processes without a Compute-Limit tag (default: 1e10 fuel / 1e8 steps)')
     .option('--memory-limit <bytes>', "memory cap for processes without a Memory-Limit tag (bytes, or e.g. '1-gb')")
-    .option('--time-limit <ms>', 'wall-clock deadline per message, the host safety net (default 10000; its failures are flagged Nondeterministic)')
+    .option('--time-limit <ms>', 'wall-clock deadline per message, the host safety net; its failures are flagged Nondeterministic (default: 10000)')
     .option('--node-id <id>', 'this node in a shared (postgres://) store (default: a random UUID per start)')
     .option('--public-url <url>', 'URL other nodes forward requests to (default: http://<host>:<port>)')
     .option('--lease-ms <ms>', 'how long a node holds a process without renewing its lease (shared store); a dead node is taken over after this', '10000')
     .option('--retain-slots <n>', "slots of history (assignments, results) kept behind each process's latest snapshot; 'Infinity' keeps all", '10000')
     .option('--memory-budget <bytes>', "process state held in memory before idle processes are evicted, least recently used first (bytes, or e.g. '2-gb'; default: no limit)")
     .option('--cache-dir <dir>', 'compiled-module cache (default: <store>/compiled; with postgres://, ~/.cache/hb-runtimes/serve-compiled)')
-    .action(async (o: { nodeId?: string; publicUrl?: string; leaseMs: string; retainSlots: string; memoryBudget?: string; cacheDir?: string; port: string; host: string; store: string; wallet?: string; snapshotInterval: string; bodyLimit: string; requestTimeout: string; delegate?: string[]; workers?: string; computeLimit?: string; memoryLimit?: string; timeLimit?: string }) => {
+    .option('--max-queue <n>', "messages waiting in one process's queue before new ones get 503 + Retry-After (202 from half of it)", '1000')
+    .option('--dry-run-rate-limit <n>', 'dry runs per minute per client IP (429 above; 0: no limit)', '600')
+    .option('--result-timeout <ms>', 'longest wait for a result before 503 + Retry-After', '60000')
+    .option('--log', 'log every request (fastify logger)')
+    .action(async (o: { maxQueue: string; dryRunRateLimit: string; resultTimeout: string; log?: boolean; nodeId?: string; publicUrl?: string; leaseMs: string; retainSlots: string; memoryBudget?: string; cacheDir?: string; port: string; host: string; store: string; wallet?: string; snapshotInterval: string; bodyLimit: string; requestTimeout: string; delegate?: string[]; workers?: string; computeLimit?: string; memoryLimit?: string; timeLimit?: string }) => {
       // fastify and arbundles load only for this command.
       const { startServer } = require('./serve/app') as typeof import('./serve/app');
       const { parseSize } = require('./serve/limits') as typeof import('./serve/limits');
@@ -181,6 +185,10 @@ export async function main(argv: string[]): Promise<void> {
         retainSlots: o.retainSlots === 'Infinity' ? Infinity : Number(o.retainSlots),
         ...(o.memoryBudget !== undefined ? { memoryBudget: /^[0-9]+$/.test(o.memoryBudget) ? Number(o.memoryBudget) : parseSize(o.memoryBudget, '--memory-budget') } : {}),
         ...(o.cacheDir !== undefined ? { cacheDir: o.cacheDir } : {}),
+        maxQueue: Number(o.maxQueue),
+        dryRunRateLimit: Number(o.dryRunRateLimit),
+        resultTimeout: Number(o.resultTimeout),
+        logger: o.log === true,
         ...(o.workers !== undefined ? { workers: Number(o.workers) } : {}),
         limits: {
           ...(o.computeLimit !== undefined ? { computeLimit: Number(o.computeLimit) } : {}),

@@ -13,6 +13,7 @@
  * | `POST /result/:slot?process-id=` | CU | delegated compute: assign the posted item (or JSON message) at `slot`, answer its result |
  * | `GET /state/:process` | CU | the current state snapshot (bytes; `slot` header) |
  * | `POST /graphql` | gateway | module/process metadata and the Scheduler-Location |
+ * | `GET /metrics` | ops | Prometheus metrics (metrics.ts) |
 | `GET /timestamp`, `GET /:process?from&to&limit`, `GET /:message?process-id=` | SU | the schedule (su.ts) |
  *
  * `commit-to=<id>` on either `/result` route answers a commitment signed by the server instead
@@ -35,6 +36,8 @@ import { inThreadEngineFactory, pooledEngineFactory } from './compute';
 import type { ComputeLimits } from './limits';
 import type { Pool } from '../pool';
 import { registerSuRoutes } from './su';
+import { Backpressure, DEFAULT_DRY_RUN_RATE_LIMIT, DEFAULT_MAX_QUEUE, dryRunRouteConfig, registerRateLimit, RetryLater } from './backpressure';
+import { ServeMetrics } from './metrics';
 import { generateJwk, ItemSigner, loadOrCreateWallet, tagValue, verifyItem, type Jwk } from './signing';
 import { DirStore } from './dir-store';
 import { registerFleet, startLeases } from './fleet';
@@ -59,6 +62,10 @@ export interface ServeOptions {
   memoryBudget?: number;
   /** Directory of compiled modules (default: `<store>/compiled`, or the user cache with a database). */
   cacheDir?: string;
+  /** Messages waiting in one process's queue before new ones are refused with 503 (202 from half of it). Default 1,000. */
+  maxQueue?: number;
+  /** Dry runs per minute per client IP (429 above); 0 turns the limit off. Default 600. */
+  dryRunRateLimit?: number;
   port?: number;
   host?: string;
   /** Path of a JWK file; default: `<store>/wallet.json` (a database: the fleet's wallet in it), generated when missing. */
@@ -92,6 +99,8 @@ export interface ServeHandle {
   /** The worker pool computing the processes (absent with `workers: 0` or `delegate`). */
   pool?: Pool;
   signer: ItemSigner;
+  /** Its Prometheus metrics (`GET /metrics`). */
+  metrics: ServeMetrics;
   url: string;
   close(): Promise<void>;
 }
@@ -110,10 +119,10 @@ function processIdOf(req: FastifyRequest): string {
   return id;
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+function withTimeout<T>(p: Promise<T>, ms: number, what: string, retryAfter: () => number = () => 1): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new AoError(`${what} is not computed yet (waited ${ms} ms)`, { status: 503, code: 'ERR_NOT_READY' })), ms);
+    timer = setTimeout(() => reject(new RetryLater(`${what} is not computed yet (waited ${ms} ms)`, 'ERR_NOT_READY', retryAfter())), ms);
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
@@ -165,6 +174,10 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
   if (opts.delegate && opts.delegate.length > 0) engineFactory = remoteEngineFactory(opts.delegate);
   else if (opts.workers === 0) engineFactory = inThreadEngineFactory(opts.limits);
   else ({ factory: engineFactory, pool } = pooledEngineFactory({ workers: opts.workers, limits: opts.limits, cacheDir }));
+  const metrics = new ServeMetrics();
+  engineFactory = metrics.wrap(engineFactory);
+  const backpressure = new Backpressure(opts.maxQueue ?? DEFAULT_MAX_QUEUE, metrics);
+  const dryRunRateLimit = opts.dryRunRateLimit ?? DEFAULT_DRY_RUN_RATE_LIMIT;
   const registry = new ProcessRegistry({
     store,
     snapshotInterval: opts.snapshotInterval,
@@ -221,6 +234,7 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; status?: number }, _req, reply) => {
+    if (err instanceof RetryLater) void reply.header('retry-after', String(err.retryAfter));
     const status = err instanceof AoError ? err.status : (err.statusCode ?? 500);
     const code = err instanceof AoError ? err.code : (err.code ?? 'ERR_INTERNAL');
     void reply.status(status >= 400 && status < 600 ? status : 500).send({ error: err.message, code, status });
@@ -243,6 +257,9 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
     'recompute-mismatches': [...registry.processes.values()].reduce((n, p) => n + p.mismatches, 0),
   });
 
+  metrics.install(app, registry);
+  await registerRateLimit(app, dryRunRateLimit);
+
   app.get('/', async () => info());
 
   function rawBody(req: FastifyRequest): Buffer {
@@ -260,8 +277,9 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
       if (known !== undefined) return reply.status(200).send({ id: q.assign, message: 'Already scheduled', slot: known });
       const original = registry.findMessage(q.assign);
       if (!original) throw fail(404, `message ${q.assign} is not known to this server`);
+      backpressure.admit(p);
       const a = await p.assign(original.message, undefined, original.raw ? Buffer.from(original.raw, 'base64url') : undefined);
-      return reply.status(200).send({ id: q.assign, message: 'Assigned', slot: a.slot, timestamp: a.timestamp });
+      return reply.status(backpressure.accepted(p, reply)).send({ id: q.assign, message: 'Assigned', slot: a.slot, timestamp: a.timestamp });
     }
     const item = await verifyItem(rawBody(req));
     const type = tagValue(item.tags, 'Type');
@@ -277,8 +295,9 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
       const p = registry.get(item.target);
       const known = p.slotOf(item.id);
       if (known !== undefined) return reply.status(200).send({ id: item.id, message: 'Already scheduled', slot: known });
+      backpressure.admit(p);
       const a = await p.assign(legacyOf(item), undefined, item.raw);
-      return reply.status(200).send({ id: item.id, message: 'Processing DataItem', slot: a.slot, timestamp: a.timestamp });
+      return reply.status(backpressure.accepted(p, reply)).send({ id: item.id, message: 'Processing DataItem', slot: a.slot, timestamp: a.timestamp });
     }
     throw fail(400, `unsupported data item Type '${type ?? ''}' (expected Module, Process or Message)`);
   });
@@ -294,7 +313,7 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
   });
 
   async function resultOrCommitment(p: ServedProcess, slot: number, req: FastifyRequest): Promise<unknown> {
-    const result = await withTimeout(p.resultOf(slot), resultTimeout, `slot ${slot} of process ${p.id}`);
+    const result = await withTimeout(p.resultOf(slot), resultTimeout, `slot ${slot} of process ${p.id}`, () => backpressure.retryAfter(p, slot - p.computed));
     const commitTo = (req.query as Record<string, unknown>)['commit-to'];
     if (commitTo === undefined) return result;
     if (typeof commitTo !== 'string' || commitTo === '') throw fail(400, "'commit-to' must be a message ID");
@@ -350,6 +369,7 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
       const held = p.assignments[slot].message.Id;
       if (held !== message.Id) throw fail(409, `slot ${slot} of process ${pid} holds message ${held}, not ${message.Id}`, 'ERR_CONFLICT');
     } else {
+      backpressure.admit(p);
       await p.assign(message, slot, raw);
     }
     return resultOrCommitment(p, slot, req);
@@ -383,7 +403,7 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
     return { edges };
   });
 
-  app.post('/dry-run', async (req) => {
+  app.post('/dry-run', dryRunRouteConfig(dryRunRateLimit), async (req) => {
     const pid = processIdOf(req);
     const p = registry.get(pid);
     if (Buffer.isBuffer(req.body) || req.body === undefined) throw fail(400, 'the dry run body must be JSON (Content-Type: application/json)');
@@ -425,6 +445,7 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
     registry,
     ...(pool ? { pool } : {}),
     signer,
+    metrics,
     url: publicUrl,
     async close() {
       await leases?.stop(true);

@@ -1,0 +1,128 @@
+/**
+ * What operators watch and what protects a node: `GET /metrics` (Prometheus text), backpressure
+ * on a long process queue (202, then 503 + Retry-After), and the per-IP dry-run rate limit (429).
+ */
+import { afterEach, expect, it } from 'vitest';
+import { ArweaveSigner, createData } from '@dha-team/arbundles';
+import { startServer, type ServeHandle } from '../../src/serve/app';
+import { addressOf } from '../../src/serve/signing';
+import { describeShared, sharedFixture } from '../helpers/fixtures';
+import { tempStore, testWallet, uploadModule } from '../helpers/serve';
+
+const signer = new ArweaveSigner(testWallet('client').jwk as never);
+const owner = addressOf(testWallet('client').jwk.n);
+type Tag = { name: string; value: string };
+const evalTags: Tag[] = [{ name: 'Type', value: 'Message' }, { name: 'Action', value: 'Eval' }];
+
+async function item(data: string, tags: Tag[], target?: string) {
+  const d = createData(data, signer, { tags, ...(target ? { target } : {}) });
+  await d.sign(signer);
+  return { id: d.id, raw: d.getRaw() };
+}
+async function post(url: string, raw: Buffer) {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: raw });
+  return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, unknown> };
+}
+async function spawnLua(url: string): Promise<string> {
+  const module = await uploadModule(url, sharedFixture('hyper-aos.lua'), 'application/lua');
+  const s = await item(' ', [{ name: 'Type', value: 'Process' }, { name: 'Module', value: module }]);
+  expect((await post(url, s.raw)).status).toBe(200);
+  return s.id;
+}
+/** The value of one sample line of a scrape (`name{labels} value`). */
+function sample(text: string, name: string, labels: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
+  return line === undefined ? undefined : Number(line.split(' ').at(-1));
+}
+
+let server: ServeHandle | undefined;
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+});
+
+describeShared('serve operations', () => {
+  it('GET /metrics: per-process evaluation, outcomes, gas, state, queue; per-node requests and latency', async () => {
+    server = await startServer({ store: tempStore(), workers: 0, snapshotInterval: 2 });
+    const pid = await spawnLua(server.url);
+    const ids = [];
+    for (const code of ['X = 1; return X', 'return X + 1', 'error("boom")']) {
+      const m = await item(code, evalTags, pid);
+      expect((await post(server.url, m.raw)).status).toBe(200);
+      ids.push(m.id);
+    }
+    for (const id of ids) await fetch(`${server.url}/result/${id}?process-id=${pid}`).then((r) => r.json());
+    const res = await fetch(`${server.url}/metrics`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('text/plain');
+    const text = await res.text();
+    const p = `process="${pid}"`;
+    // The spawn (slot 0) and three messages; hyper-aos fails the error("boom") Eval.
+    expect(sample(text, 'hb_process_eval_seconds_count', p)).toBe(4);
+    expect(sample(text, 'hb_process_messages_total', `${p},outcome="ok"`)).toBe(3);
+    expect(sample(text, 'hb_process_messages_total', `${p},outcome="error"`)).toBe(1);
+    expect(sample(text, 'hb_process_queue_length', p)).toBe(0);
+    expect(sample(text, 'hb_process_resident', p)).toBe(1);
+    expect(sample(text, 'hb_process_state_bytes', p)).toBe(server.registry.get(pid).stateBytes);
+    expect(server.registry.get(pid).stateBytes).toBeGreaterThan(10_000);
+    expect(sample(text, 'hb_process_snapshot_bytes', p)).toBe(server.registry.get(pid).stateBytes);
+    // Requests so far: the module upload, the spawn and three messages, three result reads.
+    expect(sample(text, 'hb_http_requests_total', 'method="POST",route="/",status="200"')).toBe(4);
+    expect(sample(text, 'hb_http_requests_total', 'method="POST",route="/modules",status="200"')).toBe(1);
+    expect(sample(text, 'hb_http_requests_total', 'method="GET",route="/result/:message",status="200"')).toBe(3);
+    expect(sample(text, 'hb_http_request_duration_seconds_count', 'method="GET",route="/result/:message"')).toBe(3);
+    expect(text).toMatch(/^hb_processes_held 1$/m);
+    expect(text).toMatch(/^hb_evictions_total 0$/m);
+    expect(text).toMatch(/^process_resident_memory_bytes \d+/m);
+  });
+
+  it('answers 202 once a queue is half full, and 503 ERR_BUSY with Retry-After when it is full; nothing is scheduled then', async () => {
+    // On a worker: the HTTP thread keeps taking messages while the slow one computes.
+    server = await startServer({ store: tempStore(), workers: 1, maxQueue: 3 });
+    const pid = await spawnLua(server.url);
+    // One slow message (a long Lua loop), then three more signed beforehand, sent while it runs.
+    const slow = await item('for i = 1, 60000000 do end; return "slow"', evalTags, pid);
+    const rest = [];
+    for (let i = 0; i < 3; i++) rest.push(await item(`return ${i}`, evalTags, pid));
+    const first = await post(server.url, slow.raw);
+    expect(first.status).toBe(200);
+    const b = await post(server.url, rest[0].raw);
+    expect(b.status).toBe(202);
+    expect(b.body).toMatchObject({ id: rest[0].id, slot: 2 });
+    expect(b.headers.get('queue-length')).toBe('2');
+    expect(Number(b.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    const c = await post(server.url, rest[1].raw);
+    expect(c.status).toBe(202);
+    const d = await post(server.url, rest[2].raw);
+    expect(d.status).toBe(503);
+    expect(d.body).toMatchObject({ code: 'ERR_BUSY', status: 503 });
+    expect(String(d.body.error)).toContain('has 3 messages waiting (the limit is 3)');
+    expect(Number(d.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(server.registry.get(pid).slotOf(rest[2].id)).toBeUndefined();
+    expect(((await fetch(`${server.url}/result/${rest[1].id}?process-id=${pid}`).then((r) => r.json())) as { Output: { data: string } }).Output.data).toBe('1');
+    // Once the queue drained, the refused message is accepted.
+    expect((await post(server.url, rest[2].raw)).status).toBe(200);
+  });
+
+  it('limits dry runs per client IP: 429 ERR_RATE_LIMIT with Retry-After', async () => {
+    server = await startServer({ store: tempStore(), workers: 0, dryRunRateLimit: 2 });
+    const pid = await spawnLua(server.url);
+    const dry = () =>
+      fetch(`${server!.url}/dry-run?process-id=${pid}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ Owner: owner, Tags: [{ name: 'Action', value: 'Eval' }], Data: 'return 6 * 7' }),
+      });
+    for (let i = 0; i < 2; i++) {
+      const r = await dry();
+      expect(r.status).toBe(200);
+      expect(((await r.json()) as { Output: { data: string } }).Output.data).toBe('42');
+    }
+    const limited = await dry();
+    expect(limited.status).toBe(429);
+    expect(await limited.json()).toMatchObject({ code: 'ERR_RATE_LIMIT', status: 429 });
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+    // Other routes are not limited.
+    expect((await fetch(`${server.url}/`)).status).toBe(200);
+  });
+});
