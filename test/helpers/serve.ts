@@ -72,3 +72,34 @@ export function startChildServer(args: string[]): Promise<ChildServer> {
     });
   });
 }
+
+export type Tag = { name: string; value: string };
+/** Tags of an AOS `Eval` message. */
+export const EVAL_TAGS: Tag[] = [{ name: 'Type', value: 'Message' }, { name: 'Action', value: 'Eval' }];
+
+let clientSigner: import('@dha-team/arbundles').ArweaveSigner | undefined;
+
+/** An ANS-104 item signed with the `client` test wallet. */
+export async function signedItem(data: string, tags: Tag[], target?: string): Promise<{ id: string; raw: Buffer }> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { ArweaveSigner, createData } = require('@dha-team/arbundles') as typeof import('@dha-team/arbundles');
+  clientSigner ??= new ArweaveSigner(testWallet('client').jwk as never);
+  const d = createData(data, clientSigner, { tags, ...(target ? { target } : {}) });
+  await d.sign(clientSigner);
+  return { id: d.id, raw: d.getRaw() };
+}
+
+/** POSTs raw item bytes to a server's MU route; the answer's status, headers and JSON body. */
+export async function postItem(url: string, raw: Buffer): Promise<{ status: number; headers: Headers; body: Record<string, unknown> }> {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: raw });
+  return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, unknown> };
+}
+
+/** Uploads hyper-aos.lua (from ../shared/fixtures) and spawns a process of it; its ID. */
+export async function spawnLuaProcess(url: string, lua: Uint8Array): Promise<string> {
+  const module = await uploadModule(url, lua, 'application/lua');
+  const s = await signedItem(' ', [{ name: 'Type', value: 'Process' }, { name: 'Module', value: module }]);
+  const r = await postItem(url, s.raw);
+  if (r.status !== 200) throw new Error(`spawn failed: ${r.status} ${JSON.stringify(r.body)}`);
+  return s.id;
+}

@@ -7,24 +7,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, expect, it } from 'vitest';
-import { ArweaveSigner, createData } from '@dha-team/arbundles';
 import { startServer, type ServeHandle } from '../../src/serve/app';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
-import { tempStore, testWallet, uploadModule } from '../helpers/serve';
+import { tempStore, testWallet, uploadModule, EVAL_TAGS, postItem, signedItem } from '../helpers/serve';
 
-const signer = new ArweaveSigner(testWallet('client').jwk as never);
-type Tag = { name: string; value: string };
-const evalTags: Tag[] = [{ name: 'Type', value: 'Message' }, { name: 'Action', value: 'Eval' }];
+const evalTags = EVAL_TAGS;
+const item = signedItem;
+const post = postItem;
 
-async function item(data: string, tags: Tag[], target?: string) {
-  const d = createData(data, signer, { tags, ...(target ? { target } : {}) });
-  await d.sign(signer);
-  return { id: d.id, raw: d.getRaw() };
-}
-async function post(url: string, raw: Buffer) {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: raw });
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-}
 async function spawn(url: string, module: string): Promise<string> {
   const s = await item(' ', [{ name: 'Type', value: 'Process' }, { name: 'Module', value: module }]);
   expect((await post(url, s.raw)).status).toBe(200);

@@ -3,32 +3,17 @@
  * on a long process queue (202, then 503 + Retry-After), and the per-IP dry-run rate limit (429).
  */
 import { afterEach, expect, it } from 'vitest';
-import { ArweaveSigner, createData } from '@dha-team/arbundles';
 import { startServer, type ServeHandle } from '../../src/serve/app';
 import { addressOf } from '../../src/serve/signing';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
-import { tempStore, testWallet, uploadModule } from '../helpers/serve';
+import { tempStore, testWallet, uploadModule, EVAL_TAGS, postItem, signedItem, spawnLuaProcess } from '../helpers/serve';
 
-const signer = new ArweaveSigner(testWallet('client').jwk as never);
 const owner = addressOf(testWallet('client').jwk.n);
-type Tag = { name: string; value: string };
-const evalTags: Tag[] = [{ name: 'Type', value: 'Message' }, { name: 'Action', value: 'Eval' }];
+const evalTags = EVAL_TAGS;
+const item = signedItem;
+const post = postItem;
 
-async function item(data: string, tags: Tag[], target?: string) {
-  const d = createData(data, signer, { tags, ...(target ? { target } : {}) });
-  await d.sign(signer);
-  return { id: d.id, raw: d.getRaw() };
-}
-async function post(url: string, raw: Buffer) {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: raw });
-  return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, unknown> };
-}
-async function spawnLua(url: string): Promise<string> {
-  const module = await uploadModule(url, sharedFixture('hyper-aos.lua'), 'application/lua');
-  const s = await item(' ', [{ name: 'Type', value: 'Process' }, { name: 'Module', value: module }]);
-  expect((await post(url, s.raw)).status).toBe(200);
-  return s.id;
-}
+const spawnLua = (url: string) => spawnLuaProcess(url, sharedFixture('hyper-aos.lua'));
 /** The value of one sample line of a scrape (`name{labels} value`). */
 function sample(text: string, name: string, labels: string): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));

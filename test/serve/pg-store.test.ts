@@ -5,38 +5,22 @@
  * results, and a node that lost a lease can no longer write.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { ArweaveSigner, createData } from '@dha-team/arbundles';
 import { Client } from 'pg';
 import { startServer, type ServeHandle } from '../../src/serve/app';
 import { addressOf } from '../../src/serve/signing';
 import { sharedFixture } from '../helpers/fixtures';
 import { describePg, startTempPostgres } from '../helpers/postgres';
-import { testWallet, uploadModule } from '../helpers/serve';
+import { testWallet, uploadModule, EVAL_TAGS, postItem, signedItem, spawnLuaProcess } from '../helpers/serve';
 
-const signer = new ArweaveSigner(testWallet('client').jwk as never);
-type Tag = { name: string; value: string };
-const evalTags: Tag[] = [{ name: 'Type', value: 'Message' }, { name: 'Action', value: 'Eval' }];
+const evalTags = EVAL_TAGS;
+const item = signedItem;
+const post = postItem;
 
-async function item(data: string, tags: Tag[], target?: string) {
-  const d = createData(data, signer, { tags, ...(target ? { target } : {}) });
-  await d.sign(signer);
-  return { id: d.id, raw: d.getRaw() };
-}
-async function post(url: string, raw: Buffer) {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: raw });
-  return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, unknown> };
-}
 async function outputs(url: string, pid: string): Promise<string[]> {
   const r = (await fetch(`${url}/results/${pid}?limit=100`).then((x) => x.json())) as { edges: Array<{ node: { Output: { data: string } } }> };
   return r.edges.slice(1).map((e) => e.node.Output.data);
 }
-/** Spawns a hyper-aos process on `url`; resolves with its ID. */
-async function spawnLua(url: string): Promise<string> {
-  const module = await uploadModule(url, sharedFixture('hyper-aos.lua'), 'application/lua');
-  const spawn = await item(' ', [{ name: 'Type', value: 'Process' }, { name: 'Module', value: module }]);
-  expect((await post(url, spawn.raw)).status).toBe(200);
-  return spawn.id;
-}
+const spawnLua = (url: string) => spawnLuaProcess(url, sharedFixture('hyper-aos.lua'));
 async function evalOn(url: string, pid: string, token: string) {
   const m = await item(`S = (S or "") .. "${token}"; return S`, evalTags, pid);
   const r = await post(url, m.raw);
