@@ -37,6 +37,8 @@ describeShared('serve operations', () => {
       ids.push(m.id);
     }
     for (const id of ids) await fetch(`${server.url}/result/${id}?process-id=${pid}`).then((r) => r.json());
+    // The snapshot after the last slot (interval 2) is written after its result is answered.
+    await server.registry.get(pid).exclusively(async () => undefined);
     const res = await fetch(`${server.url}/metrics`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('text/plain');
