@@ -165,8 +165,9 @@ export async function main(argv: string[]): Promise<void> {
     .option('--max-queue <n>', "messages waiting in one process's queue before new ones get 503 + Retry-After (202 from half of it)", '1000')
     .option('--dry-run-rate-limit <n>', 'dry runs per minute per client IP (429 above; 0: no limit)', '600')
     .option('--result-timeout <ms>', 'longest wait for a result before 503 + Retry-After', '60000')
+    .option('--checkpoint-authority <address...>', "addresses whose signed checkpoints POST /state loads, besides this node's own wallet")
     .option('--log', 'log every request (fastify logger)')
-    .action(async (o: { maxQueue: string; dryRunRateLimit: string; resultTimeout: string; log?: boolean; nodeId?: string; publicUrl?: string; leaseMs: string; retainSlots: string; memoryBudget?: string; cacheDir?: string; port: string; host: string; store: string; wallet?: string; snapshotInterval: string; bodyLimit: string; requestTimeout: string; delegate?: string[]; workers?: string; computeLimit?: string; memoryLimit?: string; timeLimit?: string }) => {
+    .action(async (o: { checkpointAuthority?: string[]; maxQueue: string; dryRunRateLimit: string; resultTimeout: string; log?: boolean; nodeId?: string; publicUrl?: string; leaseMs: string; retainSlots: string; memoryBudget?: string; cacheDir?: string; port: string; host: string; store: string; wallet?: string; snapshotInterval: string; bodyLimit: string; requestTimeout: string; delegate?: string[]; workers?: string; computeLimit?: string; memoryLimit?: string; timeLimit?: string }) => {
       // fastify and arbundles load only for this command.
       const { startServer } = require('./serve/app') as typeof import('./serve/app');
       const { parseSize } = require('./serve/limits') as typeof import('./serve/limits');
@@ -188,6 +189,7 @@ export async function main(argv: string[]): Promise<void> {
         maxQueue: Number(o.maxQueue),
         dryRunRateLimit: Number(o.dryRunRateLimit),
         resultTimeout: Number(o.resultTimeout),
+        ...(o.checkpointAuthority !== undefined ? { checkpointAuthorities: o.checkpointAuthority } : {}),
         logger: o.log === true,
         ...(o.workers !== undefined ? { workers: Number(o.workers) } : {}),
         limits: {

@@ -10,10 +10,11 @@
  * | `GET /result/:message?process-id=` | CU | the result of a message (by ID, or by slot number) |
  * | `GET /results/:process?from&to&sort&limit` | CU | results, paged by slot cursors (compacted slots are left out) |
  * | `POST /dry-run?process-id=` | CU | evaluate a legacy JSON message on a copy of the state |
- * | `POST /result/:slot?process-id=` | CU | delegated compute: assign the posted item (or JSON message) at `slot`, answer its result |
+ * | `POST /result/:slot?process-id=` | CU | delegated compute: assign the posted item, JSON message or AOS-2 page (HyperBEAM's `delegated-compute@1.0`) at `slot`, answer its result |
  * | `GET /state/:process` | CU | the current state snapshot (bytes; `slot` header) |
  * | `POST /graphql` | gateway | module/process metadata and the Scheduler-Location |
  * | `GET /metrics` | ops | Prometheus metrics (metrics.ts) |
+ * | `GET /status`, `POST /snapshot/:process`, `POST /state`, `GET /~scheduler@1.0/schedule` | CU for HyperBEAM | hyperbeam.ts |
 | `GET /timestamp`, `GET /:process?from&to&limit`, `GET /:message?process-id=` | SU | the schedule (su.ts) |
  *
  * `commit-to=<id>` on either `/result` route answers a commitment signed by the server instead
@@ -36,6 +37,8 @@ import { inThreadEngineFactory, pooledEngineFactory } from './compute';
 import type { ComputeLimits } from './limits';
 import type { Pool } from '../pool';
 import { registerSuRoutes } from './su';
+import { isAos2Page, type AssignmentMeta } from './aos2';
+import { delegatedAssignment, registerHyperbeamRoutes } from './hyperbeam';
 import { Backpressure, DEFAULT_DRY_RUN_RATE_LIMIT, DEFAULT_MAX_QUEUE, dryRunRouteConfig, registerRateLimit, RetryLater } from './backpressure';
 import { ServeMetrics } from './metrics';
 import { generateJwk, ItemSigner, loadOrCreateWallet, tagValue, verifyItem, type Jwk } from './signing';
@@ -89,6 +92,8 @@ export interface ServeOptions {
    * own thread (guest code then shares the HTTP event loop).
    */
   workers?: number;
+  /** Addresses whose signed checkpoints `POST /state` loads, besides this node's own wallet. */
+  checkpointAuthorities?: string[];
   /** Limits of processes whose tags set none: `computeLimit` (fuel / Lua steps), `memoryLimit`, `timeLimit` (ms). */
   limits?: ComputeLimits;
 }
@@ -136,7 +141,8 @@ function dryRunMessage(body: unknown, pid: string): LegacyMessage {
     throw fail(400, "'Tags' must be a list of {name, value} strings");
   }
   const owner = typeof b.Owner === 'string' ? b.Owner : '';
-  const data = b.Data === undefined ? '' : typeof b.Data === 'string' ? b.Data : JSON.stringify(b.Data);
+  // `null`: HyperBEAM's JSON struct of a message whose data is not printable.
+  const data = b.Data === undefined || b.Data === null ? '' : typeof b.Data === 'string' ? b.Data : JSON.stringify(b.Data);
   return {
     Id: typeof b.Id === 'string' ? b.Id : sha256Id(Buffer.from(JSON.stringify(b))),
     Owner: owner,
@@ -353,7 +359,16 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
     const pid = processIdOf(req);
     let message: LegacyMessage;
     let raw: Buffer | undefined;
-    if (Buffer.isBuffer(req.body)) {
+    let meta: AssignmentMeta = {};
+    if (isAos2Page(req.body)) {
+      // HyperBEAM's delegated-compute@1.0: an AOS-2 page holding this slot's assignment.
+      const d = delegatedAssignment(req.body, slot, pid);
+      if (d.spawn && !registry.processes.has(pid) && !(await registry.hold(pid))) {
+        await registry.spawnRecord(d.spawn);
+        return resultOrCommitment(registry.get(pid), 0, req);
+      }
+      ({ message, meta } = d);
+    } else if (Buffer.isBuffer(req.body)) {
       const item = await verifyItem(req.body);
       if (slot === 0 && item.id === pid && !registry.processes.has(pid) && !(await registry.hold(pid))) {
         await registry.spawn(item);
@@ -366,11 +381,12 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
     }
     const p = registry.get(pid);
     if (slot < p.nextSlot) {
-      const held = p.assignments[slot].message.Id;
+      const held = p.assignments[slot]?.message.Id;
+      if (held === undefined) throw p.compactedError(slot);
       if (held !== message.Id) throw fail(409, `slot ${slot} of process ${pid} holds message ${held}, not ${message.Id}`, 'ERR_CONFLICT');
     } else {
       backpressure.admit(p);
-      await p.assign(message, slot, raw);
+      await p.assign(message, slot, raw, meta);
     }
     return resultOrCommitment(p, slot, req);
   });
@@ -428,6 +444,14 @@ export async function startServer(opts: ServeOptions): Promise<ServeHandle> {
     return answer;
   });
 
+  registerHyperbeamRoutes(app, {
+    registry,
+    signer,
+    checkpointAuthorities: opts.checkpointAuthorities ?? [],
+    resultTimeout,
+    withTimeout,
+    info,
+  });
   registerSuRoutes(app, registry, () => signer.address);
   if (leases) registerFleet(app, registry, leases, () => publicUrl);
 

@@ -25,6 +25,7 @@ import { aosWasmStack } from '../devices/json-iface';
 import { aosLuaProcess, disposeLuaVms, rsaCommitment } from '../devices/lua';
 import type { Tag } from './signing';
 import { limitsFor, type ComputeLimits } from './limits';
+import { reseal } from '../lua-trust';
 
 /** The legacy AOS-2 JSON form of a message, as CUs receive and dry runs send it. */
 export interface LegacyMessage {
@@ -60,6 +61,8 @@ export interface Assignment {
   message: LegacyMessage;
   /** The signed ANS-104 item (base64url) when the message came as one: what delegation forwards. */
   raw?: string;
+  /** The scheduler's hash chain after this slot, when a HyperBEAM scheduler gave it (aos2.ts). */
+  'hash-chain'?: string;
   /** Set when log compaction dropped the message's body: only `message.Id` is left. */
   compacted?: true;
 }
@@ -420,6 +423,17 @@ function decodeLuaSnapshot(bytes: Uint8Array): { slot: number; body: Uint8Array 
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (b.length < 8 || b.readUInt32LE(4) !== b.length - 8) throw new AoError('malformed Lua process snapshot', { status: 500 });
   return { slot: b.readInt32LE(0), body: b.subarray(8) };
+}
+
+/**
+ * A state another node's engine produced, made this node's: Lua states are sealed with the
+ * node's key (lua-trust.ts), so one from a trusted checkpoint is sealed again here. WASM states
+ * carry no seal.
+ */
+export function adoptState(kind: EngineKind, bytes: Uint8Array): Uint8Array {
+  if (kind !== 'lua') return bytes;
+  const { slot, body } = decodeLuaSnapshot(bytes);
+  return body.length === 0 ? bytes : encodeLuaSnapshot(slot, reseal(body));
 }
 
 /** An engine for a process, fresh or rebuilt from `snapshot` (bytes from `engine.snapshot()`). */

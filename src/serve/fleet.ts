@@ -22,11 +22,13 @@ const ID = /^[A-Za-z0-9_-]{43}$/;
 /** Headers not relayed (hop-by-hop, or recomputed by fetch). */
 const HOP = new Set(['host', 'connection', 'content-length', 'transfer-encoding', 'keep-alive', 'upgrade', 'expect', 'accept-encoding']);
 
+/** The process a posted item is for: a Message's target, a Checkpoint's Process. */
 function itemTargetOf(body: Buffer): string | undefined {
   try {
     const { DataItem } = require('@dha-team/arbundles') as typeof import('@dha-team/arbundles');
     const item = new DataItem(body);
     const type = item.tags.find((t) => t.name === 'Type')?.value;
+    if (type === 'Checkpoint') return item.tags.find((t) => t.name === 'Process')?.value;
     return type === 'Message' && item.target ? item.target : undefined;
   } catch {
     return undefined;
@@ -37,12 +39,17 @@ function itemTargetOf(body: Buffer): string | undefined {
 export function processOfRequest(req: FastifyRequest): string | undefined {
   const q = (req.query ?? {}) as Record<string, unknown>;
   if (typeof q['process-id'] === 'string' && ID.test(q['process-id'])) return q['process-id'];
+  if (typeof q.target === 'string' && ID.test(q.target)) return q.target;
   const params = (req.params ?? {}) as Record<string, unknown>;
   for (const k of ['process', 'pid', 'id']) {
     const v = params[k];
     if (typeof v === 'string' && ID.test(v)) return v;
   }
-  if (req.method === 'POST' && req.routeOptions.url === '/' && Buffer.isBuffer(req.body)) return itemTargetOf(req.body);
+  if (req.method === 'POST' && req.routeOptions.url === '/state') {
+    const h = req.headers.process;
+    if (typeof h === 'string' && ID.test(h)) return h;
+  }
+  if (req.method === 'POST' && (req.routeOptions.url === '/' || req.routeOptions.url === '/state') && Buffer.isBuffer(req.body)) return itemTargetOf(req.body);
   return undefined;
 }
 

@@ -11,11 +11,12 @@
 import { sha256Id, messageId } from '../ao/cache';
 import { AoError } from '../errors';
 import { native } from '../native';
-import { type Assignment, type EngineKind, type LegacyMessage, type LegacyResult, type ProcessDefinition } from './engine';
+import { adoptState, type Assignment, type EngineKind, type LegacyMessage, type LegacyResult, type ProcessDefinition } from './engine';
 import type { LeaseManager } from './leases';
 import { ServedProcess, type EngineFactory } from './served-process';
 import { tagValue, type SignedItem, type Tag } from './signing';
-import type { ModuleRecord, ProcessRecord, Store } from './store';
+import type { Checkpoint } from './checkpoint';
+import { restoredStub, stubsOf, type ModuleRecord, type ProcessRecord, type Store } from './store';
 
 export { ServedProcess, type EngineFactory } from './served-process';
 export type { ModuleRecord } from './store';
@@ -189,25 +190,88 @@ export class ProcessRegistry {
 
   /** Registers a process from its signed spawn item; resolves once durable. Idempotent. */
   async spawn(item: SignedItem): Promise<ServedProcess> {
-    const existing = this.processes.get(item.id) ?? (await this.opening.get(item.id));
-    if (existing) return existing;
     const moduleId = tagValue(item.tags, 'Module');
     if (!moduleId) throw badRequest("the process has no 'Module' tag");
-    if (!(await this.moduleOf(moduleId))) throw notFound(`module ${moduleId} is not known to this server (upload it first)`);
     const spawn: Assignment = { slot: 0, timestamp: Date.now(), 'block-height': 0, message: legacyOf(item), raw: item.raw.toString('base64url') };
-    const rec: ProcessRecord = { id: item.id, owner: item.owner, module: moduleId, tags: item.tags, spawn };
+    return this.spawnRecord({ id: item.id, owner: item.owner, module: moduleId, tags: item.tags, spawn });
+  }
+
+  /**
+   * Registers a process from its record (a verified spawn item, or the Process message a
+   * HyperBEAM scheduler assigned at slot 0); resolves once durable. Idempotent.
+   */
+  async spawnRecord(rec: ProcessRecord): Promise<ServedProcess> {
+    const existing = this.processes.get(rec.id) ?? (await this.opening.get(rec.id));
+    if (existing) return existing;
+    if (!rec.module) throw badRequest("the process has no 'Module' tag");
+    if (!(await this.moduleOf(rec.module))) throw notFound(`module ${rec.module} is not known to this server (upload it first)`);
     if (!(await this.store.putProcess(rec))) {
       // Spawned before (here or on another node): hold it like any other stored process.
-      const held = await this.hold(item.id);
+      const held = await this.hold(rec.id);
       if (held) return held;
-      throw new AoError(`process ${item.id} is held by another node`, { status: 409, code: 'ERR_NOT_OWNER' });
+      throw new AoError(`process ${rec.id} is held by another node`, { status: 409, code: 'ERR_NOT_OWNER' });
     }
     if (this.leases && (await this.leases.acquire(rec.id)) === undefined) {
-      throw new AoError(`process ${item.id} is held by another node`, { status: 409, code: 'ERR_NOT_OWNER' });
+      throw new AoError(`process ${rec.id} is held by another node`, { status: 409, code: 'ERR_NOT_OWNER' });
     }
     const p = await this.track(rec.id, this.startProcess(rec));
     void this.enforceBudget();
     return p!;
+  }
+
+  /**
+   * Carries a process on from a checkpoint (checkpoint.ts) at slot N: its next message is N + 1.
+   * A process this node has not seen starts there; one behind N drops what it computed and starts
+   * there; one at N with the same hash chain is left as it is (`unchanged`), as is one past N
+   * whose chain at N matches. Any other history conflicts (409): a checkpoint never rewrites
+   * slots a process has already computed differently.
+   */
+  async restore(cp: Checkpoint): Promise<{ process: ServedProcess; outcome: 'restored' | 'unchanged' }> {
+    const id = cp.process;
+    const mod = await this.moduleOf(cp.module);
+    if (!mod) throw notFound(`module ${cp.module} of process ${id} is not known to this server (upload it first)`);
+    let state: Uint8Array;
+    try {
+      state = adoptState(mod.kind, cp.state);
+    } catch (e) {
+      throw new AoError(`the checkpoint's state is not a ${mod.kind} state: ${(e as Error).message}`, { status: 400, code: 'ERR_BAD_CHECKPOINT' });
+    }
+    let p = this.processes.get(id) ?? (await this.opening.get(id)) ?? (await this.hold(id));
+    if (!p && (await this.store.getProcess(id))) throw new AoError(`process ${id} is held by another node`, { status: 409, code: 'ERR_NOT_OWNER' });
+    if (p) {
+      const last = p.nextSlot - 1;
+      if (last >= cp.slot) {
+        if (p.assignments[cp.slot] && p.hashChainOf(cp.slot) === cp.hashChain) return { process: p, outcome: 'unchanged' };
+        throw new AoError(`process ${id} is at slot ${last} with another history than the checkpoint's at slot ${cp.slot} (hash chain ${p.assignments[cp.slot] ? p.hashChainOf(cp.slot) : 'unknown'} here, ${cp.hashChain} in the checkpoint)`, {
+          status: 409,
+          code: 'ERR_CONFLICT',
+        });
+      }
+    } else {
+      if (!(await this.store.putProcess(cp.record))) throw new AoError(`process ${id} is held by another node`, { status: 409, code: 'ERR_NOT_OWNER' });
+      if (this.leases && (await this.leases.acquire(id)) === undefined) throw new AoError(`process ${id} is held by another node`, { status: 409, code: 'ERR_NOT_OWNER' });
+    }
+    const rec = p ? { id, owner: p.def.owner, module: p.def.module, tags: p.def.tags, spawn: p.assignments[0] } : cp.record;
+    const opening = (async () => {
+      const behind = p ? [...p.assignments] : [];
+      if (p) {
+        this.processes.delete(id);
+        await p.close();
+      }
+      const log = this.store.processLog(id);
+      try {
+        await log.appendAssignment(restoredStub(cp.slot, cp.timestamp, cp.blockHeight, cp.message || `checkpoint-${cp.slot}`, cp.hashChain));
+        await log.writeSnapshot(cp.slot, state);
+        // What a process behind the checkpoint had computed is history the checkpoint replaces.
+        if (behind.length > 1) await log.compact(cp.slot, stubsOf(behind, 1, cp.slot));
+      } finally {
+        await log.close();
+      }
+      return this.startProcess(rec);
+    })();
+    p = await this.track(id, opening);
+    void this.enforceBudget();
+    return { process: p!, outcome: 'restored' };
   }
 
   /** Remembers a process being opened, so that concurrent requests for it wait for that one. */

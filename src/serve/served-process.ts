@@ -14,6 +14,7 @@
  */
 import { AoError } from '../errors';
 import type { Assignment, Engine, LegacyMessage, LegacyResult, ProcessDefinition } from './engine';
+import { nextHashChain, type AssignmentMeta } from './aos2';
 import { isCompacted, stubsOf, type ProcessLog, type StoredAssignment } from './store';
 
 /** Makes the engine of a process (default: local WASM or Lua; serve's delegation replaces it). */
@@ -41,6 +42,7 @@ function fromStored(a: StoredAssignment): Assignment {
     timestamp: a.timestamp,
     'block-height': a['block-height'],
     message: { Id: a.id, Owner: '', From: '', Target: '', Anchor: '', Data: '', Tags: [] },
+    ...(a['hash-chain'] ? { 'hash-chain': a['hash-chain'] } : {}),
     compacted: true,
   };
 }
@@ -49,6 +51,8 @@ export class ServedProcess {
   readonly assignments: Assignment[] = [];
   readonly results: Array<LegacyResult | undefined> = [];
   private readonly bySlotId = new Map<string, number>();
+  /** Hash chains by slot, as far as computed (hashChainOf). */
+  private readonly chains: string[] = [];
   /** Slots whose assignment is durable. */
   durable = 0;
   /** Last computed slot. */
@@ -56,6 +60,8 @@ export class ServedProcess {
   snapshotSlot = -1;
   /** Highest slot whose history was compacted (0: none; slot 0 is never compacted). */
   compactedUpTo = 0;
+  /** The slot of the checkpoint this process was restored from (POST /state); -1: none. */
+  restoredAt = -1;
   mismatches = 0;
   /** Size of the last snapshot written or restored (what eviction accounts for); -1 unknown. */
   stateBytes = -1;
@@ -103,22 +109,41 @@ export class ServedProcess {
     return this.bySlotId.get(messageId);
   }
 
+  /**
+   * The hash chain after `slot` (aos2.ts): the one its scheduler gave, else sha256 of the chain
+   * before it and its message ID. Slots before a restored checkpoint are not known here; the
+   * checkpoint's slot carries its chain.
+   */
+  hashChainOf(slot: number): string {
+    for (let s = this.chains.length; s <= slot; s++) {
+      const a = this.assignments[s];
+      this.chains[s] = a?.['hash-chain'] ?? (a ? nextHashChain(s > 0 ? this.chains[s - 1] : '', a.message.Id) : '');
+    }
+    return this.chains[slot];
+  }
+
   private place(a: Assignment): void {
     this.assignments[a.slot] = a;
     this.bySlotId.set(a.message.Id, a.slot);
   }
 
-  /** Schedules a message at the next slot; resolves once its assignment is durable. */
-  async assign(message: LegacyMessage, at?: number, raw?: Uint8Array): Promise<Assignment> {
+  /**
+   * Schedules a message at the next slot; resolves once its assignment is durable. `meta` is what
+   * a HyperBEAM scheduler assigned it (timestamp, block height, hash chain): kept as given, so
+   * that the message computes as it does on HyperBEAM. Without it, the server's clock (never
+   * decreasing) and the slot number stand in.
+   */
+  async assign(message: LegacyMessage, at?: number, raw?: Uint8Array, meta: AssignmentMeta = {}): Promise<Assignment> {
     const slot = this.nextSlot;
     if (at !== undefined && at !== slot) throw conflict(`slot ${at} cannot be assigned: the next slot of process ${this.id} is ${slot}`);
     const prev = this.assignments[slot - 1];
     const a: Assignment = {
       slot,
-      timestamp: Math.max(Date.now(), prev?.timestamp ?? 0),
-      'block-height': slot,
+      timestamp: meta.timestamp ?? Math.max(Date.now(), prev?.timestamp ?? 0),
+      'block-height': meta.blockHeight ?? slot,
       message,
       ...(raw ? { raw: Buffer.from(raw).toString('base64url') } : {}),
+      ...(meta.hashChain ? { 'hash-chain': meta.hashChain } : {}),
     };
     if (this.fault) throw this.faultError();
     this.place(a);
@@ -140,6 +165,8 @@ export class ServedProcess {
   async load(spawn: Assignment): Promise<void> {
     this.place(spawn);
     for (const a of await this.log.readAssignments()) {
+      // A stub after a gap starts the history of a process restored from a checkpoint.
+      if (isCompacted(a) && this.assignments[a.slot - 1] === undefined) this.restoredAt = a.slot;
       this.place(fromStored(a));
       if (isCompacted(a)) this.compactedUpTo = Math.max(this.compactedUpTo, a.slot);
     }
@@ -302,6 +329,12 @@ export class ServedProcess {
 
   /** 410 for a slot whose history compaction dropped. */
   compactedError(slot: number): AoError {
+    if (slot <= this.restoredAt) {
+      return new AoError(`slot ${slot} of process ${this.id} precedes the checkpoint (slot ${this.restoredAt}) it was restored from: its history is not here`, {
+        status: 410,
+        code: 'ERR_COMPACTED',
+      });
+    }
     return new AoError(`slot ${slot} of process ${this.id} was compacted (history is kept for ${this.policy.retainSlots} slots behind the latest snapshot)`, {
       status: 410,
       code: 'ERR_COMPACTED',
@@ -312,7 +345,10 @@ export class ServedProcess {
     if (slot < 0 || slot >= this.nextSlot) throw notFound(`process ${this.id} has no slot ${slot}`);
     if (slot <= this.compactedUpTo && slot > 0) throw this.compactedError(slot);
     await this.whenComputed(slot);
-    return this.results[slot]!;
+    const r = this.results[slot];
+    // Slots at or before a checkpoint this process was restored from have no result here.
+    if (r === undefined) throw this.compactedError(slot);
+    return r;
   }
 
   /** A dry run on the state after every slot assigned so far. */
@@ -323,7 +359,9 @@ export class ServedProcess {
     return this.exclusively(async () => {
       await this.revive();
       const prev = this.assignments[this.computed];
-      return this.engine!.dryRun({ slot: this.computed + 1, timestamp: Math.max(Date.now(), prev?.timestamp ?? 0), 'block-height': this.computed + 1, message });
+      // Heights never decrease (process@1.0 checks): a HyperBEAM scheduler's are block heights.
+      const height = Math.max(this.computed + 1, prev?.['block-height'] ?? 0);
+      return this.engine!.dryRun({ slot: this.computed + 1, timestamp: Math.max(Date.now(), prev?.timestamp ?? 0), 'block-height': height, message });
     });
   }
 

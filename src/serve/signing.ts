@@ -100,6 +100,21 @@ export class ItemSigner {
   }
 }
 
+/**
+ * The bytes of an Arweave-signed (type 1) data item with no target or anchor, from its parts:
+ * what a signature given apart from its item (a checkpoint's headers) is verified against.
+ */
+export function itemBytes(data: Uint8Array, tags: Tag[], ownerKey: string, signature: string): Buffer {
+  const owner = Buffer.from(ownerKey, 'base64url');
+  const sig = Buffer.from(signature, 'base64url');
+  if (owner.length !== 512) throw new Error(`the owner must be a 512-byte RSA modulus, got ${owner.length} bytes`);
+  if (sig.length !== 512) throw new Error(`the signature must be 512 bytes, got ${sig.length}`);
+  const shape = { publicKey: owner, signatureType: 1, signatureLength: 512, ownerLength: 512 };
+  const raw = Buffer.from(arbundles().createData(Buffer.from(data), shape as never, { tags }).getRaw());
+  sig.copy(raw, 2);
+  return raw;
+}
+
 /** Thrown for bytes that are not a validly signed data item: HTTP 401. */
 export function unauthorized(message: string): AoError {
   return new AoError(message, { status: 401, code: 'ERR_UNAUTHORIZED' });

@@ -42,6 +42,7 @@ export interface CompactedAssignment {
   timestamp: number;
   'block-height': number;
   id: string;
+  'hash-chain'?: string;
   compacted: true;
 }
 
@@ -90,9 +91,25 @@ export function stubsOf(assignments: StoredAssignment[], from: number, upTo: num
   for (let s = Math.max(1, from); s <= upTo; s++) {
     const a = assignments[s];
     if (!a || isCompacted(a)) continue;
-    out.push({ slot: a.slot, timestamp: a.timestamp, 'block-height': a['block-height'], id: a.message.Id, compacted: true });
+    out.push({ slot: a.slot, timestamp: a.timestamp, 'block-height': a['block-height'], id: a.message.Id, ...(a['hash-chain'] ? { 'hash-chain': a['hash-chain'] } : {}), compacted: true });
   }
   return out;
+}
+
+/**
+ * The stub a process restored from a checkpoint at `slot` starts its log with (registry.ts): the
+ * slot's metadata, written as an assignment (so both stores take it) that reads back as compacted.
+ */
+export function restoredStub(slot: number, timestamp: number, blockHeight: number, id: string, hashChain: string): Assignment & CompactedAssignment {
+  return {
+    slot,
+    timestamp,
+    'block-height': blockHeight,
+    id,
+    'hash-chain': hashChain,
+    compacted: true,
+    message: { Id: id, Owner: '', From: '', Target: '', Anchor: '', Data: '', Tags: [] },
+  };
 }
 
 /** The store a `--store` value names: a `postgres://` (or `postgresql://`) URL, else a directory. */

@@ -5,7 +5,9 @@
  * - `GET /:process?from&to&limit` → a page of the process's assignments in slot order,
  *   `{page_info: {has_next_page}, edges: [{cursor, node: {message, assignment}}]}`; `from` and
  *   `to` are timestamps in milliseconds (inclusive), `limit` at most 1000 (default 100);
- * - `GET /:message?process-id=` → `{message, assignment}` of one scheduled message.
+ * - `GET /:message?process-id=` → `{message, assignment}` of one scheduled message;
+ * - `GET /:process?…&accept=application/aos-2` (or that Accept header): HyperBEAM's AOS-2 page,
+ *   `from`/`to` being slots (hyperbeam.ts).
  *
  * `message` is the item as the SU shows it (`id`, `owner: {address, key}`, `data`, `tags`,
  * `target`, `anchor`); `assignment` carries the tags `Process`, `Epoch` (0), `Nonce` (the slot),
@@ -18,6 +20,7 @@ import { sha256Id } from '../ao/cache';
 import { AoError } from '../errors';
 import type { Assignment } from './engine';
 import type { ProcessRegistry, ServedProcess } from './registry';
+import { aos2Schedule, wantsAos2 } from './hyperbeam';
 
 const ID = /^[A-Za-z0-9_-]{43}$/;
 
@@ -66,6 +69,8 @@ export function registerSuRoutes(app: FastifyInstance, registry: ProcessRegistry
       return node(p, p.assignments[slot], address());
     }
     const p = registry.get(id);
+    // HyperBEAM's form: slots, not timestamps (hyperbeam.ts).
+    if (wantsAos2(req)) return aos2Schedule(p, q, address());
     const from = ms(q, 'from', 0);
     const to = ms(q, 'to', Number.MAX_SAFE_INTEGER);
     const limit = Math.min(ms(q, 'limit', 100), 1000);

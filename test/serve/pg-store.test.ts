@@ -10,7 +10,8 @@ import { startServer, type ServeHandle } from '../../src/serve/app';
 import { addressOf } from '../../src/serve/signing';
 import { sharedFixture } from '../helpers/fixtures';
 import { describePg, startTempPostgres } from '../helpers/postgres';
-import { testWallet, uploadModule, EVAL_TAGS, postItem, signedItem, spawnLuaProcess } from '../helpers/serve';
+import { tempStore, testWallet, uploadModule, EVAL_TAGS, postItem, signedItem, spawnLuaProcess } from '../helpers/serve';
+import { compute, COUNTER, hbProcess } from '../helpers/hyperbeam';
 
 const evalTags = EVAL_TAGS;
 const item = signedItem;
@@ -30,7 +31,7 @@ async function evalOn(url: string, pid: string, token: string) {
 
 let pg: Awaited<ReturnType<typeof startTempPostgres>>;
 const servers: ServeHandle[] = [];
-async function node(url: string, nodeId: string, leaseMs = 1000, more: { retainSlots?: number } = {}): Promise<ServeHandle> {
+async function node(url: string, nodeId: string, leaseMs = 1000, more: { retainSlots?: number; checkpointAuthorities?: string[] } = {}): Promise<ServeHandle> {
   const s = await startServer({ store: url, nodeId, leaseMs, workers: 0, snapshotInterval: 2, ...more });
   servers.push(s);
   return s;
@@ -137,6 +138,39 @@ describePg('serve on PostgreSQL', () => {
     expect(await outputs(b.url, pid)).toEqual(['1', '12', '123', '1234']);
     expect(b.registry.get(pid).mismatches).toBe(0);
     await b.close();
+  });
+
+  it('loads a HyperBEAM checkpoint into the database (POST /state): any node answers, another carries it on after a crash', async () => {
+    const db = await pg.database();
+    const source = await startServer({ store: tempStore(), jwk: testWallet('server').jwk, workers: 0 });
+    servers.push(source);
+    const moduleId = await uploadModule(source.url, Buffer.from(COUNTER), 'application/lua');
+    const { pid, slots } = hbProcess(moduleId, 'pg', ['a', 'b', 'c', 'd']);
+    for (const s of slots.slice(0, 3)) expect((await compute(source.url, pid, s)).status).toBe(200);
+    const checkpoint = Buffer.from(await (await fetch(`${source.url}/snapshot/${pid}`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).arrayBuffer());
+    const trust = { checkpointAuthorities: [source.signer.address] };
+    const a = await node(db, 'a', 1000, trust);
+    const b = await node(db, 'b', 1000, trust);
+    expect(await uploadModule(a.url, Buffer.from(COUNTER), 'application/lua')).toBe(moduleId);
+    const loaded = await fetch(`${b.url}/state`, { method: 'POST', headers: { 'content-type': 'application/ans104' }, body: checkpoint }).then((r) => r.json());
+    expect(loaded).toMatchObject({ process: pid, slot: 2, outcome: 'restored', 'next-slot': 3 });
+    expect(b.registry.processes.has(pid)).toBe(true);
+    // Sent to a, computed by b (which holds it), equal to the source's own result.
+    const viaA = await compute(a.url, pid, slots[3]);
+    expect(viaA.headers.get('x-hb-served-by')).toBe(b.url);
+    expect(viaA.body).toEqual((await compute(source.url, pid, slots[3])).body);
+    await crash(b);
+    const t0 = Date.now();
+    while (!a.registry.processes.has(pid)) {
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const p = a.registry.get(pid);
+    expect([p.restoredAt, p.nextSlot, p.hashChainOf(3), p.mismatches]).toEqual([2, 4, slots[3].chain, 0]);
+    const next = await compute(a.url, pid, slots[4]);
+    expect(next.body).toEqual((await compute(source.url, pid, slots[4])).body);
+    expect(next.body.Output).toEqual({ data: '5:d' });
+    await a.close();
   });
 
   it('a node whose lease was taken cannot schedule (409 ERR_LEASE_LOST) and drops the process', async () => {
