@@ -119,26 +119,45 @@ class LuaRef {
   }
 }
 
-/**
- * Frees now every Lua VM held in `msg`'s private part (at any depth), instead of when the
- * collector finalizes it: V8 does not see a VM's native memory, so an owner that drops a process
- * (serve's eviction) frees its VMs itself. The message is unusable after. Returns how many.
- */
-export function disposeLuaVms(msg: Message): number {
-  let n = 0;
+/** Every Lua VM held in `msg`'s private part, at any depth. */
+function vmsIn(msg: Message): LuaRef[] {
+  const out: LuaRef[] = [];
   const seen = new Set<unknown>();
   const walk = (v: unknown, depth: number): void => {
     if (depth > 16 || v === null || typeof v !== 'object' || seen.has(v)) return;
     seen.add(v);
     if (v instanceof LuaRef) {
-      v.state.vm.dispose();
-      n++;
+      out.push(v);
       return;
     }
     if (v instanceof Uint8Array) return;
     for (const x of Object.values(v as Record<string, unknown>)) walk(x, depth + 1);
   };
   walk(privateOf(msg), 0);
+  return out;
+}
+
+/**
+ * Frees now every Lua VM held in `msg`'s private part (at any depth), instead of when the
+ * collector finalizes it: V8 does not see a VM's native memory, so an owner that drops a process
+ * (serve's eviction) frees its VMs itself. The message is unusable after. Returns how many.
+ */
+export function disposeLuaVms(msg: Message): number {
+  const vms = vmsIn(msg);
+  for (const r of vms) r.state.vm.dispose();
+  return vms.length;
+}
+
+/** Bytes the Lua VMs held in `msg`'s private part have allocated (serve's per-process memory metric). */
+export function luaMemoryUsed(msg: Message): number {
+  let n = 0;
+  for (const r of vmsIn(msg)) {
+    try {
+      n += r.state.vm.memoryUsed;
+    } catch {
+      // closed: holds nothing
+    }
+  }
   return n;
 }
 

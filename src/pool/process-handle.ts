@@ -4,7 +4,7 @@
  * opened again on a worker (after its worker died or was stopped, or when it moves to another).
  */
 import { AoError } from '../errors';
-import { failureResult, type Assignment, type LegacyResult, type ProcessDefinition } from '../serve/engine';
+import { failureResult, type Assignment, type LegacyResult, type ProcessDefinition, type Usage } from '../serve/engine';
 import type { ComputeReply } from './aos';
 import type { Request } from './protocol';
 
@@ -72,6 +72,9 @@ export class PoolProcess {
   compute(a: Assignment): Promise<LegacyResult> {
     return this.enqueue((resolve, reject) => ({ kind: 'compute', a, resolve, reject }));
   }
+
+  /** What the last message computed cost (serve/engine.ts `Usage`), as its worker measured it. */
+  lastUsage?: Usage;
 
   /** Evaluates a message on a copy of the current state (nothing changes). */
   dryRun(a: Assignment): Promise<LegacyResult> {
@@ -149,6 +152,7 @@ export class PoolProcess {
       } else if (!reply.outcome.failure) this.log.push(req.a);
       // A failure the worker cannot undo in place: open it again from the state before it.
       if (reply.reopen) this.needsOpen = true;
+      this.lastUsage = reply.outcome.usage;
       (head as Extract<Pending, { kind: 'compute' }>).resolve(reply.outcome.result);
       return;
     }
@@ -178,6 +182,7 @@ export class PoolProcess {
     if (req.op === 'snapshot' && ++this.snapshotLosses < MAX_OPEN_LOSSES) return; // asked again once reopened
     const head = this.pending.shift()!;
     if (head.kind === 'compute' || head.kind === 'dryRun') {
+      if (head.kind === 'compute') this.lastUsage = undefined;
       head.resolve(failureResult({ message: reason, ...(timedOut ? { limit: 'time' as const } : {}), deterministic: false }));
       return;
     }

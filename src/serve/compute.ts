@@ -6,17 +6,20 @@
  */
 import { AosProcess, createPool, type Pool, type PoolOptions } from '../pool';
 import type { PoolProcess } from '../pool/process-handle';
-import type { Assignment, Engine, LegacyResult, ProcessDefinition } from './engine';
+import type { Assignment, Engine, LegacyResult, ProcessDefinition, Usage } from './engine';
 import type { ComputeLimits } from './limits';
 import type { EngineFactory } from './registry';
 
 class InThreadEngine implements Engine {
+  usage?: Usage;
   constructor(private readonly p: AosProcess) {}
   get kind() {
     return this.p.def.kind;
   }
   async compute(a: Assignment): Promise<LegacyResult> {
-    return (await this.p.compute(a)).outcome.result;
+    const { outcome } = await this.p.compute(a);
+    this.usage = outcome.usage;
+    return outcome.result;
   }
   dryRun(a: Assignment): Promise<LegacyResult> {
     return this.p.dryRun(a);
@@ -33,6 +36,9 @@ class PooledEngine implements Engine {
   constructor(private readonly p: PoolProcess) {}
   get kind() {
     return this.p.def.kind;
+  }
+  get usage(): Usage | undefined {
+    return this.p.lastUsage;
   }
   compute(a: Assignment): Promise<LegacyResult> {
     return this.p.compute(a);

@@ -22,7 +22,7 @@ import { DEFAULT_OPTS } from '../ao/opts';
 import { AoError, LimitError, type LimitKind } from '../errors';
 import { wasm } from '../devices/wasm-64';
 import { aosWasmStack } from '../devices/json-iface';
-import { aosLuaProcess, disposeLuaVms, rsaCommitment } from '../devices/lua';
+import { aosLuaProcess, disposeLuaVms, luaMemoryUsed, rsaCommitment } from '../devices/lua';
 import type { Tag } from './signing';
 import { limitsFor, type ComputeLimits } from './limits';
 import { reseal } from '../lua-trust';
@@ -93,6 +93,8 @@ export interface ProcessDefinition {
 export interface Engine {
   readonly kind: EngineKind;
   compute(a: Assignment): Promise<LegacyResult>;
+  /** What the last `compute` cost, when the engine measures it. */
+  readonly usage?: Usage;
   dryRun(a: Assignment): Promise<LegacyResult>;
   /** The state after the last computed slot, as bytes (`restore` takes them back). */
   snapshot(): Uint8Array | Promise<Uint8Array>;
@@ -108,10 +110,21 @@ export interface Failure {
   deterministic: boolean;
 }
 
+/**
+ * What computing one message cost the guest: `fuel`, the deterministic compute units it spent
+ * (WASM fuel; not measured for Lua), and `memory`, the bytes its memory holds after it (WASM
+ * linear memory, the Lua VM's allocation). Reported in metrics, never in results.
+ */
+export interface Usage {
+  fuel?: number;
+  memory?: number;
+}
+
 /** One message's result, and the failure when it failed (the state must then be rolled back). */
 export interface Outcome {
   result: LegacyResult;
   failure?: Failure;
+  usage?: Usage;
 }
 
 /**
@@ -226,8 +239,11 @@ class WasmEngine implements LocalEngine {
     try {
       this.state = await resolve(this.state, WasmEngine.request(a));
       const result = wasmLegacyResult(this.state);
-      if (result.Error !== undefined) return { result, failure: { message: String(result.Error), deterministic: true } };
-      return { result };
+      // json-iface's last call of the message is `handle`: its fuel is the message's.
+      const inst = instanceOf(this.state);
+      const usage = { fuel: Number(inst.fuelConsumed), memory: Number(inst.memory.size) };
+      if (result.Error !== undefined) return { result, failure: { message: String(result.Error), deterministic: true }, usage };
+      return { result, usage };
     } catch (e) {
       const f = failureOf(wasm.lastFault(this.state) ?? e);
       return { result: failureResult(f), failure: f };
@@ -370,7 +386,7 @@ class LuaEngine implements LocalEngine {
   async run(a: Assignment): Promise<Outcome> {
     try {
       this.proc = await this.step(this.proc, a);
-      return { result: luaLegacyResult(this.proc) };
+      return { result: luaLegacyResult(this.proc), usage: { memory: luaMemoryUsed(this.proc) } };
     } catch (e) {
       // The failed message is dropped: this.proc keeps the state before it (restored from its
       // snapshot on the next compute).

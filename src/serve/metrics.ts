@@ -5,7 +5,10 @@
  * Per process (label `process`):
  * - `hb_process_eval_seconds` (histogram): time to compute each message;
  * - `hb_process_messages_total{outcome="ok"|"error"}`: messages computed;
- * - `hb_process_gas_used_total`: the `GasUsed` its results report (fuel for WASM AOS);
+ * - `hb_process_gas_used_total`: the `GasUsed` its results report (what the guest says);
+ * - `hb_process_fuel_used_total`: WASM fuel its messages spent (deterministic; Lua: not measured);
+ * - `hb_process_memory_bytes`: its guest memory after its last message (WASM linear memory, the
+ *   Lua VM's allocation);
  * - `hb_process_state_bytes`: its state's size at its last snapshot (what eviction counts);
  * - `hb_process_snapshot_bytes`: the same, for the snapshot in the store (0 before the first);
  * - `hb_process_queue_length`: assigned messages not computed yet;
@@ -18,7 +21,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Assignment, Engine, LegacyResult } from './engine';
+import type { Assignment, Engine, LegacyResult, Usage } from './engine';
 import type { EngineFactory, ProcessRegistry } from './registry';
 
 const EVAL_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -29,6 +32,9 @@ export class ServeMetrics {
   private readonly evalSeconds: Histogram<'process'>;
   private readonly messages: Counter<'process' | 'outcome'>;
   private readonly gas: Counter<'process'>;
+  private readonly fuel: Counter<'process'>;
+  /** Guest memory after each process's last message. */
+  private readonly memory = new Map<string, number>();
   private readonly requests: Counter<'method' | 'route' | 'status'>;
   private readonly latency: Histogram<'method' | 'route'>;
   /** Exponentially weighted mean evaluation time per process, in seconds (backpressure's estimate). */
@@ -41,6 +47,7 @@ export class ServeMetrics {
     this.evalSeconds = new Histogram({ name: 'hb_process_eval_seconds', help: 'Time to compute one message', labelNames: ['process'], buckets: EVAL_BUCKETS, registers: [register] });
     this.messages = new Counter({ name: 'hb_process_messages_total', help: 'Messages computed, by outcome', labelNames: ['process', 'outcome'], registers: [register] });
     this.gas = new Counter({ name: 'hb_process_gas_used_total', help: "GasUsed reported by the process's results", labelNames: ['process'], registers: [register] });
+    this.fuel = new Counter({ name: 'hb_process_fuel_used_total', help: 'WASM fuel spent by the process\'s messages (deterministic)', labelNames: ['process'], registers: [register] });
     this.requests = new Counter({ name: 'hb_http_requests_total', help: 'HTTP requests answered', labelNames: ['method', 'route', 'status'], registers: [register] });
     this.latency = new Histogram({ name: 'hb_http_request_duration_seconds', help: 'HTTP request latency', labelNames: ['method', 'route'], buckets: HTTP_BUCKETS, registers: [register] });
     const self = this;
@@ -57,6 +64,7 @@ export class ServeMetrics {
       });
     perProcess('hb_process_state_bytes', "The process state's size at its last snapshot", (p) => Math.max(0, p.stateBytes));
     perProcess('hb_process_snapshot_bytes', 'Size of the snapshot in the store (0 before the first)', (p) => (p.snapshotSlot >= 0 ? Math.max(0, p.stateBytes) : 0));
+    perProcess('hb_process_memory_bytes', 'Guest memory after its last message (WASM linear memory, Lua VM allocation)', (p) => self.memory.get(p.id) ?? 0);
     perProcess('hb_process_queue_length', 'Assigned messages not computed yet', (p) => Math.max(0, p.queueLength));
     perProcess('hb_process_resident', '1 while the engine is in memory, 0 once evicted', (p) => (p.resident ? 1 : 0));
     const node = (name: string, help: string, value: (r: ProcessRegistry) => number) =>
@@ -84,10 +92,12 @@ export class ServeMetrics {
     return async (def, snapshot) => new MeteredEngine(await factory(def, snapshot), def.id, this);
   }
 
-  observe(pid: string, seconds: number, result: LegacyResult): void {
+  observe(pid: string, seconds: number, result: LegacyResult, usage?: Usage): void {
     this.evalSeconds.observe({ process: pid }, seconds);
     this.messages.inc({ process: pid, outcome: result.Error === undefined ? 'ok' : 'error' });
     if (Number.isFinite(result.GasUsed) && result.GasUsed > 0) this.gas.inc({ process: pid }, result.GasUsed);
+    if (usage?.fuel !== undefined && usage.fuel > 0) this.fuel.inc({ process: pid }, usage.fuel);
+    if (usage?.memory !== undefined) this.memory.set(pid, usage.memory);
     const prev = this.meanEval.get(pid);
     this.meanEval.set(pid, prev === undefined ? seconds : prev * 0.8 + seconds * 0.2);
   }
@@ -116,7 +126,7 @@ class MeteredEngine implements Engine {
   async compute(a: Assignment): Promise<LegacyResult> {
     const t0 = performance.now();
     const result = await this.inner.compute(a);
-    this.metrics.observe(this.pid, (performance.now() - t0) / 1000, result);
+    this.metrics.observe(this.pid, (performance.now() - t0) / 1000, result, this.inner.usage);
     return result;
   }
   dryRun(a: Assignment): Promise<LegacyResult> {

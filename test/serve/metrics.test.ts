@@ -4,6 +4,7 @@
  */
 import { afterEach, expect, it } from 'vitest';
 import { startServer, type ServeHandle } from '../../src/serve/app';
+import { inThreadEngineFactory } from '../../src/serve/compute';
 import { addressOf } from '../../src/serve/signing';
 import { describeShared, sharedFixture } from '../helpers/fixtures';
 import { tempStore, testWallet, uploadModule, EVAL_TAGS, postItem, signedItem, spawnLuaProcess } from '../helpers/serve';
@@ -62,6 +63,49 @@ describeShared('serve operations', () => {
     expect(text).toMatch(/^hb_evictions_total 0$/m);
     expect(text).toMatch(/^process_resident_memory_bytes \d+/m);
   });
+
+  it('GET /metrics: per-process fuel and guest memory, as an in-thread replay of the same schedule measures them', async () => {
+    server = await startServer({ store: tempStore(), workers: 1 });
+    const wasmModule = await uploadModule(server.url, sharedFixture('aos-2-pure-xs.wasm'), 'application/wasm');
+    const spawn = await item(' ', [{ name: 'Type', value: 'Process' }, { name: 'Module', value: wasmModule }]);
+    expect((await post(server.url, spawn.raw)).status).toBe(200);
+    const luaPid = await spawnLua(server.url);
+    for (const [pid, code] of [
+      [spawn.id, 'X = string.rep("a", 3000000); return #X'],
+      [spawn.id, 'return 1 + 1'],
+      [luaPid, 'Y = string.rep("b", 2000000); return #Y'],
+    ]) {
+      const m = await item(code, evalTags, pid);
+      expect((await post(server.url, m.raw)).status).toBe(200);
+      await fetch(`${server.url}/result/${m.id}?process-id=${pid}`).then((r) => r.json());
+    }
+    const text = await fetch(`${server.url}/metrics`).then((r) => r.text());
+    // The same schedule replayed here, engine by engine: fuel is deterministic, memory exact.
+    const replay = async (pid: string) => {
+      const p = server!.registry.get(pid);
+      const engine = await inThreadEngineFactory()(p.def);
+      let fuel = 0;
+      for (const a of p.assignments) {
+        await engine.compute(a);
+        fuel += engine.usage?.fuel ?? 0;
+      }
+      const memory = engine.usage?.memory;
+      await engine.dispose();
+      return { fuel, memory };
+    };
+    const w = await replay(spawn.id);
+    expect(w.fuel).toBeGreaterThan(1_000_000);
+    expect(sample(text, 'hb_process_fuel_used_total', `process="${spawn.id}"`)).toBe(w.fuel);
+    expect(w.memory).toBeGreaterThan(3_000_000);
+    expect(sample(text, 'hb_process_memory_bytes', `process="${spawn.id}"`)).toBe(w.memory);
+    const l = await replay(luaPid);
+    // Lua steps are not measured; the VM's allocation holds the 2 MB string.
+    expect(l.fuel).toBe(0);
+    expect(sample(text, 'hb_process_fuel_used_total', `process="${luaPid}"`)).toBeUndefined();
+    const luaMemory = sample(text, 'hb_process_memory_bytes', `process="${luaPid}"`)!;
+    expect(luaMemory).toBeGreaterThan(2_000_000);
+    expect(Math.abs(luaMemory - l.memory!)).toBeLessThan(64 * 1024);
+  }, 60_000);
 
   it('answers 202 once a queue is half full, and 503 ERR_BUSY with Retry-After when it is full; nothing is scheduled then', async () => {
     // On a worker: the HTTP thread keeps taking messages while the slow one computes.
