@@ -1,6 +1,13 @@
 #include "wasm_module.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "errors.h"
 #include "wasm_engine.h"
@@ -15,6 +22,7 @@ void WasmModule::Init(Napi::Env env, Napi::Object exports, Addon* addon) {
                                     {
                                         StaticMethod("compile", &WasmModule::Compile),
                                         StaticMethod("deserialize", &WasmModule::Deserialize),
+                                        StaticMethod("deserializeFile", &WasmModule::DeserializeFile),
                                         InstanceMethod("serialize", &WasmModule::Serialize),
                                         InstanceMethod("imports", &WasmModule::Imports),
                                         InstanceMethod("exports", &WasmModule::Exports),
@@ -113,6 +121,45 @@ Napi::Value WasmModule::Deserialize(const Napi::CallbackInfo& info) {
     throw MakeError(env, "WasmError", "cannot load precompiled module: " + TakeErrorMessage(error),
                     {{"code", Napi::String::New(env, "ERR_WASM_DESERIALIZE")}});
   }
+  return Wrap(env, module, flags);
+}
+
+// deserializeFile(path, offset, flags): Wasmtime's bytes from `offset` to the end of the file,
+// mapped rather than read, so that no copy of the code passes through the JS heap.
+Napi::Value WasmModule::DeserializeFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
+    throw Napi::TypeError::New(env, "WasmModule.deserializeFile(path, offset, flags)");
+  }
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  const int64_t offset = info[1].As<Napi::Number>().Int64Value();
+  const uint32_t flags = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
+  auto fail = [&](const std::string& what) -> Napi::Value {
+    throw MakeError(env, "WasmError", "cannot load precompiled module " + path + ": " + what,
+                    {{"code", Napi::String::New(env, "ERR_WASM_DESERIALIZE")}});
+  };
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(std::strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return fail(std::strerror(e));
+  }
+  if (offset < 0 || st.st_size <= offset) {
+    close(fd);
+    return fail("shorter than its header");
+  }
+  void* map = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  if (map == MAP_FAILED) return fail(std::strerror(errno));
+  wasmtime_module_t* module = nullptr;
+  // Wasmtime checks the header (engine version and configuration) before using the code, and
+  // copies the code out: the mapping is not needed after.
+  wasmtime_error_t* error = wasmtime_module_deserialize(AddonOf(env)->Engine(flags), static_cast<const uint8_t*>(map) + offset,
+                                                        static_cast<size_t>(st.st_size - offset), &module);
+  munmap(map, static_cast<size_t>(st.st_size));
+  if (error != nullptr) return fail(TakeErrorMessage(error));
   return Wrap(env, module, flags);
 }
 

@@ -34,6 +34,7 @@ class WasmModule : public Napi::ObjectWrap<WasmModule>, public Closable {
  private:
   static Napi::Value Compile(const Napi::CallbackInfo& info);
   static Napi::Value Deserialize(const Napi::CallbackInfo& info);
+  static Napi::Value DeserializeFile(const Napi::CallbackInfo& info);
   // Wraps a freshly created module (takes ownership) in a new JS object.
   static Napi::Value Wrap(Napi::Env env, wasmtime_module_t* module, uint32_t flags);
 

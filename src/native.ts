@@ -45,6 +45,8 @@ export interface NativeWasmModuleCtor {
   compile(bytes: Uint8Array, engineFlags?: number): NativeWasmModule;
   /** Loads code produced by `serialize()` for the same engine profile. */
   deserialize(bytes: Uint8Array, engineFlags?: number): NativeWasmModule;
+  /** Wasmtime's bytes from `offset` to the end of the file at `path`, mapped (not read into JS). */
+  deserializeFile(path: string, offset: number, engineFlags?: number): NativeWasmModule;
 }
 
 /** Host import implementations, in the module's import order (undefined = not provided). */

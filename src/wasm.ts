@@ -234,7 +234,7 @@ export class WasmModule {
     const file = opts?.cacheDir ? path.join(opts.cacheDir, `${key}-wasmtime-${native.versions().wasmtime}.cwasm`) : undefined;
     if (file && fs.existsSync(file)) {
       try {
-        mod = WasmModule.deserialize(fs.readFileSync(file));
+        mod = WasmModule.deserializeFile(file);
       } catch {
         mod = undefined; // stale or damaged entry: recompile and replace it
       }
@@ -249,9 +249,8 @@ export class WasmModule {
     return mod;
   }
 
-  /** Loads code produced by `serialize()` (same hb-runtimes build and platform). */
-  static deserialize(bytes: Uint8Array): WasmModule {
-    const blob = Buffer.from(asBytes(bytes, 'WasmModule.deserialize'));
+  /** Checks the header of `serialize()`'s bytes; their engine flags and image hash. */
+  static #header(blob: Buffer): { flags: number; hash: Buffer } {
     if (blob.length < MODULE_HEADER || !blob.subarray(0, 8).equals(MODULE_MAGIC)) {
       throw new WasmError('not a serialized hb-runtimes module (bad magic)', { code: 'ERR_WASM_DESERIALIZE' });
     }
@@ -259,8 +258,32 @@ export class WasmModule {
     if (version !== MODULE_FORMAT) {
       throw new WasmError(`unsupported serialized module version ${version}`, { code: 'ERR_WASM_DESERIALIZE' });
     }
-    const flags = blob.readUInt32LE(12);
-    const hash = Buffer.from(blob.subarray(16, MODULE_HEADER));
+    return { flags: blob.readUInt32LE(12), hash: Buffer.from(blob.subarray(16, MODULE_HEADER)) };
+  }
+
+  /**
+   * `deserialize` of a file holding `serialize()`'s bytes (the disk cache): the header is read
+   * here, the code mapped by the addon, so it never passes through the JS heap.
+   */
+  static deserializeFile(file: string): WasmModule {
+    const header = Buffer.alloc(MODULE_HEADER);
+    const fd = fs.openSync(file, 'r');
+    let n: number;
+    try {
+      n = fs.readSync(fd, header, 0, MODULE_HEADER, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const { flags, hash } = WasmModule.#header(header.subarray(0, n));
+    return new WasmModule(native.WasmModule.deserializeFile(file, MODULE_HEADER, flags), hash, flags);
+  }
+
+  /** Loads code produced by `serialize()` (same hb-runtimes build and platform). */
+  static deserialize(bytes: Uint8Array): WasmModule {
+    // A view, not a copy: the engine copies the code out before this returns.
+    const b = asBytes(bytes, 'WasmModule.deserialize');
+    const blob = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+    const { flags, hash } = WasmModule.#header(blob);
     return new WasmModule(native.WasmModule.deserialize(blob.subarray(MODULE_HEADER), flags), hash, flags);
   }
 

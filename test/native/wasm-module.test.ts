@@ -92,6 +92,21 @@ describe('WasmModule#serialize()', () => {
     expect(() => WasmModule.deserialize(blob.subarray(0, 60))).toThrow(WasmError);
   });
 
+  it('loads serialized code from a file (mapped, not read into JS), and refuses damaged or missing files the same way', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hbr-file-'));
+    const m = WasmModule.compile(facBytes, { cache: false });
+    const file = path.join(dir, 'fac.cwasm');
+    fs.writeFileSync(file, m.serialize());
+    const loaded = WasmModule.deserializeFile(file);
+    expect(loaded.hash).toEqual(m.hash);
+    expect(new WasmInstance(loaded).call('fac', [6])).toEqual([720]);
+    fs.writeFileSync(file, m.serialize().subarray(0, 60));
+    expect(() => WasmModule.deserializeFile(file)).toThrow(expect.objectContaining({ name: 'WasmError', code: 'ERR_WASM_DESERIALIZE' }));
+    fs.writeFileSync(file, 'junk');
+    expect(() => WasmModule.deserializeFile(file)).toThrow('not a serialized hb-runtimes module (bad magic)');
+    expect(() => WasmModule.deserializeFile(path.join(dir, 'missing.cwasm'))).toThrow(/ENOENT/);
+  });
+
   it('keeps compiled code in a cache directory that a later compile loads', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hbr-cache-'));
     const m = WasmModule.compile(facBytes, { cache: false, cacheDir: dir });
