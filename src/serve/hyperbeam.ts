@@ -17,7 +17,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AoError } from '../errors';
 import { AOS2, aos2Page, readAos2Page, type AssignmentMeta } from './aos2';
-import { ANS104, checkpointHeaders, makeCheckpoint, MAX_CHECKPOINT_BYTES, readCheckpoint } from './checkpoint';
+import { ANS104, checkpointHeaders, makeCheckpoint, readCheckpoint } from './checkpoint';
 import type { LegacyMessage } from './engine';
 import type { ProcessRegistry, ServedProcess } from './registry';
 import { tagValue, type ItemSigner } from './signing';
@@ -123,7 +123,8 @@ export function registerHyperbeamRoutes(app: FastifyInstance, o: HyperbeamRouteO
     return reply.header('content-type', ANS104).header('codec-device', 'ans104@1.0').send(item.raw);
   });
 
-  app.post('/state', { bodyLimit: MAX_CHECKPOINT_BYTES }, async (req, reply) => {
+  // The server's --body-limit, as everywhere: the body is buffered before its signature is checked.
+  app.post('/state', async (req, reply) => {
     if (!Buffer.isBuffer(req.body) || req.body.length === 0) {
       throw bad('expected a checkpoint: its ANS-104 item (Content-Type: application/ans104), or its gzipped data with its tags as headers');
     }

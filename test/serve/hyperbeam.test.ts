@@ -203,6 +203,19 @@ describe('checkpoints: POST /snapshot/:process, then POST /state on a fresh node
     }
   });
 
+  it('bounds POST /state by --body-limit like any route (the body is buffered before its signature is checked)', async () => {
+    const small = await startServer({ store: tempStore(), jwk: testWallet('server-c').jwk, workers: 0, bodyLimit: 1024, checkpointAuthorities: [a.signer.address] });
+    try {
+      expect(snapshot.raw.length).toBeGreaterThan(1024);
+      const res = await fetch(`${small.url}/state`, { method: 'POST', headers: { 'content-type': 'application/ans104' }, body: snapshot.raw });
+      expect(res.status).toBe(413);
+      expect(((await res.json()) as any).code).toBe('FST_ERR_CTP_BODY_TOO_LARGE');
+      expect(small.registry.processes.size).toBe(0);
+    } finally {
+      await small.close();
+    }
+  });
+
   it('refuses a checkpoint against another history of the process', async () => {
     // A process with the same ID but other messages after the spawn: the chain at slot 2 differs.
     const fork = hbProcess(moduleId, 'cp', ['p', 'other'], 'fork');
