@@ -151,8 +151,9 @@ Napi::Value WasmModule::DeserializeFile(const Napi::CallbackInfo& info) {
     return fail("shorter than its header");
   }
   void* map = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+  const int map_errno = errno;  // before close(), which may set it
   close(fd);
-  if (map == MAP_FAILED) return fail(std::strerror(errno));
+  if (map == MAP_FAILED) return fail(std::strerror(map_errno));
   wasmtime_module_t* module = nullptr;
   // Wasmtime checks the header (engine version and configuration) before using the code, and
   // copies the code out: the mapping is not needed after.
