@@ -19,7 +19,7 @@
 import { createHash } from 'node:crypto';
 import { AoError } from '../errors';
 import type { Assignment, LegacyMessage } from './engine';
-import type { Tag } from './signing';
+import { rsaItemParts, type Tag } from './signing';
 
 export const AOS2 = 'application/aos-2';
 
@@ -66,6 +66,14 @@ function tagsOf(v: unknown, where: string): Tag[] {
   });
 }
 
+/**
+ * A JSON message's `Data` as text: `null` (bytes HyperBEAM could not print: the message is
+ * computed without them) and absent are empty, other JSON values their JSON text.
+ */
+export function dataText(v: unknown): string {
+  return typeof v === 'string' ? v : v === undefined || v === null ? '' : JSON.stringify(v);
+}
+
 /** A JSON struct (HyperBEAM's `message_to_json_struct`) as a legacy message. */
 export function structToLegacy(struct: unknown, where: string, target = ''): LegacyMessage {
   if (!isObject(struct)) throw bad(`${where} must be a JSON object (a message struct)`);
@@ -79,8 +87,7 @@ export function structToLegacy(struct: unknown, where: string, target = ''): Leg
     From: from === '' ? owner : from,
     Target: str(struct.Target) || target,
     Anchor: str(struct.Anchor),
-    // `null`: bytes HyperBEAM could not print; the message is computed without them.
-    Data: typeof struct.Data === 'string' ? struct.Data : struct.Data === undefined || struct.Data === null ? '' : JSON.stringify(struct.Data),
+    Data: dataText(struct.Data),
     Tags: tagsOf(struct.Tags, where),
   };
 }
@@ -120,12 +127,10 @@ export function readAos2Page(body: { edges: unknown[] }, pid: string): Aos2Edge[
   });
 }
 
-/** Signature and public key of a signed ANS-104 item (type 1, Arweave RSA), base64url. */
+/** Signature and public key of a message that came as a signed item (base64url), else empty. */
 function itemSignature(raw: string | undefined): { Signature: string; PublicKey: string } {
-  if (!raw) return { Signature: '', PublicKey: '' };
-  const b = Buffer.from(raw, 'base64url');
-  if (b.length < 2 + 512 + 512 || b.readUInt16LE(0) !== 1) return { Signature: '', PublicKey: '' };
-  return { Signature: b.subarray(2, 514).toString('base64url'), PublicKey: b.subarray(514, 1026).toString('base64url') };
+  const parts = raw ? rsaItemParts(Buffer.from(raw, 'base64url')) : undefined;
+  return { Signature: parts?.signature ?? '', PublicKey: parts?.owner ?? '' };
 }
 
 /** The JSON struct of a scheduled message. */

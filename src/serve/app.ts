@@ -37,7 +37,7 @@ import { inThreadEngineFactory, pooledEngineFactory } from './compute';
 import type { ComputeLimits } from './limits';
 import type { Pool } from '../pool';
 import { registerSuRoutes } from './su';
-import { isAos2Page, type AssignmentMeta } from './aos2';
+import { dataText, isAos2Page, type AssignmentMeta } from './aos2';
 import { delegatedAssignment, registerHyperbeamRoutes } from './hyperbeam';
 import { Backpressure, DEFAULT_DRY_RUN_RATE_LIMIT, DEFAULT_MAX_QUEUE, dryRunRouteConfig, registerRateLimit, RetryLater } from './backpressure';
 import { ServeMetrics } from './metrics';
@@ -141,8 +141,7 @@ function dryRunMessage(body: unknown, pid: string): LegacyMessage {
     throw fail(400, "'Tags' must be a list of {name, value} strings");
   }
   const owner = typeof b.Owner === 'string' ? b.Owner : '';
-  // `null`: HyperBEAM's JSON struct of a message whose data is not printable.
-  const data = b.Data === undefined || b.Data === null ? '' : typeof b.Data === 'string' ? b.Data : JSON.stringify(b.Data);
+  const data = dataText(b.Data);
   return {
     Id: typeof b.Id === 'string' ? b.Id : sha256Id(Buffer.from(JSON.stringify(b))),
     Owner: owner,

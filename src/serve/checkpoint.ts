@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import { AoError } from '../errors';
-import { itemBytes, tagValue, unauthorized, verifyItem, type ItemSigner, type SignedItem, type Tag } from './signing';
+import { itemBytes, rsaItemParts, tagValue, unauthorized, verifyItem, type ItemSigner, type SignedItem, type Tag } from './signing';
 import type { ProcessRecord } from './store';
 
 const gzip = promisify(zlib.gzip);
@@ -96,9 +96,10 @@ export async function makeCheckpoint(signer: ItemSigner, c: CheckpointOf): Promi
 export function checkpointHeaders(item: { id: string; raw: Buffer; tags: Tag[] }, signer: ItemSigner): Record<string, string> {
   const h: Record<string, string> = {};
   for (const t of item.tags) if (!(t.name in FIXED)) h[t.name.toLowerCase()] = t.value;
+  const parts = rsaItemParts(item.raw)!;
   h.id = item.id;
-  h.signature = item.raw.subarray(2, 514).toString('base64url');
-  h.owner = signer.publicKey;
+  h.signature = parts.signature;
+  h.owner = parts.owner;
   h['committed-by'] = signer.address;
   return h;
 }

@@ -236,7 +236,7 @@ export class ProcessRegistry {
     } catch (e) {
       throw new AoError(`the checkpoint's state is not a ${mod.kind} state: ${(e as Error).message}`, { status: 400, code: 'ERR_BAD_CHECKPOINT' });
     }
-    let p = this.processes.get(id) ?? (await this.opening.get(id)) ?? (await this.hold(id));
+    let p = await this.hold(id);
     if (!p && (await this.store.getProcess(id))) throw new AoError(`process ${id} is held by another node`, { status: 409, code: 'ERR_NOT_OWNER' });
     if (p) {
       const last = p.nextSlot - 1;

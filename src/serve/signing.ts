@@ -115,6 +115,16 @@ export function itemBytes(data: Uint8Array, tags: Tag[], ownerKey: string, signa
   return raw;
 }
 
+/**
+ * The signature and owner (public key) of an Arweave-signed (type 1) item's bytes, base64url;
+ * undefined for anything else. `itemBytes` is the inverse.
+ */
+export function rsaItemParts(raw: Uint8Array): { signature: string; owner: string } | undefined {
+  const b = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  if (b.length < 2 + 512 + 512 || b.readUInt16LE(0) !== 1) return undefined;
+  return { signature: b.subarray(2, 514).toString('base64url'), owner: b.subarray(514, 1026).toString('base64url') };
+}
+
 /** Thrown for bytes that are not a validly signed data item: HTTP 401. */
 export function unauthorized(message: string): AoError {
   return new AoError(message, { status: 401, code: 'ERR_UNAUTHORIZED' });
