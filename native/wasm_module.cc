@@ -125,7 +125,8 @@ Napi::Value WasmModule::Deserialize(const Napi::CallbackInfo& info) {
 }
 
 // deserializeFile(path, offset, flags): Wasmtime's bytes from `offset` to the end of the file,
-// mapped rather than read, so that no copy of the code passes through the JS heap.
+// mapped rather than read, so that no copy of the code passes through the JS heap; at offset 0,
+// mapped and run in place.
 Napi::Value WasmModule::DeserializeFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
@@ -138,6 +139,16 @@ Napi::Value WasmModule::DeserializeFile(const Napi::CallbackInfo& info) {
     throw MakeError(env, "WasmError", "cannot load precompiled module " + path + ": " + what,
                     {{"code", Napi::String::New(env, "ERR_WASM_DESERIALIZE")}});
   };
+  if (offset == 0) {
+    // The whole file is Wasmtime's bytes (the disk cache): Wasmtime maps it and runs the code in
+    // place, without copying it into fresh memory (a sixth of the time, and processes loading the
+    // same file share its pages). A file is only ever replaced by rename, which leaves mapped
+    // code alone; changing one in place (truncating it) would fault the code that runs from it.
+    wasmtime_module_t* module = nullptr;
+    wasmtime_error_t* error = wasmtime_module_deserialize_file(AddonOf(env)->Engine(flags), path.c_str(), &module);
+    if (error != nullptr) return fail(TakeErrorMessage(error));
+    return Wrap(env, module, flags);
+  }
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return fail(std::strerror(errno));
   struct stat st;

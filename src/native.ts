@@ -45,7 +45,11 @@ export interface NativeWasmModuleCtor {
   compile(bytes: Uint8Array, engineFlags?: number): NativeWasmModule;
   /** Loads code produced by `serialize()` for the same engine profile. */
   deserialize(bytes: Uint8Array, engineFlags?: number): NativeWasmModule;
-  /** Wasmtime's bytes from `offset` to the end of the file at `path`, mapped (not read into JS). */
+  /**
+   * Wasmtime's bytes from `offset` to the end of the file at `path`, mapped (not read into JS); at
+   * offset 0 the file is Wasmtime's alone and its code runs in place, so it must never change
+   * while mapped (write a new file and rename it over).
+   */
   deserializeFile(path: string, offset: number, engineFlags?: number): NativeWasmModule;
 }
 

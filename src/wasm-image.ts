@@ -14,6 +14,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { writeFileAtomic } from './atomic-file';
 import { WasmError } from './errors';
 import { LOWER_VERSION, lowerMemory64 } from './wasm-lower';
 import { WasmModule, imageHash, markMemory64Lowered, type CompileOptions } from './wasm';
@@ -68,48 +69,58 @@ function usesLegacyExceptions(err: unknown): boolean {
 /**
  * Compiles an image, translating legacy exception handling when the engine reports it and
  * lowering its memory64 when it qualifies. The result is cached by the hash of `image`, the
- * compile options and the lowering version (`cacheDir` also keeps the translated image on disk as
- * `<sha256>.exnref.wasm`, and the lowered one as `<sha256>.lower<version>.bin`: the SHA-256 of the
- * unlowered image, then the lowered image). A lowered module's `hash` is the unlowered image's, so
- * that snapshots move between lowered and unlowered instances.
+ * compile options and the lowering version. With `cacheDir`, the disk keeps the translated image
+ * (`<sha256>.exnref.wasm`), the lowered one (`<sha256>.lower<version>.bin`: the SHA-256 of the
+ * unlowered image, then the lowered image) and the lowered module's compiled code, named by the
+ * user's image alone (`<sha256>-L<version>-<profile>.wasmtime-<version>.cwasm`), so that a hit
+ * hashes `image` once and maps that code, reading 32 bytes of the `.bin` for the module's hash.
+ * A lowered module's `hash` is the unlowered image's, so that snapshots move between lowered and
+ * unlowered instances.
  */
 export async function loadImage(image: Uint8Array, opts: LoadImageOptions = {}): Promise<WasmModule> {
   const { lowerMemory64, ...copts } = opts;
   // Fuel counts instructions, and the lowering's guards are instructions: a metered module keeps
   // its memory64 so that it burns the same fuel as on any other CU.
   const lower = lowerMemory64 !== false && !copts.fuel;
-  const key = `${imageHash(image).toString('hex')}-${copts.fuel ? 1 : 0}-${copts.spectreMitigation === false ? 1 : 0}-${copts.interruptible === false ? 1 : 0}-L${lower ? LOWER_VERSION : 0}`;
+  const hex = imageHash(image).toString('hex');
+  const key = `${hex}-${copts.fuel ? 1 : 0}-${copts.spectreMitigation === false ? 1 : 0}-${copts.interruptible === false ? 1 : 0}-L${lower ? LOWER_VERSION : 0}`;
   const hit = loaded.get(key);
   if (hit && !hit.disposed) return hit;
-  const stored = lower ? storedLowered(image, copts.cacheDir) : undefined;
-  let module: WasmModule | undefined;
-  if (stored) {
-    try {
-      module = WasmModule.compile(stored.subarray(32), copts, Buffer.from(stored.subarray(0, 32)));
-      markMemory64Lowered(module);
-    } catch {
-      module = undefined; // a damaged entry: lowered again and replaced below
-    }
-  }
+  const dir = copts.cacheDir;
+  let module = lower && dir ? mappedLowered(hex, dir, copts) : undefined;
   if (!module) {
-    try {
-      module = lower ? lowerAndCompile(image, image, copts) : WasmModule.compile(image, copts);
-    } catch (err) {
-      if (!usesLegacyExceptions(err)) throw err;
-      const translated = await translatedImage(image, copts.cacheDir);
-      module = lower ? lowerAndCompile(translated, image, copts) : WasmModule.compile(translated, copts);
+    // The lowered module is stored by the user's image (above), not also by the lowered bytes.
+    const lopts = { ...copts, cacheDir: undefined };
+    const stored = lower ? storedLowered(hex, dir) : undefined;
+    if (stored) {
+      try {
+        module = WasmModule.compile(stored.subarray(32), lopts, Buffer.from(stored.subarray(0, 32)));
+        markMemory64Lowered(module);
+      } catch {
+        module = undefined; // a damaged entry: lowered again and replaced below
+      }
     }
+    if (!module) {
+      try {
+        module = lower ? lowerAndCompile(image, hex, copts) : WasmModule.compile(image, copts);
+      } catch (err) {
+        if (!usesLegacyExceptions(err)) throw err;
+        const translated = await translatedImage(image, hex, dir);
+        module = lower ? lowerAndCompile(translated, hex, copts) : WasmModule.compile(translated, copts);
+      }
+    }
+    if (dir && module.memory64Lowered) module.toCache(dir, loweredName(hex));
   }
   loaded.set(key, module);
   return module;
 }
 
-/** Lowers `bytes` when it qualifies and compiles it (`image`, the user's bytes, names the disk cache). */
-function lowerAndCompile(bytes: Uint8Array, image: Uint8Array, opts: CompileOptions): WasmModule {
+/** Lowers `bytes` when it qualifies and compiles it (`hex`, the user's image hash, names the disk cache). */
+function lowerAndCompile(bytes: Uint8Array, hex: string, opts: CompileOptions): WasmModule {
   const out = lowerMemory64(bytes);
   if (!out.lowered) return WasmModule.compile(bytes, opts);
-  const m = compileLowered(out.bytes, bytes, opts);
-  if (m.memory64Lowered) storeLowered(image, opts.cacheDir, Buffer.concat([imageHash(bytes), out.bytes]));
+  const m = compileLowered(out.bytes, bytes, { ...opts, cacheDir: undefined });
+  if (m.memory64Lowered) storeLowered(hex, opts.cacheDir, Buffer.concat([imageHash(bytes), out.bytes]));
   return m;
 }
 
@@ -128,26 +139,41 @@ function compileLowered(bytes: Uint8Array, original: Uint8Array, opts: CompileOp
   return m;
 }
 
-function loweredFile(image: Uint8Array, cacheDir?: string): string | undefined {
-  return cacheDir ? path.join(cacheDir, `${imageHash(image).toString('hex')}.lower${LOWER_VERSION}.bin`) : undefined;
+const loweredName = (hex: string): string => `${hex}-L${LOWER_VERSION}`;
+
+function loweredFile(hex: string, cacheDir: string): string {
+  return path.join(cacheDir, `${hex}.lower${LOWER_VERSION}.bin`);
 }
 
-function storedLowered(image: Uint8Array, cacheDir?: string): Uint8Array | undefined {
-  const file = loweredFile(image, cacheDir);
+/** The lowered module's compiled code from the disk cache, its hash read from the `.bin`'s first 32 bytes. */
+function mappedLowered(hex: string, dir: string, opts: CompileOptions): WasmModule | undefined {
+  const hash = Buffer.alloc(32);
+  let fd: number;
+  try {
+    fd = fs.openSync(loweredFile(hex, dir), 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    if (fs.readSync(fd, hash, 0, 32, 0) !== 32) return undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
+  const m = WasmModule.fromCache(dir, loweredName(hex), hash, opts);
+  if (m) markMemory64Lowered(m);
+  return m;
+}
+
+function storedLowered(hex: string, cacheDir?: string): Uint8Array | undefined {
+  const file = cacheDir ? loweredFile(hex, cacheDir) : undefined;
   return file && fs.existsSync(file) ? fs.readFileSync(file) : undefined;
 }
 
-function storeLowered(image: Uint8Array, cacheDir: string | undefined, bytes: Uint8Array): void {
-  const file = loweredFile(image, cacheDir);
-  if (!file) return;
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, bytes);
-  fs.renameSync(tmp, file);
+function storeLowered(hex: string, cacheDir: string | undefined, bytes: Uint8Array): void {
+  if (cacheDir) writeFileAtomic(loweredFile(hex, cacheDir), bytes);
 }
 
-async function translatedImage(image: Uint8Array, cacheDir?: string): Promise<Uint8Array> {
-  const hex = imageHash(image).toString('hex');
+async function translatedImage(image: Uint8Array, hex: string, cacheDir?: string): Promise<Uint8Array> {
   const file = cacheDir ? path.join(cacheDir, `${hex}.exnref.wasm`) : undefined;
   if (file && fs.existsSync(file)) return fs.readFileSync(file);
   let pending = translating.get(hex);
@@ -157,12 +183,7 @@ async function translatedImage(image: Uint8Array, cacheDir?: string): Promise<Ui
   }
   try {
     const out = await pending;
-    if (file) {
-      fs.mkdirSync(path.dirname(file), { recursive: true });
-      const tmp = `${file}.${process.pid}.tmp`;
-      fs.writeFileSync(tmp, out);
-      fs.renameSync(tmp, file);
-    }
+    if (file) writeFileAtomic(file, out);
     return out;
   } finally {
     translating.delete(hex);

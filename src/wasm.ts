@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import * as buffer from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { writeFileAtomic } from './atomic-file';
 import { AoError, SnapshotError, WasmError, badArg } from './errors';
 import { DEFAULT_TIME_LIMIT_MS } from './limits';
 import {
@@ -99,7 +100,11 @@ const MODULE_HEADER = 8 + 4 + 4 + 32; // magic, format, engine flags, image hash
 export interface CompileOptions extends CompileLimits {
   /** Use the in-memory module cache (default true): the same image is never compiled twice. */
   cache?: boolean;
-  /** Also keep compiled code in this directory (`<sha256>-<profile>-wasmtime-<version>.cwasm`). */
+  /**
+   * Also keep compiled code in this directory (`<sha256>-<profile>….wasmtime-<version>.cwasm`),
+   * loaded from there by mapping the file and running its code in place. Compiled code is trusted:
+   * the directory must be writable by this user alone, and its files replaced only by rename.
+   */
   cacheDir?: string;
   /**
    * Compile fuel metering in, so that instances can be given a `fuel` budget per call (default
@@ -230,23 +235,50 @@ export class WasmModule {
       const hit = memoryCache.get(key);
       if (hit && !hit.#disposed) return hit;
     }
-    let mod: WasmModule | undefined;
-    const file = opts?.cacheDir ? path.join(opts.cacheDir, `${key}-wasmtime-${native.versions().wasmtime}.cwasm`) : undefined;
-    if (file && fs.existsSync(file)) {
-      try {
-        mod = WasmModule.deserializeFile(file);
-      } catch {
-        mod = undefined; // stale or damaged entry: recompile and replace it
-      }
-    }
+    const dir = opts?.cacheDir;
+    let mod = dir ? WasmModule.#mapped(dir, key, identity ?? hash, flags) : undefined;
     if (!mod) {
       checkCompileLimits(image, limits, Boolean(opts?.fuel));
       mod = new WasmModule(native.WasmModule.compile(exposeInternals(image).bytes, flags), identity ?? hash, flags);
-      if (file) writeAtomic(file, mod.serialize());
+      if (dir) mod.#store(dir, key);
     }
     mod.#cacheKey = key;
     if (useCache) memoryCache.set(key, mod);
     return mod;
+  }
+
+  /**
+   * The disk cache's module stored under `key` (its file name says the engine profile), mapped and
+   * run in place; undefined when there is none, or when it is stale or damaged (Wasmtime checks
+   * its version and settings), so that the caller compiles and replaces it.
+   */
+  static #mapped(dir: string, key: string, hash: Buffer, flags: number): WasmModule | undefined {
+    const file = cacheFile(dir, key);
+    if (!fs.existsSync(file)) return undefined;
+    try {
+      return new WasmModule(native.WasmModule.deserializeFile(file, 0, flags), hash, flags);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Writes Wasmtime's bytes for this module to the disk cache under `key` (a new file, renamed over). */
+  #store(dir: string, key: string): void {
+    writeFileAtomic(cacheFile(dir, key), this.#native.serialize());
+  }
+
+  /**
+   * @internal loadImage's disk cache: the module stored under `name` for the profile of `opts`,
+   * whose image is `hash` (see wasm-image.ts), or undefined.
+   */
+  static fromCache(dir: string, name: string, hash: Buffer, opts: CompileOptions): WasmModule | undefined {
+    const flags = engineFlags(opts);
+    return WasmModule.#mapped(dir, `${name}-${flags}`, hash, flags);
+  }
+
+  /** @internal Stores this module in `dir` for `fromCache(dir, name, …)`. */
+  toCache(dir: string, name: string): void {
+    this.#store(dir, `${name}-${this.#flags}`);
   }
 
   /** Checks the header of `serialize()`'s bytes; their engine flags and image hash. */
@@ -325,17 +357,15 @@ export class WasmModule {
   }
 }
 
-function writeAtomic(file: string, data: Uint8Array): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
-  const fd = fs.openSync(tmp, 'w');
-  try {
-    fs.writeSync(fd, data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
+let wasmtimeVersion: string | undefined;
+
+/**
+ * A disk-cache file: Wasmtime's bytes alone, mapped in place when loaded. (Files of the earlier
+ * form, `<key>-wasmtime-<version>.cwasm` with the serialize() header, are left unread.)
+ */
+function cacheFile(dir: string, key: string): string {
+  wasmtimeVersion ??= native.versions().wasmtime;
+  return path.join(dir, `${key}.wasmtime-${wasmtimeVersion}.cwasm`);
 }
 
 /** Host functions by module and name: `{ env: { log: (x) => … } }`. */

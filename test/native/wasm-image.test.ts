@@ -117,6 +117,34 @@ describeShared('loadImage() memory64 lowering on aos-2-pure-xs.wasm (on vs lower
       const hex = imageHash(image).toString('hex');
       expect(files).toContain(`${hex}.lower${LOWER_VERSION}.bin`);
       expect(files).toContain(`${hex}.exnref.wasm`);
+      // The compiled code is named by the user's image alone (profile 4: interruptible false), and
+      // stored once: not also under the lowered image's hash.
+      const code = `${hex}-L${LOWER_VERSION}-4.wasmtime-48.0.8.cwasm`;
+      expect(files.sort()).toEqual([code, `${hex}.exnref.wasm`, `${hex}.lower${LOWER_VERSION}.bin`].sort());
+      // A later load maps that code and reads only the module hash from the .bin: its lowered
+      // bytes, damaged here, are neither read nor rewritten.
+      const bin = path.join(dir, `${hex}.lower${LOWER_VERSION}.bin`);
+      const damaged = Buffer.concat([fs.readFileSync(bin).subarray(0, 32), Buffer.from('not a module')]);
+      fs.writeFileSync(bin, damaged);
+      m.dispose();
+      const again = await loadImage(image, { cacheDir: dir, interruptible: false });
+      expect(again).not.toBe(m);
+      expect(again.memory64Lowered).toBe(true);
+      expect(again.hash).toEqual(m.hash);
+      const inst = new WasmInstance(again, zeroImports(again));
+      expect(handle(inst, evalMsg('return 6 * 7', '1')).response.Output.data).toBe('42');
+      expect(fs.readFileSync(bin)).toEqual(damaged);
+      // Damaged compiled code is not trusted: compiled again (from the lowering) and replaced.
+      fs.writeFileSync(path.join(dir, `${code}.new`), 'junk'); // by rename, as the cache does
+      fs.renameSync(path.join(dir, `${code}.new`), path.join(dir, code));
+      fs.writeFileSync(bin, 'junk');
+      again.dispose();
+      const third = await loadImage(image, { cacheDir: dir, interruptible: false });
+      expect(third.memory64Lowered).toBe(true);
+      expect(third.hash).toEqual(m.hash);
+      expect(handle(new WasmInstance(third, zeroImports(third)), evalMsg('return 6 * 7', '1')).response.Output.data).toBe('42');
+      expect(fs.readFileSync(path.join(dir, code)).subarray(0, 4)).toEqual(Buffer.from('\x7fELF', 'latin1'));
+      expect(fs.readFileSync(bin).subarray(0, 32)).toEqual(m.hash);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

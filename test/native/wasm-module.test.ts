@@ -111,14 +111,25 @@ describe('WasmModule#serialize()', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hbr-cache-'));
     const m = WasmModule.compile(facBytes, { cache: false, cacheDir: dir });
     const files = fs.readdirSync(dir);
-    expect(files).toEqual([`${m.hash.toString('hex')}-0-wasmtime-48.0.8.cwasm`]);
+    expect(files).toEqual([`${m.hash.toString('hex')}-0.wasmtime-48.0.8.cwasm`]);
+    // Wasmtime's own bytes, which a later compile maps and runs in place.
+    expect(fs.readFileSync(path.join(dir, files[0]!)).subarray(0, 4)).toEqual(Buffer.from('\x7fELF', 'latin1'));
     const again = WasmModule.compile(facBytes, { cache: false, cacheDir: dir });
     expect(new WasmInstance(again).call('fac', [5])).toEqual([120]);
-    // A damaged entry is replaced, not trusted.
-    fs.writeFileSync(path.join(dir, files[0]!), 'junk');
+    // A damaged entry is replaced, not trusted (put in place by rename, as a cache file always
+    // is: its code may be mapped and running).
+    const replace = (text: string): void => {
+      fs.writeFileSync(path.join(dir, `${files[0]!}.new`), text);
+      fs.renameSync(path.join(dir, `${files[0]!}.new`), path.join(dir, files[0]!));
+    };
+    replace('junk');
     const fixed = WasmModule.compile(facBytes, { cache: false, cacheDir: dir });
     expect(new WasmInstance(fixed).call('fac', [3])).toEqual([6]);
-    expect(fs.readFileSync(path.join(dir, files[0]!)).subarray(0, 8).toString()).toBe('HBMODULE');
+    expect(fs.readFileSync(path.join(dir, files[0]!)).subarray(0, 4)).toEqual(Buffer.from('\x7fELF', 'latin1'));
+    // A file replaced while an instance runs its mapped code leaves that code alone.
+    const running = new WasmInstance(WasmModule.compile(facBytes, { cache: false, cacheDir: dir }));
+    replace('junk');
+    expect(running.call('fac', [4])).toEqual([24]);
   });
 });
 
