@@ -20,6 +20,7 @@ void WasmInstance::Init(Napi::Env env, Napi::Object exports, Addon* addon) {
                                     {
                                         InstanceMethod("exportIndex", &WasmInstance::ExportIndex),
                                         InstanceMethod("call", &WasmInstance::Call),
+                                        InstanceMethod("caller", &WasmInstance::Caller),
                                         InstanceMethod("callLimited", &WasmInstance::CallLimited),
                                         InstanceMethod("callTable", &WasmInstance::CallTable),
                                         InstanceMethod("callTableLimited", &WasmInstance::CallTableLimited),
@@ -185,7 +186,13 @@ void WasmInstance::Instantiate(Napi::Env env, WasmModule* module, Napi::Array im
   }
 }
 
-WasmInstance::~WasmInstance() { Close(); }
+WasmInstance::~WasmInstance() {
+  Close();
+  if (caller_link_ != nullptr) {
+    caller_link_->self = nullptr;
+    if (--caller_link_->owners == 0) delete caller_link_;
+  }
+}
 
 void WasmInstance::ReleaseStore() {
   if (store_ != nullptr) wasmtime_store_delete(store_);

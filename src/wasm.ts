@@ -448,6 +448,8 @@ export interface WasmMemory {
 /** An instance of a module, with its own store, memory and globals. */
 export class WasmInstance {
   readonly #native: NativeWasmInstance;
+  /** `#native.call`, bound by the addon: what `call` uses. */
+  readonly #call: (index: number, ...args: unknown[]) => number | bigint | undefined | Array<number | bigint>;
   readonly module: WasmModule;
   readonly memory: WasmMemory;
   readonly #index = new Map<string, number>();
@@ -490,6 +492,7 @@ export class WasmInstance {
       nopts.trackWrites = opts.trackWrites;
     }
     this.#native = new native.WasmInstance(WasmModule.handleOf(module), fns, nopts);
+    this.#call = this.#native.caller();
     this.module = module;
     const mem = module.exports.find((e) => e.kind === 'memory') ?? module.imports.find((e) => e.kind === 'memory');
     const is64 = Boolean(mem?.detail?.is64);
@@ -527,7 +530,7 @@ export class WasmInstance {
       this.#index.set(name, idx);
     }
     if (!Array.isArray(args)) throw badArg(`call(${name}): args must be an array`);
-    const r = opts === undefined ? this.#native.call(idx, ...args) : this.#native.callLimited(callTimeLimit(opts, 'call', this.#timeLimit), idx, ...args);
+    const r = opts === undefined ? this.#call(idx, ...args) : this.#native.callLimited(callTimeLimit(opts, 'call', this.#timeLimit), idx, ...args);
     return r === undefined ? [] : Array.isArray(r) ? r : [r];
   }
 

@@ -37,6 +37,44 @@ describe('WasmModule and WasmInstance lifecycle', () => {
     expect(growthMB).toBeLessThan(16);
   });
 
+  it('a bound caller() outlives its instance safely, and both are freed: RSS stays flat', () => {
+    const r = runChild(
+      `${FAC}
+      const m = addon.WasmModule.compile(fac);
+      const rss = async () => {
+        for (let k = 0; k < 3; k++) { global.gc(); await new Promise((r) => setImmediate(r)); }
+        return process.memoryUsage().rss;
+      };
+      (async () => {
+        const i = new addon.WasmInstance(m, [], {});
+        const call = i.caller();
+        const first = call(0, 5);
+        i.dispose();
+        let closed;
+        try { call(0, 5); } catch (e) { closed = e.message; }
+        // The function kept, its instance dropped and collected: it throws instead of running.
+        let kept = new addon.WasmInstance(m, [], {}).caller();
+        const before = kept(0, 4);
+        await rss();
+        let gone;
+        try { kept(0, 4); } catch (e) { gone = e.name + ': ' + e.message; }
+        kept = undefined;
+        const round = () => { for (let n = 0; n < 10000; n++) { const x = new addon.WasmInstance(m, [], {}); x.caller()(0, 3); } };
+        round();
+        const base = await rss();
+        for (let k = 0; k < 3; k++) { round(); await rss(); }
+        const after = await rss();
+        console.log(JSON.stringify({ first, closed, before, gone, growthMB: (after - base) / 1048576 }));
+      })();`,
+      ['--expose-gc'],
+    );
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({ first: 120, closed: 'WasmInstance is closed', before: 24, gone: 'TypeError: WasmInstance is closed' });
+    expect(out.growthMB).toBeLessThan(16);
+  });
+
   it('loads in a worker thread and in four workers at once', () => {
     const r = runChild(`${FAC}
       const { Worker } = require('node:worker_threads');
