@@ -8,17 +8,19 @@ const FAC = `const fac = Buffer.from('AGFzbQEAAAABBgFgAXwBfAMCAQAHBwEDZmFjAAAKLg
 // (module (func (export "spin") (loop (br 0)))), made by wabt.
 const SPIN = `const spin = Buffer.from('AGFzbQEAAAABBAFgAAADAgEABwgBBHNwaW4AAAoJAQcAA0AMAAsL', 'base64');`;
 
+// Finalizers run after GC; rss() lets them, then reads RSS.
+const RSS = `const rss = async () => {
+  for (let k = 0; k < 3; k++) { global.gc(); await new Promise((r) => setImmediate(r)); }
+  return process.memoryUsage().rss;
+};`;
+
 describe('WasmModule and WasmInstance lifecycle', () => {
   it('frees instances collected by GC: RSS stays flat over many created and dropped', () => {
     const r = runChild(
       `${FAC}
       const m = addon.WasmModule.compile(fac);
-      // Finalizers run after GC; let them, then read RSS. The first round sets the allocator's
-      // high-water mark; the later rounds must not add to it.
-      const rss = async () => {
-        for (let k = 0; k < 3; k++) { global.gc(); await new Promise((r) => setImmediate(r)); }
-        return process.memoryUsage().rss;
-      };
+      // The first round sets the allocator's high-water mark; the later rounds must not add to it.
+      ${RSS}
       (async () => {
         for (let i = 0; i < 10000; i++) new addon.WasmInstance(m, [], {}).call(0, 3);
         const base = await rss();
@@ -41,10 +43,7 @@ describe('WasmModule and WasmInstance lifecycle', () => {
     const r = runChild(
       `${FAC}
       const m = addon.WasmModule.compile(fac);
-      const rss = async () => {
-        for (let k = 0; k < 3; k++) { global.gc(); await new Promise((r) => setImmediate(r)); }
-        return process.memoryUsage().rss;
-      };
+      ${RSS}
       (async () => {
         const i = new addon.WasmInstance(m, [], {});
         const call = i.caller();
