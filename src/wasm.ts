@@ -120,7 +120,7 @@ export interface CompileOptions extends CompileLimits {
   /**
    * Compile Wasmtime's epoch checks in, which wall-clock time limits need (default true). `false`
    * is an explicit opt-out of every time limit for this module's instances (their `timeLimit` is
-   * then `Infinity`, and a finite one is refused) for about 10% of speed on AOS (docs/wasm.md):
+   * then `Infinity`, and a finite one is refused) for 8% to 23% of speed on AOS (docs/wasm.md):
    * only with another bound on the guest, such as fuel.
    */
   interruptible?: boolean;
