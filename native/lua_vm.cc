@@ -127,6 +127,7 @@ void LuaVM::Init(Napi::Env env, Napi::Object exports, Addon* addon) {
                       InstanceMethod<&LuaVM::CallPackedLimited>("callPackedLimited"),
                       InstanceMethod<&LuaVM::GetOutput>("output"),
                       InstanceMethod<&LuaVM::Call>("call"),
+                      InstanceMethod<&LuaVM::Caller>("caller"),
                       InstanceMethod<&LuaVM::CallPacked>("callPacked"),
                       InstanceMethod<&LuaVM::SetGlobalFunction>("setGlobalFunction"),
                       InstanceMethod<&LuaVM::SetPackedHost>("setPackedHost"),
@@ -242,7 +243,10 @@ void LuaVM::OpenState(Napi::Env env, uint16_t libs) {
   }
 }
 
-LuaVM::~LuaVM() { Close(); }
+LuaVM::~LuaVM() {
+  Close();
+  ReleaseBoundLink(caller_link_);
+}
 
 void LuaVM::Close() {
   if (L_ != nullptr) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "addon.h"
+#include "bound_call.h"
 #include "lua_marshal.h"
 #include "lua_packed.h"
 
@@ -68,6 +69,7 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
   explicit LuaVM(const Napi::CallbackInfo& info);
   ~LuaVM() override;
   void Close() override;
+  static constexpr const char* kClosedMessage = "LuaVM is closed";
 
   // For the C-style trampolines; not visible from JS.
   struct Alloc {
@@ -118,6 +120,8 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
 
   Napi::Value Load(const Napi::CallbackInfo& info);
   Napi::Value Call(const Napi::CallbackInfo& info);
+  // caller() -> a function (fn, ...args) doing what call() does, bound to this VM (bound_call.h).
+  Napi::Value Caller(const Napi::CallbackInfo& info);
   Napi::Value CallPacked(const Napi::CallbackInfo& info);
   Napi::Value LoadLimited(const Napi::CallbackInfo& info);
   Napi::Value CallLimited(const Napi::CallbackInfo& info);
@@ -173,6 +177,7 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
   uint64_t rng_[4] = {0, 0, 0, 0};
   uint16_t libs_ = kSafeLibs;
   int aux_ref_ = 0;
+  BoundLink* caller_link_ = nullptr;  // shared with the functions made by caller()
   int depth_ = 0;  // nesting of calls and host-function frames
   bool close_pending_ = false;
   bool closing_ = false;

@@ -240,6 +240,10 @@ Napi::Value LuaVM::DoLoad(const Napi::CallbackInfo& info, size_t at, double limi
 
 Napi::Value LuaVM::Call(const Napi::CallbackInfo& info) { return DoCall<false>(info, 0, -1); }
 
+Napi::Value LuaVM::Caller(const Napi::CallbackInfo& info) {
+  return BindMethod<LuaVM, &LuaVM::Call>(info.Env(), this, caller_link_, "call");
+}
+
 // callPacked(fn, buf, len, nargs): the arguments are the packed stream buf[0, len) of nargs values;
 // packed results are written back into buf when they fit (see Finish).
 Napi::Value LuaVM::CallPacked(const Napi::CallbackInfo& info) { return DoCall<true>(info, 0, -1); }

@@ -188,10 +188,7 @@ void WasmInstance::Instantiate(Napi::Env env, WasmModule* module, Napi::Array im
 
 WasmInstance::~WasmInstance() {
   Close();
-  if (caller_link_ != nullptr) {
-    caller_link_->self = nullptr;
-    if (--caller_link_->owners == 0) delete caller_link_;
-  }
+  ReleaseBoundLink(caller_link_);
 }
 
 void WasmInstance::ReleaseStore() {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "addon.h"
+#include "bound_call.h"
 #include "wasm_limits.h"
 #include "wasm_values.h"
 #include "wasm_write_tracker.h"
@@ -42,6 +43,7 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   static constexpr uint64_t kDefaultMemoryBytes = uint64_t{4} << 30;  // for a memory with no maximum
   static constexpr uint64_t kDefaultTableElements = 10'000'000;
   static constexpr double kDefaultTimeLimitMs = 10'000;  // DEFAULT_TIME_LIMIT_MS in src/limits.ts
+  static constexpr const char* kClosedMessage = "WasmInstance is closed";
 
   static void Init(Napi::Env env, Napi::Object exports, Addon* addon);
   // new WasmInstance(module, imports: (fn|undefined)[] in import order, options)
@@ -82,10 +84,9 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   Napi::Value ExportIndex(const Napi::CallbackInfo& info);
   // call(index, ...args) / callLimited(timeLimitMs, index, ...args), and the same for callTable.
   Napi::Value Call(const Napi::CallbackInfo& info);
-  // caller() -> a function (index, ...args) doing what call() does, bound to this instance by its
-  // callback data rather than by unwrapping `this`, which is a fifth of a small call's cost.
+  // caller() -> a function (index, ...args) doing what call() does, bound to this instance
+  // (bound_call.h).
   Napi::Value Caller(const Napi::CallbackInfo& info);
-  static Napi::Value CallBound(const Napi::CallbackInfo& info);
   Napi::Value CallLimited(const Napi::CallbackInfo& info);
   Napi::Value CallTable(const Napi::CallbackInfo& info);
   Napi::Value CallTableLimited(const Napi::CallbackInfo& info);
@@ -186,13 +187,7 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   uint64_t fuel_ = 0;                  // per-call budget; 0 = unlimited
   uint64_t fuel_consumed_ = 0;         // by the last outermost call (or instantiation)
   hb_limits_t limits_{};               // memory and table caps; the Rust limiter reads and counts here
-  // What the functions made by caller() hold: this instance (null once it is destroyed), and a
-  // count of owners (the instance and each function), the last of which frees it.
-  struct CallerLink {
-    WasmInstance* self;
-    int owners;
-  };
-  CallerLink* caller_link_ = nullptr;
+  BoundLink* caller_link_ = nullptr;  // shared with the functions made by caller()
   double time_limit_ms_ = kDefaultTimeLimitMs;  // default of each outermost call; Infinity = none
   bool interruptible_ = true;          // epoch checks compiled in (kEngineNoEpoch not set)
   EpochTicker* ticker_ = nullptr;      // the environment's, owned by the Addon

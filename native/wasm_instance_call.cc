@@ -230,22 +230,7 @@ Napi::Value WasmInstance::ExportIndex(const Napi::CallbackInfo& info) {
 Napi::Value WasmInstance::Call(const Napi::CallbackInfo& info) { return CallExport(info, 0, time_limit_ms_); }
 
 Napi::Value WasmInstance::Caller(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (caller_link_ == nullptr) caller_link_ = new CallerLink{this, 1};
-  Napi::Function fn = Napi::Function::New(env, &WasmInstance::CallBound, "call", caller_link_);
-  caller_link_->owners++;
-  fn.AddFinalizer(
-      [](Napi::Env, CallerLink* link) {
-        if (--link->owners == 0) delete link;
-      },
-      caller_link_);
-  return fn;
-}
-
-Napi::Value WasmInstance::CallBound(const Napi::CallbackInfo& info) {
-  WasmInstance* self = static_cast<CallerLink*>(info.Data())->self;
-  if (self == nullptr) throw Napi::TypeError::New(info.Env(), "WasmInstance is closed");
-  return self->CallExport(info, 0, self->time_limit_ms_);
+  return BindMethod<WasmInstance, &WasmInstance::Call>(info.Env(), this, caller_link_, "call");
 }
 
 Napi::Value WasmInstance::CallLimited(const Napi::CallbackInfo& info) { return CallExport(info, 1, CallLimitArg(info)); }

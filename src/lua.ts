@@ -204,6 +204,8 @@ let adopting: NativeLuaVM | undefined;
 /** A Lua 5.3 state. Not thread-safe; each worker thread creates its own. */
 export class LuaVM {
   readonly #h: NativeLuaVM;
+  /** `#h.call`, bound by the addon: what `call` uses for scalar arguments. */
+  readonly #call: (fn: string, ...args: unknown[]) => unknown[] | Buffer;
 
   constructor(opts?: LuaVMOptions) {
     if (adopting !== undefined) {
@@ -213,6 +215,7 @@ export class LuaVM {
       this.#h = new native.LuaVM(nativeOptions(opts));
     }
     this.#h.setPackedHost(packedHost, packValue);
+    this.#call = this.#h.caller();
   }
 
   /**
@@ -245,7 +248,7 @@ export class LuaVM {
       if (typeof a === 'object' && a !== null) return callPacked(this.#h, fn, args, t);
     }
     // Scalars only: native call arguments, no buffer.
-    const r = t === undefined ? this.#h.call(fn, ...args) : this.#h.callLimited(t, fn, ...args);
+    const r = t === undefined ? this.#call(fn, ...args) : this.#h.callLimited(t, fn, ...args);
     return (isArray(r) ? r : decodeBuffer(r)) as LuaValue[];
   }
 

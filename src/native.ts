@@ -153,6 +153,8 @@ export interface NativeLuaVM {
    * results, or (when one is a table) the results packed in a Buffer (see `lua-packed.ts`).
    */
   call(fn: string, ...args: unknown[]): unknown[] | Buffer;
+  /** A function doing what `call` does, bound to this VM by the addon (no unwrapping of `this`). */
+  caller(): (fn: string, ...args: unknown[]) => unknown[] | Buffer;
   /**
    * `call` with `nargs` arguments packed in `buf[0, len)`. Returns the results as an array (no table
    * among them), the byte length of the packed results written back into `buf`, or a Buffer of

@@ -22,3 +22,9 @@ export function runChild(code: string, nodeArgs: string[] = [], timeoutMs = 120_
   const r = spawnSync(process.execPath, [...nodeArgs, '-e', prelude + code], { encoding: 'utf8', timeout: timeoutMs, env: childEnv });
   return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
+
+/** For child scripts run with --expose-gc: `rss()` lets finalizers run after GC, then reads RSS. */
+export const RSS_AFTER_GC = `const rss = async () => {
+  for (let k = 0; k < 3; k++) { global.gc(); await new Promise((r) => setImmediate(r)); }
+  return process.memoryUsage().rss;
+};`;

@@ -1,14 +1,11 @@
 /** Lifecycle of the native LuaVM across GC, workers and process exit (child processes). */
 import { describe, expect, it } from 'vitest';
-import { runChild } from '../helpers/child';
+import { RSS_AFTER_GC, runChild } from '../helpers/child';
 
 describe('LuaVM lifecycle across GC, workers and exit', () => {
   it('frees VMs collected by GC, including VMs whose host functions capture them: RSS stays bounded', () => {
     const r = runChild(
-      `const rss = async () => {
-        for (let k = 0; k < 3; k++) { global.gc(); await new Promise((r) => setImmediate(r)); }
-        return process.memoryUsage().rss;
-      };
+      `${RSS_AFTER_GC}
       const churn = () => {
         for (let i = 0; i < 2000; i++) {
           const vm = new addon.LuaVM({ memoryLimit: 1 << 20 });
@@ -29,6 +26,46 @@ describe('LuaVM lifecycle across GC, workers and exit', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout).growthMB).toBeLessThan(100);
+  });
+
+  it('a bound caller() outlives its VM safely, and both are freed: RSS stays bounded', () => {
+    const r = runChild(
+      `${RSS_AFTER_GC}
+      (async () => {
+        const vm = new addon.LuaVM({});
+        vm.load('function add(a, b) return a + b end', 'm');
+        const call = vm.caller();
+        const first = call('add', 2, 3);
+        vm.dispose();
+        let closed;
+        try { call('add', 1, 1); } catch (e) { closed = e.message; }
+        // The function kept, its VM dropped and collected: it throws instead of running.
+        let kept = (() => { const v = new addon.LuaVM({}); v.load('function add(a, b) return a + b end', 'm'); return v.caller(); })();
+        const before = kept('add', 20, 22);
+        await rss();
+        let gone;
+        try { kept('add', 1, 1); } catch (e) { gone = e.name + ': ' + e.message; }
+        kept = undefined;
+        const churn = () => {
+          for (let i = 0; i < 2000; i++) {
+            const v = new addon.LuaVM({ memoryLimit: 1 << 20 });
+            v.load('function add(a, b) return a + b end', 'm');
+            v.caller()('add', i, 1);
+          }
+        };
+        churn();
+        const base = await rss();
+        for (let round = 0; round < 3; round++) { churn(); await rss(); }
+        const after = await rss();
+        console.log(JSON.stringify({ first, closed, before, gone, growthMB: (after - base) / 1048576 }));
+      })();`,
+      ['--expose-gc'],
+    );
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({ first: [5], closed: 'LuaVM is closed', before: [42], gone: 'TypeError: LuaVM is closed' });
+    expect(out.growthMB).toBeLessThan(100);
   });
 
   it('loads in a worker thread and in four workers at once', () => {

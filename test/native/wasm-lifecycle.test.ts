@@ -1,6 +1,6 @@
 /** Lifecycle of the native WASM handles across GC, workers and process exit (child processes). */
 import { describe, expect, it } from 'vitest';
-import { runChild } from '../helpers/child';
+import { RSS_AFTER_GC, runChild } from '../helpers/child';
 
 // fac(f64) -> f64, made from WAT by wabt (the same source as wasm-instance.test.ts).
 const FAC = `const fac = Buffer.from('AGFzbQEAAAABBgFgAXwBfAMCAQAHBwEDZmFjAAAKLgEsACAARAAAAAAAAPA/YwR8RAAAAAAAAPA/BSAAIABEAAAAAAAA8D+hEACiCws=', 'base64');`;
@@ -8,19 +8,13 @@ const FAC = `const fac = Buffer.from('AGFzbQEAAAABBgFgAXwBfAMCAQAHBwEDZmFjAAAKLg
 // (module (func (export "spin") (loop (br 0)))), made by wabt.
 const SPIN = `const spin = Buffer.from('AGFzbQEAAAABBAFgAAADAgEABwgBBHNwaW4AAAoJAQcAA0AMAAsL', 'base64');`;
 
-// Finalizers run after GC; rss() lets them, then reads RSS.
-const RSS = `const rss = async () => {
-  for (let k = 0; k < 3; k++) { global.gc(); await new Promise((r) => setImmediate(r)); }
-  return process.memoryUsage().rss;
-};`;
-
 describe('WasmModule and WasmInstance lifecycle', () => {
   it('frees instances collected by GC: RSS stays flat over many created and dropped', () => {
     const r = runChild(
       `${FAC}
       const m = addon.WasmModule.compile(fac);
       // The first round sets the allocator's high-water mark; the later rounds must not add to it.
-      ${RSS}
+      ${RSS_AFTER_GC}
       (async () => {
         for (let i = 0; i < 10000; i++) new addon.WasmInstance(m, [], {}).call(0, 3);
         const base = await rss();
@@ -43,7 +37,7 @@ describe('WasmModule and WasmInstance lifecycle', () => {
     const r = runChild(
       `${FAC}
       const m = addon.WasmModule.compile(fac);
-      ${RSS}
+      ${RSS_AFTER_GC}
       (async () => {
         const i = new addon.WasmInstance(m, [], {});
         const call = i.caller();
