@@ -8,6 +8,8 @@
 
 #include <napi.h>
 
+#include "errors.h"
+
 namespace hbr {
 
 struct BoundLink {
@@ -15,12 +17,12 @@ struct BoundLink {
   int owners;
 };
 
-// The callback of a bound function: `(self->*Method)(info)`, or a TypeError "<closed>" once the
-// handle is gone.
+// The callback of a bound function: `(self->*Method)(info)`, or ClosedError ("<T::kHandleName> is
+// closed", as the handle's own methods say) once the handle is gone.
 template <class T, Napi::Value (T::*Method)(const Napi::CallbackInfo&)>
 Napi::Value BoundCallback(const Napi::CallbackInfo& info) {
   T* self = static_cast<T*>(static_cast<BoundLink*>(info.Data())->self);
-  if (self == nullptr) throw Napi::TypeError::New(info.Env(), T::kClosedMessage);
+  if (self == nullptr) throw ClosedError(info.Env(), T::kHandleName);
   return (self->*Method)(info);
 }
 

@@ -274,7 +274,7 @@ void LuaVM::Close() {
 }
 
 void LuaVM::CheckUsable(Napi::Env env, bool idle) {
-  if (L_ == nullptr || close_pending_) throw ClosedError(env, "LuaVM");
+  if (L_ == nullptr || close_pending_) throw ClosedError(env, kHandleName);
   if (idle && depth_ > 0) throw Napi::TypeError::New(env, "LuaVM is busy: this cannot be done during a call");
 }
 

@@ -69,7 +69,7 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
   explicit LuaVM(const Napi::CallbackInfo& info);
   ~LuaVM() override;
   void Close() override;
-  static constexpr const char* kClosedMessage = "LuaVM is closed";
+  static constexpr const char* kHandleName = "LuaVM";  // in ClosedError's message
 
   // For the C-style trampolines; not visible from JS.
   struct Alloc {

@@ -220,7 +220,7 @@ void WasmInstance::Close() {
 }
 
 void WasmInstance::CheckOpen(Napi::Env env) const {
-  if (store_ == nullptr || close_pending_) throw ClosedError(env, "WasmInstance");
+  if (store_ == nullptr || close_pending_) throw ClosedError(env, kHandleName);
 }
 
 Napi::Value WasmInstance::Dispose(const Napi::CallbackInfo& info) {

@@ -43,7 +43,7 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   static constexpr uint64_t kDefaultMemoryBytes = uint64_t{4} << 30;  // for a memory with no maximum
   static constexpr uint64_t kDefaultTableElements = 10'000'000;
   static constexpr double kDefaultTimeLimitMs = 10'000;  // DEFAULT_TIME_LIMIT_MS in src/limits.ts
-  static constexpr const char* kClosedMessage = "WasmInstance is closed";
+  static constexpr const char* kHandleName = "WasmInstance";  // in ClosedError's message
 
   static void Init(Napi::Env env, Napi::Object exports, Addon* addon);
   // new WasmInstance(module, imports: (fn|undefined)[] in import order, options)
