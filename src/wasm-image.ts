@@ -89,12 +89,10 @@ export async function loadImage(image: Uint8Array, opts: LoadImageOptions = {}):
   const dir = copts.cacheDir;
   let module = lower && dir ? mappedLowered(hex, dir, copts) : undefined;
   if (!module) {
-    // The lowered module is stored by the user's image (above), not also by the lowered bytes.
-    const lopts = { ...copts, cacheDir: undefined };
     const stored = lower ? storedLowered(hex, dir) : undefined;
     if (stored) {
       try {
-        module = WasmModule.compile(stored.subarray(32), lopts, Buffer.from(stored.subarray(0, 32)));
+        module = WasmModule.compile(stored.subarray(32), loweredOptions(copts), Buffer.from(stored.subarray(0, 32)));
         markMemory64Lowered(module);
       } catch {
         module = undefined; // a damaged entry: lowered again and replaced below
@@ -119,7 +117,7 @@ export async function loadImage(image: Uint8Array, opts: LoadImageOptions = {}):
 function lowerAndCompile(bytes: Uint8Array, hex: string, opts: CompileOptions): WasmModule {
   const out = lowerMemory64(bytes);
   if (!out.lowered) return WasmModule.compile(bytes, opts);
-  const m = compileLowered(out.bytes, bytes, { ...opts, cacheDir: undefined });
+  const m = compileLowered(out.bytes, bytes, opts);
   if (m.memory64Lowered) storeLowered(hex, opts.cacheDir, Buffer.concat([imageHash(bytes), out.bytes]));
   return m;
 }
@@ -131,7 +129,7 @@ function lowerAndCompile(bytes: Uint8Array, hex: string, opts: CompileOptions): 
 function compileLowered(bytes: Uint8Array, original: Uint8Array, opts: CompileOptions): WasmModule {
   let m: WasmModule;
   try {
-    m = WasmModule.compile(bytes, opts, imageHash(original)); // snapshots bind to the unlowered image
+    m = WasmModule.compile(bytes, loweredOptions(opts), imageHash(original)); // snapshots bind to the unlowered image
   } catch {
     return WasmModule.compile(original, opts);
   }
@@ -140,6 +138,12 @@ function compileLowered(bytes: Uint8Array, original: Uint8Array, opts: CompileOp
 }
 
 const loweredName = (hex: string): string => `${hex}-L${LOWER_VERSION}`;
+
+/**
+ * Options for compiling lowered bytes: no `cacheDir`, since loadImage stores the lowered module's
+ * code by the user's image (`loweredName`), not also by the lowered bytes' hash.
+ */
+const loweredOptions = (opts: CompileOptions): CompileOptions => ({ ...opts, cacheDir: undefined });
 
 function loweredFile(hex: string, cacheDir: string): string {
   return path.join(cacheDir, `${hex}.lower${LOWER_VERSION}.bin`);
