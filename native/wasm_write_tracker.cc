@@ -3,6 +3,8 @@
 // 6.7), defined here because the build machine's headers may predate them.
 #include "wasm_write_tracker.h"
 
+#include "pagemap.h"
+
 #include <cstdlib>
 #include <mutex>
 
@@ -23,112 +25,73 @@ constexpr uint64_t kFeatureWpUnpopulated = 1 << 13;  // UFFD_FEATURE_WP_UNPOPULA
 constexpr uint64_t kFeatureWpAsync = 1 << 15;        // UFFD_FEATURE_WP_ASYNC
 constexpr int kUserModeOnly = 1;                     // UFFD_USER_MODE_ONLY
 
-struct PageRegion {
-  uint64_t start, end, categories;
-};
-struct PmScanArg {
-  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted, category_mask,
-      category_anyof_mask, return_mask;
-};
-const unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
-constexpr uint64_t kScanWpMatching = 1 << 0;
-constexpr uint64_t kScanCheckWpAsync = 1 << 1;
-constexpr uint64_t kPageIsWritten = 1 << 1;
-constexpr uint64_t kPageIsPresent = 1 << 3;
-constexpr uint64_t kPageIsSwapped = 1 << 4;
-
-// One userfaultfd and one pagemap descriptor for the process, shared by every instance and
-// environment (ioctls on them are thread-safe; each instance's ranges are its own). Opened on first
-// use and kept for the life of the process; -1 when unsupported.
-struct Fds {
-  int uffd = -1;
-  int pagemap = -1;
-};
-
-Fds Open() {
-  Fds fds;
+// One userfaultfd for the process, shared by every instance and environment (ioctls on it are
+// thread-safe; each instance's ranges are its own). Opened on first use and kept for the life of
+// the process; -1 when unsupported (PAGEMAP_SCAN, pagemap.h, is needed as well).
+int Open() {
   const char* off = std::getenv("HB_RUNTIMES_NO_WRITE_TRACKING");
-  if (off != nullptr && *off != '\0' && *off != '0') return fds;
+  if ((off != nullptr && *off != '\0' && *off != '0') || pagemap::Fd() < 0) return -1;
   // User-mode-only works for unprivileged processes under vm.unprivileged_userfaultfd = 0 (5.11+).
   int uffd = static_cast<int>(syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK | kUserModeOnly));
   if (uffd < 0) uffd = static_cast<int>(syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK));
-  if (uffd < 0) return fds;
+  if (uffd < 0) return -1;
   uffdio_api api{};
   api.api = UFFD_API;
   api.features = kFeatureWpAsync | kFeatureWpUnpopulated;
-  int pagemap = -1;
-  if (ioctl(uffd, UFFDIO_API, &api) == 0) pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (pagemap < 0) {
+  if (ioctl(uffd, UFFDIO_API, &api) != 0) {
     close(uffd);
-    return fds;
+    return -1;
   }
-  // Probe PAGEMAP_SCAN itself (ENOTTY before 6.7) on an empty range.
-  PmScanArg probe{};
-  probe.size = sizeof probe;
-  if (ioctl(pagemap, kPagemapScan, &probe) < 0) {
-    close(uffd);
-    close(pagemap);
-    return fds;
-  }
-  fds.uffd = uffd;
-  fds.pagemap = pagemap;
-  return fds;
+  return uffd;
 }
 
-const Fds& Shared() {
+int Uffd() {
   static std::once_flag once;
-  static Fds fds;
-  std::call_once(once, [] { fds = Open(); });
-  return fds;
+  static int fd = -1;
+  std::call_once(once, [] { fd = Open(); });
+  return fd;
 }
 
-// Scans [begin, end): adds the regions matching (`mask` all / `anyof` any) to `out` as offsets from
-// `base`, write-protecting them when `wp`. Returns false on failure (e.g. EPERM from
-// kScanCheckWpAsync: a part of the range is not registered).
-bool Scan(uint8_t* base, uint8_t* begin, uint8_t* end, uint64_t flags, uint64_t mask, uint64_t anyof,
-          std::vector<DirtyRange>* out) {
-  constexpr size_t kVec = 1024;
-  PageRegion vec[kVec];
-  uint64_t at = reinterpret_cast<uint64_t>(begin);
-  const uint64_t stop = reinterpret_cast<uint64_t>(end);
-  while (at < stop) {
-    PmScanArg a{};
-    a.size = sizeof a;
-    a.flags = flags;
-    a.start = at;
-    a.end = stop;
-    a.vec = out != nullptr ? reinterpret_cast<uint64_t>(vec) : 0;
-    a.vec_len = out != nullptr ? kVec : 0;
-    a.category_mask = mask;
-    a.category_anyof_mask = anyof;
-    a.return_mask = mask | anyof;
-    long n = ioctl(Shared().pagemap, kPagemapScan, &a);
-    if (n < 0) return false;
-    for (long i = 0; i < n && out != nullptr; i++) {
-      uint64_t off = vec[i].start - reinterpret_cast<uint64_t>(base);
-      uint64_t len = vec[i].end - vec[i].start;
-      if (!out->empty() && out->back().offset + out->back().length == off) {
-        out->back().length += len;
-      } else {
-        out->push_back({off, len});
-      }
+// Adds the regions of [begin, end) matching `q` to `out` (merged, as offsets from `base`).
+bool Scan(uint8_t* base, uint8_t* begin, uint8_t* end, const pagemap::Query& q, std::vector<DirtyRange>* out) {
+  std::vector<pagemap::Region> found;
+  if (!pagemap::Scan(base, begin, end, q, out != nullptr ? &found : nullptr)) return false;
+  for (const pagemap::Region& r : found) {
+    if (!out->empty() && out->back().offset + out->back().length == r.offset) {
+      out->back().length += r.length;
+    } else {
+      out->push_back({r.offset, r.length});
     }
-    if (a.walk_end <= at) return false;
-    at = a.walk_end;
   }
   return true;
 }
 
+// Written pages, write-protected again; failing where the range is not (all) registered.
+pagemap::Query Written() {
+  pagemap::Query q;
+  q.flags = pagemap::kWpMatching | pagemap::kCheckWpAsync;
+  q.all = pagemap::kWritten;
+  q.report = pagemap::kWritten;
+  return q;
+}
+// Populated pages (present or swapped).
+pagemap::Query Populated() {
+  pagemap::Query q;
+  q.anyof = pagemap::kPresent | pagemap::kSwapped;
+  q.report = q.anyof;
+  return q;
+}
+
 }  // namespace
 
-bool WriteTracker::Supported() { return Shared().uffd >= 0; }
+bool WriteTracker::Supported() { return Uffd() >= 0; }
 
 bool WriteTracker::Register(uint8_t* begin, uint64_t len) {
   uffdio_register r{};
   r.range.start = reinterpret_cast<uint64_t>(begin);
   r.range.len = len;
   r.mode = UFFDIO_REGISTER_MODE_WP;
-  return ioctl(Shared().uffd, UFFDIO_REGISTER, &r) == 0;
+  return ioctl(Uffd(), UFFDIO_REGISTER, &r) == 0;
 }
 
 bool WriteTracker::Protect(uint8_t* begin, uint64_t len, bool on) {
@@ -136,7 +99,7 @@ bool WriteTracker::Protect(uint8_t* begin, uint64_t len, bool on) {
   w.range.start = reinterpret_cast<uint64_t>(begin);
   w.range.len = len;
   w.mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0;
-  return ioctl(Shared().uffd, UFFDIO_WRITEPROTECT, &w) == 0;
+  return ioctl(Uffd(), UFFDIO_WRITEPROTECT, &w) == 0;
 }
 
 void WriteTracker::Suspend() {
@@ -151,7 +114,7 @@ void WriteTracker::Arm(uint8_t* base, uint64_t size) {
   }
   if (armed_ && base == base_ && size >= size_) {
     // Same mapping: re-protect what was written, and take in what the memory grew by.
-    bool ok = Scan(base, base, base + size_, kScanWpMatching | kScanCheckWpAsync, kPageIsWritten, 0, nullptr);
+    bool ok = Scan(base, base, base + size_, Written(), nullptr);
     if (ok && size > size_) ok = Register(base + size_, size - size_) && Protect(base + size_, size - size_, true);
     armed_ = ok;
     size_ = size;
@@ -166,11 +129,11 @@ void WriteTracker::Arm(uint8_t* base, uint64_t size) {
 bool WriteTracker::Collect(uint8_t* base, uint64_t size, std::vector<DirtyRange>* out) {
   out->clear();
   bool ok = armed_ && base == base_ && size >= size_;
-  if (ok) ok = Scan(base, base, base + size_, kScanWpMatching | kScanCheckWpAsync, kPageIsWritten, 0, out);
+  if (ok) ok = Scan(base, base, base + size_, Written(), out);
   if (ok && size > size_) {
     // Grown since: not registered yet, so what is populated there counts (an anonymous page never
     // populated is zero); then it is registered and protected like the rest.
-    ok = Scan(base, base + size_, base + size, 0, 0, kPageIsPresent | kPageIsSwapped, out) &&
+    ok = Scan(base, base + size_, base + size, Populated(), out) &&
          Register(base + size_, size - size_) && Protect(base + size_, size - size_, true);
     size_ = size;
   }
