@@ -15,6 +15,7 @@
 #include "wasm_engine.h"
 #include "wasm_instance.h"
 #include "wasm_module.h"
+#include "wasm_cow_memory.h"
 #include "wasm_write_tracker.h"
 
 extern "C" uint64_t hb_xxh3_64(const uint8_t* data, size_t len);
@@ -43,6 +44,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
                            InstanceMethod("checksum", &Addon::Checksum),
                            InstanceMethod("snapshotKey", &Addon::SnapshotKey),
                            InstanceMethod("writeTracking", &Addon::WriteTracking),
+                           InstanceMethod("copyOnWrite", &Addon::CopyOnWrite),
                            InstanceMethod("trimMemory", &Addon::TrimMemory),
                        });
   WasmModule::Init(env, exports, this);
@@ -106,6 +108,11 @@ Napi::Value Addon::Versions(const Napi::CallbackInfo& info) {
 // checksum(bytes) -> bigint: XXH3-64 of a buffer (used by snapshot formats on both sides).
 Napi::Value Addon::WriteTracking(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), WriteTracker::Supported());
+}
+
+// copyOnWrite() -> boolean: whether memory.copy() is copy-on-write here (wasm_cow_memory.h).
+Napi::Value Addon::CopyOnWrite(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), CowMemory::Supported());
 }
 
 // trimMemory() -> boolean: hands the allocator's free pages back to the system (glibc's

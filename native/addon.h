@@ -76,6 +76,7 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value TrimMemory(const Napi::CallbackInfo& info);
   Napi::Value SnapshotKey(const Napi::CallbackInfo& info);
   Napi::Value WriteTracking(const Napi::CallbackInfo& info);
+  Napi::Value CopyOnWrite(const Napi::CallbackInfo& info);
 
   std::vector<Closable*> live_;
   wasm_engine_t* engines_[8] = {};

@@ -30,6 +30,8 @@ void WasmInstance::Init(Napi::Env env, Napi::Object exports, Addon* addon) {
                                         InstanceMethod("memoryWrite", &WasmInstance::MemoryWrite),
                                         InstanceMethod("readCString", &WasmInstance::ReadCString),
                                         InstanceMethod("memoryView", &WasmInstance::MemoryView),
+                                        InstanceMethod("memoryCopy", &WasmInstance::MemoryCopy),
+                                        InstanceMethod("memoryIsCopy", &WasmInstance::MemoryIsCopy),
                                         InstanceMethod("hasMemory", &WasmInstance::HasMemory),
                                         InstanceMethod("snapshotSize", &WasmInstance::SnapshotSize),
                                         InstanceMethod("snapshot", &WasmInstance::Snapshot),
@@ -216,6 +218,9 @@ void WasmInstance::Close() {
   pending_error_.Reset();
   if (view_ != nullptr && env_for_view_ != nullptr) napi_delete_reference(env_for_view_, view_);
   view_ = nullptr;
+  if (cow_copy_ != nullptr && env_for_view_ != nullptr) napi_delete_reference(env_for_view_, cow_copy_);
+  cow_copy_ = nullptr;
+  cow_.Release();  // copies keep the file they map
   Untrack();
 }
 

@@ -17,6 +17,7 @@
 
 #include "addon.h"
 #include "bound_call.h"
+#include "wasm_cow_memory.h"
 #include "wasm_limits.h"
 #include "wasm_values.h"
 #include "wasm_write_tracker.h"
@@ -114,6 +115,12 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   Napi::Value MemoryView(const Napi::CallbackInfo& info);
   // Detaches the current view if memory 0 no longer has its base and size (or `always`). JS context only.
   void RefreshView(napi_env env, bool always = false);
+  // memoryCopy(): an ArrayBuffer holding memory 0 now, copy-on-write where CowMemory is supported
+  // (it then costs the pages the guest owns, wasm_cow_memory.h), else a plain copy.
+  Napi::Value MemoryCopy(const Napi::CallbackInfo& info);
+  // memoryIsCopy(bytes): whether `bytes` (an ArrayBuffer, or a typed array over all of one) is the
+  // last memoryCopy() and still holds what memory 0 holds, proven without comparing it all.
+  Napi::Value MemoryIsCopy(const Napi::CallbackInfo& info);
   Napi::Value HasMemory(const Napi::CallbackInfo& info);
   Napi::Value SnapshotSize(const Napi::CallbackInfo& info);
   Napi::Value Snapshot(const Napi::CallbackInfo& info);
@@ -199,9 +206,11 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   bool close_pending_ = false;
   napi_env env_ = nullptr;             // valid during a call, for host imports
   napi_ref view_ = nullptr;            // weak: the ArrayBuffer memoryView() returned last
-  napi_env env_for_view_ = nullptr;    // the environment view_ belongs to
+  napi_env env_for_view_ = nullptr;    // the environment view_ and cow_copy_ belong to
   uint8_t* view_base_ = nullptr;       // what it covers
   uint64_t view_size_ = 0;
+  CowMemory cow_;                      // memory 0's copy-on-write copies (memoryCopy)
+  napi_ref cow_copy_ = nullptr;        // weak: the ArrayBuffer memoryCopy() returned last
   Napi::Reference<Napi::Value> pending_error_;  // a JS error thrown by a host import
   std::string pending_label_;    // the import that failed first
   std::string pending_failure_;  // why it failed

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "errors.h"
+#include "wasm_cow_memory.h"
 #include "wasm_engine.h"
 
 namespace hbr {
@@ -101,6 +102,11 @@ void WasmInstance::RefreshView(napi_env env, bool always) {
   view_ = nullptr;
 }
 
+static Napi::Error NoExternalBuffers(Napi::Env env, const char* what) {
+  return MakeError(env, "AoError", std::string(what) + ": external ArrayBuffers are not allowed in this runtime",
+                   {{"status", Napi::Number::New(env, 500)}, {"code", Napi::String::New(env, "ERR_NO_EXTERNAL_BUFFERS")}});
+}
+
 Napi::Value WasmInstance::MemoryView(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const ExportMemory& m = Memory(env);
@@ -121,14 +127,75 @@ Napi::Value WasmInstance::MemoryView(const Napi::CallbackInfo& info) {
       [](napi_env e, void*, void* hint) { napi_delete_reference(e, static_cast<napi_ref>(hint)); }, self, &ab);
   if (st != napi_ok) {
     napi_delete_reference(env, self);
-    throw MakeError(env, "AoError", "memoryView: external ArrayBuffers are not allowed in this runtime",
-                    {{"status", Napi::Number::New(env, 500)}, {"code", Napi::String::New(env, "ERR_NO_EXTERNAL_BUFFERS")}});
+    throw NoExternalBuffers(env, "memoryView");
   }
   napi_create_reference(env, ab, 0, &view_);
   env_for_view_ = env;
   view_base_ = base;
   view_size_ = size;
   return Napi::Value(env, ab);
+}
+
+Napi::Value WasmInstance::MemoryCopy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ExportMemory& m = Memory(env);
+  wasmtime_context_t* ctx = Ctx();
+  uint8_t* base = wasmtime_memory_data(ctx, &m.memory);
+  uint64_t size = wasmtime_memory_data_size(ctx, &m.memory);
+  if (cow_copy_ != nullptr) napi_delete_reference(env, cow_copy_);
+  cow_copy_ = nullptr;
+  bool lost = false;
+  env_for_view_ = env;
+  uint8_t* copy = depth_ == 0 && size > 0 && size % 4096 == 0 ? cow_.Copy(base, size, &lost) : nullptr;
+  if (lost) {  // the memory could not be laid over its new file: its content is gone
+    RefreshView(env, true);
+    Close();
+    throw MakeError(env, "AoError", "memoryCopy: the memory could not be remapped and is lost; the instance is disposed",
+                    {{"status", Napi::Number::New(env, 500)}, {"code", Napi::String::New(env, "ERR_MEMORY_LOST")}});
+  }
+  if (copy == nullptr) {
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, static_cast<size_t>(size));
+    if (size > 0) std::memcpy(ab.Data(), base, size);
+    return ab;
+  }
+  napi_value ab = nullptr;
+  napi_status st = napi_create_external_arraybuffer(
+      env, copy, static_cast<size_t>(size),
+      [](napi_env, void* data, void* hint) {
+        CowMemory::Free(static_cast<uint8_t*>(data), reinterpret_cast<uintptr_t>(hint));
+      },
+      reinterpret_cast<void*>(static_cast<uintptr_t>(size)), &ab);
+  if (st != napi_ok) {
+    CowMemory::Free(copy, size);
+    throw NoExternalBuffers(env, "memoryCopy");
+  }
+  napi_create_reference(env, ab, 0, &cow_copy_);
+  return Napi::Value(env, ab);
+}
+
+Napi::Value WasmInstance::MemoryIsCopy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ExportMemory& m = Memory(env);
+  if (cow_copy_ == nullptr || depth_ > 0) return Napi::Boolean::New(env, false);
+  napi_value last = nullptr;
+  napi_get_reference_value(env, cow_copy_, &last);
+  if (last == nullptr) return Napi::Boolean::New(env, false);  // collected
+  Napi::Value arg = info[0];
+  Napi::ArrayBuffer ab;
+  if (arg.IsArrayBuffer()) {
+    ab = arg.As<Napi::ArrayBuffer>();
+  } else if (arg.IsTypedArray()) {
+    Napi::TypedArray ta = arg.As<Napi::TypedArray>();
+    ab = ta.ArrayBuffer();
+    if (ta.ByteOffset() != 0 || ta.ByteLength() != ab.ByteLength()) return Napi::Boolean::New(env, false);
+  } else {
+    return Napi::Boolean::New(env, false);
+  }
+  if (!ab.StrictEquals(Napi::Value(env, last))) return Napi::Boolean::New(env, false);
+  wasmtime_context_t* ctx = Ctx();
+  bool same = cow_.Same(static_cast<const uint8_t*>(ab.Data()), ab.ByteLength(), wasmtime_memory_data(ctx, &m.memory),
+                        wasmtime_memory_data_size(ctx, &m.memory));
+  return Napi::Boolean::New(env, same);
 }
 
 Napi::Value WasmInstance::ReadCString(const Napi::CallbackInfo& info) {

@@ -94,6 +94,10 @@ export interface NativeWasmInstance {
   memoryRead(ptr: number | bigint, len: number | bigint): Buffer;
   memoryWrite(ptr: number | bigint, bytes: Uint8Array): void;
   memoryView(): ArrayBuffer;
+  /** A copy of memory 0 (copy-on-write where supported). */
+  memoryCopy(): ArrayBuffer;
+  /** Whether `bytes` is the last memoryCopy() and still equals memory 0. */
+  memoryIsCopy(bytes: ArrayBuffer | Uint8Array): boolean;
   /** Reads a NUL-terminated string starting at `ptr` (bytes before the NUL). */
   readCString(ptr: number | bigint): Buffer;
   hasMemory(): boolean;
@@ -200,6 +204,7 @@ export interface NativeBinding {
   snapshotKey(candidate: Uint8Array, replace?: boolean): Buffer;
   /** Whether incremental snapshots can track writes on this system (userfaultfd WP_ASYNC + PAGEMAP_SCAN). */
   writeTracking(): boolean;
+  copyOnWrite(): boolean;
   /** Returns the allocator's free pages to the system (glibc malloc_trim); false where unsupported. */
   trimMemory(): boolean;
 }

@@ -21,11 +21,12 @@ import {
 } from './native';
 import { INTERNAL_EXPORT_PREFIX, exposeInternals } from './wasm-binary';
 import { scanCode } from './wasm-code';
+import { memoryOf, type WasmMemory } from './wasm-memory';
 import { SNAPSHOT_FILE_OPTIONS, SNAPSHOT_OPTIONS, snapshotId, syncDir, type SnapshotFileOptions, type SnapshotOptions } from './wasm-snapshot';
 
 export type WasmValue = number | bigint;
 export type { NativeFuncType as FuncType, NativeExternDesc as ExternDesc };
-export { snapshotId, type SnapshotFileOptions, type SnapshotOptions };
+export { snapshotId, type SnapshotFileOptions, type SnapshotOptions, type WasmMemory };
 
 /** Default cap on each memory that declares no maximum of its own: 4 GiB. */
 export const DEFAULT_MAX_MEMORY_BYTES = 4 * 1024 ** 3;
@@ -425,26 +426,6 @@ function callTimeLimit(opts: CallOptions, where: string, instanceLimit: number):
   return opts.timeLimit === undefined ? instanceLimit : timeLimitOption(opts.timeLimit, where);
 }
 
-/** Linear memory of an instance (its first exported memory). */
-export interface WasmMemory {
-  /** Copies `len` bytes at `ptr`. Out of bounds: `AoError` 400 `ERR_OUT_OF_BOUNDS`. */
-  read(ptr: WasmValue, len: WasmValue): Buffer;
-  /** Copies `bytes` to `ptr`. Out of bounds: `AoError` 400 `ERR_OUT_OF_BOUNDS`. */
-  write(ptr: WasmValue, bytes: Uint8Array): void;
-  /** Current size in bytes: a number for 32-bit memories, a bigint for memory64. */
-  readonly size: number | bigint;
-  /** Grows by `pages` 64 KiB pages; returns the previous size in pages. */
-  grow(pages: WasmValue): number | bigint;
-  /** Whether this is a 64-bit memory. */
-  readonly is64: boolean;
-  /**
-   * The memory itself as an ArrayBuffer, without a copy. The view is detached (byteLength 0)
-   * when the memory grows or moves (a `restore()` that changes its size included) and at
-   * `dispose()`: take a new one then. It never outlives the memory.
-   */
-  view(): ArrayBuffer;
-}
-
 /** An instance of a module, with its own store, memory and globals. */
 export class WasmInstance {
   readonly #native: NativeWasmInstance;
@@ -495,22 +476,7 @@ export class WasmInstance {
     this.#call = this.#native.caller();
     this.module = module;
     const mem = module.exports.find((e) => e.kind === 'memory') ?? module.imports.find((e) => e.kind === 'memory');
-    const is64 = Boolean(mem?.detail?.is64);
-    const h = this.#native;
-    this.memory = {
-      read: (ptr, len) => h.memoryRead(ptr, len),
-      write: (ptr, bytes) => h.memoryWrite(ptr, bytes),
-      get size() {
-        const s = h.memorySize();
-        return is64 ? s : Number(s);
-      },
-      grow: (pages) => {
-        const prev = h.memoryGrow(pages);
-        return is64 ? prev : Number(prev);
-      },
-      is64,
-      view: () => h.memoryView(),
-    };
+    this.memory = memoryOf(this.#native, Boolean(mem?.detail?.is64));
   }
 
   /**
@@ -677,6 +643,14 @@ export class WasmInstance {
    */
   static get writeTracking(): boolean {
     return native.writeTracking();
+  }
+
+  /**
+   * Whether `memory.copy()` is copy-on-write here (Linux ≥ 6.7, memfd and PAGEMAP_SCAN;
+   * `HB_RUNTIMES_NO_COW=1` turns it off). Without it a copy is a plain copy, and `isCopy` is false.
+   */
+  static get copyOnWrite(): boolean {
+    return native.copyOnWrite();
   }
 
   /** Fuel consumed by the last outermost call (0 when no budget was set). */
