@@ -124,8 +124,10 @@ export default async function AoLoader(binary: unknown, options?: AoLoaderOption
   if (format.dataDir) fs.createPath('/', 'data');
 
   let live: ArrayBuffer | undefined; // the view handed out by the last UNSAFE_MEMORY result
+  const isCopy = (m: unknown) => (m instanceof ArrayBuffer || m instanceof Uint8Array) && inst.memory.isCopy(m);
   const one: Handle = async (memory, msg, env) => {
-    if (memory !== null && memory !== undefined && !(memory instanceof ArrayBuffer && memory === live)) {
+    // The Memory handed out last, unchanged on both sides (memory.isCopy proves it), needs no copy in.
+    if (memory !== null && memory !== undefined && !(memory instanceof ArrayBuffer && memory === live) && !isCopy(memory)) {
       const image = toBytes(memory, 'handle');
       if (rt.size < image.byteLength) rt.resizeHeap(image.byteLength);
       if (rt.size < image.byteLength) {
@@ -147,7 +149,7 @@ export default async function AoLoader(binary: unknown, options?: AoLoaderOption
     if (opts.UNSAFE_MEMORY === true) {
       live = rt.heap().buffer as ArrayBuffer;
       Memory = live;
-    } else Memory = rt.heap().slice();
+    } else Memory = new Uint8Array(inst.memory.copy()); // copy-on-write: costs the pages written
     return {
       Memory,
       Error: response.Error,

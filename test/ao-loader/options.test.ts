@@ -51,6 +51,25 @@ describeShared('ao-loader options (aos2 wasm64)', () => {
     expect(Buffer.from(b1.Memory as Uint8Array).equals(copy)).toBe(true);
   });
 
+  it('without UNSAFE_MEMORY, the Memory handed back runs on as it is: the last one unchanged, an older one, or the last one rewritten by its holder', async () => {
+    const binary = sharedFixture(FILE);
+    const ours = await AoLoader(binary, { format: FORMAT });
+    const out = (r: { Output: unknown }) => JSON.stringify(r.Output);
+    const m1 = (await ours(null, msg('z = 1 return z'), env)).Memory as Uint8Array;
+    const held = Buffer.from(m1); // what m1 holds, to compare with later
+    const m2 = (await ours(m1, msg('z = z + 1 return z'), env)).Memory as Uint8Array; // the last Memory: no copy in
+    const m3 = (await ours(m2, msg('z = z + 1 return z'), env)).Memory as Uint8Array;
+    expect(Buffer.from(m1).equals(held)).toBe(true); // later messages leave earlier Memories alone
+    const older = await ours(m1, msg('z = z + 10 return z'), env); // an older Memory: copied in
+    expect(out(older)).toContain('"data":"11"');
+    m3.set(m1); // the holder rewrites the last Memory in place: the next message must run on what it holds now
+    const rewritten = await ours(m3, msg('z = z + 100 return z'), env);
+    expect(out(rewritten)).toContain('"data":"101"');
+    const fresh = await AoLoader(binary, { format: FORMAT });
+    const ref = await fresh(m1, msg('z = z + 100 return z'), env); // the same state and message on another loader
+    expect(Buffer.from(rewritten.Memory as Uint8Array).equals(Buffer.from(ref.Memory as Uint8Array))).toBe(true);
+  });
+
   it('runs concurrent calls one after the other, as if awaited in order', async () => {
     const binary = sharedFixture(FILE);
     const seq = await AoLoader(binary, { format: FORMAT });
