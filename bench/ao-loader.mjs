@@ -5,6 +5,7 @@
 // after every message) and with UNSAFE_MEMORY (the memory itself). Medians of interleaved rounds.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fmt, table } from './util.mjs';
 
@@ -58,19 +59,37 @@ async function rates(variants) {
   return Object.fromEntries(Object.entries(out).map(([k, xs]) => [k, median(xs)]));
 }
 
-const rows = [];
-const only = process.env.AOL_FORMATS?.split(',');
-for (const [file, format] of IMAGES.filter(([, f]) => !only || only.includes(f))) {
+// Each image runs in a child process of its own (both loaders in it, interleaved): the instances
+// and ~110 MB Memories of one image would otherwise weigh on the garbage collector during the next.
+async function measureImage(file, format) {
   const binary = fs.readFileSync(path.join(DIR, file));
   // the two modes in separate interleaved series: default mode's 110 MB copies would weigh on the other
-  const r = {
+  return {
     ...(await rates({ ours: await driver(Ours, binary, { format }), ref: await driver(Ref, binary, { format }) })),
     ...(await rates({ oursUnsafe: await driver(Ours, binary, { format, UNSAFE_MEMORY: true }), refUnsafe: await driver(Ref, binary, { format, UNSAFE_MEMORY: true }) })),
   };
+}
+
+if (process.env.AOL_CHILD) {
+  const [file, format] = JSON.parse(process.env.AOL_CHILD);
+  process.stdout.write(JSON.stringify(await measureImage(file, format)));
+  process.exit(0);
+}
+const rows = [];
+const only = process.env.AOL_FORMATS?.split(',');
+for (const [file, format] of IMAGES.filter(([, f]) => !only || only.includes(f))) {
+  const child = spawnSync(process.execPath, [...process.execArgv, new URL(import.meta.url).pathname], {
+    env: { ...process.env, AOL_CHILD: JSON.stringify([file, format]) },
+    encoding: 'utf8',
+    maxBuffer: 1 << 20,
+  });
+  if (child.status !== 0) throw new Error(`bench child for ${file} failed: ${child.stderr}`);
+  const r = JSON.parse(child.stdout);
   rows.push([`${file} (${format})`, fmt(r.ours), fmt(r.ref), `${(r.ours / r.ref).toFixed(2)}×`, fmt(r.oursUnsafe), fmt(r.refUnsafe), `${(r.oursUnsafe / r.refUnsafe).toFixed(2)}×`]);
 }
 table(
-  `Eval msgs/s, handle(previous Memory, msg) (median of ${ROUNDS} interleaved rounds of ${PER_ROUND})`,
+  `Eval msgs/s, handle(previous Memory, msg) (median of ${ROUNDS} interleaved rounds of ${PER_ROUND}; one child process per image)`,
   ['image (format)', 'hb-runtimes', '@permaweb/ao-loader', 'ratio', 'hb UNSAFE_MEMORY', 'ao-loader UNSAFE_MEMORY', 'ratio'],
   rows,
 );
+console.log(`hb-runtimes default mode: copy-on-write Memory ${process.env.HB_RUNTIMES_NO_COW ? 'off (HB_RUNTIMES_NO_COW)' : 'where supported'}`);
