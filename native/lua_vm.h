@@ -148,8 +148,10 @@ class LuaVM : public Napi::ObjectWrap<LuaVM>, public Closable {
   void CheckUsable(Napi::Env env, bool idle = false);
   // Converts the outcome of a protected call whose message handler sits at `base + 1`.
   // Stack: [.. base, handler, results... | error] (unchanged; the Frame restores it).
-  // Results with a table come back packed (PackedResults, written into `packed_into` if given).
-  Napi::Value Finish(Napi::Env env, lua_State* L, int base, int status, napi_value packed_into = nullptr);
+  // Results with a table come back packed (PackedResults, written into `packed_into` if given);
+  // with `bare`, a single number or boolean comes back as itself, not in an array (call()).
+  Napi::Value Finish(Napi::Env env, lua_State* L, int base, int status, napi_value packed_into = nullptr,
+                     bool bare = false);
   Napi::Error ErrorFromStatus(Napi::Env env, lua_State* L, int status);
   // Runs `fn(L)` with `ud` under lua_pcall (no handler). Stack: unchanged on return.
   int Protected(lua_State* L, int (*fn)(lua_State*), void* ud);

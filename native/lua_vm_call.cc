@@ -161,7 +161,7 @@ Napi::Error LuaVM::ErrorFromStatus(Napi::Env env, lua_State* L, int status) {
   return MakeError(env, "LuaRuntimeError", message, {{"trace", trace}, {"body", body}, {"cause", cause}});
 }
 
-Napi::Value LuaVM::Finish(Napi::Env env, lua_State* L, int base, int status, napi_value packed_into) {
+Napi::Value LuaVM::Finish(Napi::Env env, lua_State* L, int base, int status, napi_value packed_into, bool bare) {
   budget_.in_handler = false;  // in case the message handler itself failed
   if (interrupted_) return env.Undefined();  // nothing can be thrown into a stopping environment
   if (budget_.exhausted) {
@@ -175,6 +175,10 @@ Napi::Value LuaVM::Finish(Napi::Env env, lua_State* L, int base, int status, nap
   }
   if (status != LUA_OK) throw ErrorFromStatus(env, L, status);
   int n = lua_gettop(L) - (base + 1);
+  if (bare && n == 1) {  // one number or boolean: the value itself (no array to build)
+    int t = lua_type(L, base + 2);
+    if (t == LUA_TNUMBER || t == LUA_TBOOLEAN) return Napi::Value(env, LuaToJs(env, L, base + 2, t));
+  }
   napi_value arr;
   if (napi_create_array_with_length(env, static_cast<size_t>(n), &arr) != napi_ok) throw Napi::Error::New(env);
   for (int i = 0; i < n; i++) {
@@ -316,7 +320,7 @@ Napi::Value LuaVM::DoCall(const Napi::CallbackInfo& info, size_t at, double limi
     if (lua_type(L, -1) == LUA_TFUNCTION) {
       for (uint32_t i = 0; i < nargs; i++) PushScalar(L, a.nodes[i]);
       st = lua_pcall(L, static_cast<int>(nargs), LUA_MULTRET, base + 1);
-      return Finish(env, L, base, st);
+      return Finish(env, L, base, st, nullptr, !packed);
     }
     lua_pop(L, 1);
   }
@@ -329,7 +333,7 @@ Napi::Value LuaVM::DoCall(const Napi::CallbackInfo& info, size_t at, double limi
   lua_pushcfunction(L, CallTrampoline);
   lua_pushlightuserdata(L, &ctx);
   st = lua_pcall(L, 1, LUA_MULTRET, base + 1);
-  return Finish(env, L, base, st, io);
+  return Finish(env, L, base, st, io, !packed);
 }
 
 }  // namespace hbr

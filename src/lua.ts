@@ -205,7 +205,7 @@ let adopting: NativeLuaVM | undefined;
 export class LuaVM {
   readonly #h: NativeLuaVM;
   /** `#h.call`, bound by the addon: what `call` uses for scalar arguments. */
-  readonly #call: (fn: string, ...args: unknown[]) => unknown[] | Buffer;
+  readonly #call: (fn: string, ...args: unknown[]) => unknown[] | Buffer | number | bigint | boolean;
 
   constructor(opts?: LuaVMOptions) {
     if (adopting !== undefined) {
@@ -249,6 +249,8 @@ export class LuaVM {
     }
     // Scalars only: native call arguments, no buffer.
     const r = t === undefined ? this.#call(fn, ...args) : this.#h.callLimited(t, fn, ...args);
+    // A single number or boolean comes back bare (no array built natively), else an array or packed.
+    if (typeof r !== 'object') return [r];
     return (isArray(r) ? r : decodeBuffer(r)) as LuaValue[];
   }
 

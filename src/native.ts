@@ -147,18 +147,19 @@ export interface NativeLuaVM {
   /** `load` with this call's time limit in ms (ignored inside another call). */
   loadLimited(timeLimit: number, code: string | Uint8Array, name: string): unknown[] | Buffer;
   /** `call` with this call's time limit in ms (ignored inside another call). */
-  callLimited(timeLimit: number, fn: string, ...args: unknown[]): unknown[] | Buffer;
+  callLimited(timeLimit: number, fn: string, ...args: unknown[]): unknown[] | Buffer | number | bigint | boolean;
   /** `callPacked` with this call's time limit in ms (ignored inside another call). */
   callPackedLimited(timeLimit: number, fn: string, buf: Uint8Array, len: number, nargs: number): unknown[] | number | Buffer;
   /** The `print` output of the latest outermost call, and the bytes dropped past `outputLimit`. */
   output(): [Buffer, number];
   /**
    * Calls the global function `fn` (or dotted path `a.b.f`, raw lookups) with the arguments; returns all
-   * results, or (when one is a table) the results packed in a Buffer (see `lua-packed.ts`).
+   * results, or (when one is a table) the results packed in a Buffer (see `lua-packed.ts`); a single
+   * number or boolean result comes back as itself, without an array.
    */
-  call(fn: string, ...args: unknown[]): unknown[] | Buffer;
+  call(fn: string, ...args: unknown[]): unknown[] | Buffer | number | bigint | boolean;
   /** A function doing what `call` does, bound to this VM by the addon (no unwrapping of `this`). */
-  caller(): (fn: string, ...args: unknown[]) => unknown[] | Buffer;
+  caller(): (fn: string, ...args: unknown[]) => unknown[] | Buffer | number | bigint | boolean;
   /**
    * `call` with `nargs` arguments packed in `buf[0, len)`. Returns the results as an array (no table
    * among them), the byte length of the packed results written back into `buf`, or a Buffer of

@@ -64,7 +64,7 @@ describe('LuaVM lifecycle across GC, workers and exit', () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout);
-    expect(out).toMatchObject({ first: [5], closed: 'LuaVM is closed', before: [42], gone: 'TypeError: LuaVM is closed' });
+    expect(out).toMatchObject({ first: 5, closed: 'LuaVM is closed', before: 42, gone: 'TypeError: LuaVM is closed' });
     expect(out.growthMB).toBeLessThan(100);
   });
 
@@ -80,7 +80,7 @@ describe('LuaVM lifecycle across GC, workers and exit', () => {
         vm.load('function fac(n) if n <= 1 then return 1 end return mul(n, fac(n - 1)) end', 'w');
         const again = addon.LuaVM.restore(vm.snapshot());
         again.setGlobalFunction('mul', (a, b) => a * b);
-        parentPort.postMessage([vm.call('fac', workerData.n)[0], again.call('fac', workerData.n)[0]]);
+        parentPort.postMessage([vm.call('fac', workerData.n), again.call('fac', workerData.n)]); // one number: bare
       `)};
       const gyp = require.resolve('node-gyp-build', { paths: [process.cwd()] });
       const run = (n) => new Promise((res, rej) => {

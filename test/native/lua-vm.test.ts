@@ -28,6 +28,12 @@ describe('LuaVM#call()', () => {
     expect(vm.call('none', [])).toEqual([]);
     expect(vm.call('one', [])).toEqual([1]);
     expect(vm.call('three', [])).toEqual([1, 'two', null]);
+    // one number or boolean crosses N-API bare, and is still returned in an array
+    vm.load('function yes() return true end\nfunction big() return math.maxinteger end', 'm2');
+    expect(vm.call('yes', [])).toEqual([true]);
+    expect(vm.call('one', [], { timeLimit: 1000 })).toEqual([1]);
+    expect(vm.call('big', [])).toEqual([2n ** 63n - 1n]);
+    expect(vm.call('one', [{ a: 1 }])).toEqual([1]); // the packed path
   });
 
   it('keeps Lua integers and floats apart in both directions', () => {
