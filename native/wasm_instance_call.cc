@@ -56,16 +56,16 @@ std::string WasmInstance::CallJs(Napi::Env env, HostImport* imp, const wasmtime_
   Napi::Value ret = imp->fn.Value().Call(env.Undefined(), argv.size(), argv.data());
   const size_t n = imp->sig.results.size();
   if (n == 1) {
-    std::string want = ToWasm(ret, imp->sig.results[0], &results[0]);
-    if (!want.empty()) return "import " + imp->label + " returned an invalid value: expected " + want;
+    const char* want = ToWasm(ret, imp->sig.results[0], &results[0]);
+    if (want != nullptr) return "import " + imp->label + " returned an invalid value: expected " + want;
   } else if (n > 1) {
     if (!ret.IsArray() || ret.As<Napi::Array>().Length() != n) {
       return "import " + imp->label + " must return an array of " + std::to_string(n) + " values";
     }
     Napi::Array arr = ret.As<Napi::Array>();
     for (size_t i = 0; i < n; i++) {
-      std::string want = ToWasm(arr.Get(i), imp->sig.results[i], &results[i]);
-      if (!want.empty()) return "import " + imp->label + " result " + std::to_string(i) + ": expected " + want;
+      const char* want = ToWasm(arr.Get(i), imp->sig.results[i], &results[i]);
+      if (want != nullptr) return "import " + imp->label + " result " + std::to_string(i) + ": expected " + want;
     }
   }
   return "";
@@ -341,8 +341,8 @@ Napi::Value WasmInstance::Invoke(const Napi::CallbackInfo& info, size_t first, c
   }
   for (size_t i = 0; i < nargs; i++) {
     wasmtime_val_t v;
-    std::string want = ToWasm(info[first + i], params[i], &v);
-    if (!want.empty()) throw InvalidArg(env, "argument " + std::to_string(i) + " must be " + want);
+    const char* want = ToWasm(info[first + i], params[i], &v);
+    if (want != nullptr) throw InvalidArg(env, "argument " + std::to_string(i) + " must be " + want);
     raw[i] = ToRaw(v);
   }
 

@@ -7,7 +7,7 @@
 
 namespace hbr {
 
-std::string ToWasm(const Napi::Value& v, wasm_valkind_t kind, wasmtime_val_t* out) {
+const char* ToWasm(const Napi::Value& v, wasm_valkind_t kind, wasmtime_val_t* out) {
   napi_env env = v.Env();
   napi_valuetype t;
   napi_typeof(env, v, &t);
@@ -19,7 +19,7 @@ std::string ToWasm(const Napi::Value& v, wasm_valkind_t kind, wasmtime_val_t* ou
         napi_get_value_double(env, v, &d);
         if (d != std::floor(d) || d < -2147483648.0 || d > 4294967295.0) return "an i32 (integer in [-2^31, 2^32))";
         out->of.i32 = static_cast<int32_t>(static_cast<int64_t>(d));
-        return "";
+        return nullptr;
       }
       if (t == napi_bigint) {
         int64_t i;
@@ -27,7 +27,7 @@ std::string ToWasm(const Napi::Value& v, wasm_valkind_t kind, wasmtime_val_t* ou
         napi_get_value_bigint_int64(env, v, &i, &lossless);
         if (!lossless || i < -2147483648LL || i > 4294967295LL) return "an i32 (integer in [-2^31, 2^32))";
         out->of.i32 = static_cast<int32_t>(i);
-        return "";
+        return nullptr;
       }
       return "an i32 (number)";
     }
@@ -44,14 +44,14 @@ std::string ToWasm(const Napi::Value& v, wasm_valkind_t kind, wasmtime_val_t* ou
           i = static_cast<int64_t>(u);
         }
         out->of.i64 = i;
-        return "";
+        return nullptr;
       }
       if (t == napi_number) {
         double d;
         napi_get_value_double(env, v, &d);
         if (d != std::floor(d) || std::fabs(d) > 9007199254740991.0) return "an i64 (bigint, or a safe integer number)";
         out->of.i64 = static_cast<int64_t>(d);
-        return "";
+        return nullptr;
       }
       return "an i64 (bigint or number)";
     }
@@ -75,7 +75,7 @@ std::string ToWasm(const Napi::Value& v, wasm_valkind_t kind, wasmtime_val_t* ou
         out->kind = WASMTIME_F64;
         out->of.f64 = d;
       }
-      return "";
+      return nullptr;
     }
     default:
       return "a value of a type JavaScript cannot carry";

@@ -11,8 +11,9 @@
 
 namespace hbr {
 
-// JS value -> wasm value of `kind`. Returns an error text, empty on success. Never throws.
-std::string ToWasm(const Napi::Value& v, wasm_valkind_t kind, wasmtime_val_t* out);
+// JS value -> wasm value of `kind`. Returns what was expected (a static text) on failure, nullptr on
+// success. Never throws.
+const char* ToWasm(const Napi::Value& v, wasm_valkind_t kind, wasmtime_val_t* out);
 
 Napi::Value FromWasm(Napi::Env env, const wasmtime_val_t& v);
 

@@ -434,6 +434,8 @@ export class WasmInstance {
   readonly module: WasmModule;
   readonly memory: WasmMemory;
   readonly #index = new Map<string, number>();
+  #lastName: string | undefined;
+  #lastIndex: number | undefined;
   readonly #timeLimit: number;
   #disposed = false;
 
@@ -487,7 +489,8 @@ export class WasmInstance {
    * a limit reached (time, fuel, memory) a `LimitError`.
    */
   call(name: string, args: readonly unknown[] = [], opts?: CallOptions): WasmValue[] {
-    let idx = this.#index.get(name);
+    // The export called last is found without the map (a loop calling one export is the hot case).
+    let idx = name === this.#lastName ? this.#lastIndex : this.#index.get(name);
     if (idx === undefined) {
       idx = this.#native.exportIndex(name);
       if (idx < 0) {
@@ -495,6 +498,8 @@ export class WasmInstance {
       }
       this.#index.set(name, idx);
     }
+    this.#lastName = name;
+    this.#lastIndex = idx;
     if (!Array.isArray(args)) throw badArg(`call(${name}): args must be an array`);
     const r = opts === undefined ? this.#call(idx, ...args) : this.#native.callLimited(callTimeLimit(opts, 'call', this.#timeLimit), idx, ...args);
     return r === undefined ? [] : Array.isArray(r) ? r : [r];
