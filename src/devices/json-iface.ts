@@ -156,8 +156,25 @@ export function jsonStruct(m: Message): Record<string, unknown> {
 }
 
 function json(v: unknown): string {
+  // Without a replacer JSON.stringify is several times faster: used when nothing needs one.
+  if (plain(v, 3)) return JSON.stringify(v);
   return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? Buffer.from(x).toString('utf8') : x));
 }
+
+/** Whether `v` (to `depth` levels) holds only strings, finite numbers, booleans, null, plain arrays and objects. */
+function plain(v: unknown, depth: number): boolean {
+  if (v === null || typeof v === 'string' || typeof v === 'boolean') return true;
+  if (typeof v === 'number') return true;
+  if (typeof v !== 'object' || depth === 0) return false;
+  if (Array.isArray(v)) {
+    for (const x of v) if (!plain(x, depth - 1)) return false;
+    return true;
+  }
+  if (Object.getPrototypeOf(v) !== Object.prototype) return false;
+  for (const k in v) if (!plain((v as Record<string, unknown>)[k], depth - 1)) return false;
+  return true;
+}
+
 
 /** Scratch memory per runtime: one buffer reused for every message (see header). */
 const scratch = new WeakMap<WasmRuntime, { ptr: bigint | number; cap: number; env?: string }>();
@@ -196,9 +213,9 @@ function prepare(base: Message, req: Message, opts: Opts): Message {
   // AOS reads Block-Height unconditionally; a message without one is at height 0.
   msgStruct['Block-Height'] = String(blockHeight ?? 0);
   const msgJson = json(msgStruct);
-  const envJson = json({ Process: isMessage(process) ? jsonStruct(process) : {} });
+  const env = json({ Process: isMessage(process) ? jsonStruct(process) : {} });
   const rt = getPriv(joinPath(outputPrefix(base), 'runtime'), base);
-  const parameters = rt instanceof WasmRuntime && !rt.instance.disposed ? writeInputs(rt, msgJson, envJson) : [msgJson, envJson];
+  const parameters = rt instanceof WasmRuntime && !rt.instance.disposed ? writeInputs(rt, msgJson, env) : [msgJson, env];
   return set(base, { function: 'handle', parameters }, undefined, io);
 }
 
