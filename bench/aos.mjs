@@ -17,8 +17,22 @@ if (!fs.existsSync(FIXTURE)) {
   process.exit(0);
 }
 const image = fs.readFileSync(FIXTURE);
-const ENV = { Process: { Id: 'AOS', Owner: 'FOOBAR', Tags: [{ name: 'Name', value: 'Thomas' }, { name: 'Authority', value: 'FOOBAR' }] } };
-const msgOf = (i, data = 'return 1 + 1') => ({ From: 'FOOBAR', 'Block-Height': '1', Target: 'AOS', Owner: 'FOOBAR', Id: String(i), Module: 'W', Tags: [{ name: 'Action', value: 'Eval' }], Data: data });
+// Every row hands AOS the same JSON that json-iface@1.0 writes for the resolve() row's process and
+// messages (fields and order as HyperBEAM's dev_json_iface), so the rows differ only in the path
+// taken, not in what the guest does (AOS does a third more work with these fields than with a
+// bare message).
+const IMAGE_ID = '5LmxzQ5tZpnsdzCpzWjxXGB17f0aCHaMfw9TiKzZAF0';
+const ENV = {
+  Process: {
+    Id: 'AOS', Anchor: '', Owner: 'FOOBAR', From: 'FOOBAR',
+    Tags: [{ name: 'Authority', value: 'FOOBAR' }, { name: 'Image', value: IMAGE_ID }, { name: 'Name', value: 'Thomas' }, { name: 'Type', value: 'Process' }],
+    Target: '', Data: '', Signature: '', PublicKey: '',
+  },
+};
+const msgOf = (i, data = 'return 1 + 1') => ({
+  Id: String(i), Anchor: '', Owner: 'FOOBAR', From: 'FOOBAR', Tags: [{ name: 'Action', value: 'Eval' }], Target: 'AOS', Data: data,
+  Signature: '', PublicKey: '', Module: IMAGE_ID, 'Block-Height': '1',
+});
 const HEAVY = 'local t = {} for i = 1, 20000 do t[#t + 1] = tostring(i) end return #table.concat(t, ",")';
 const ROUNDS = 5;
 const PER_ROUND = 400;
@@ -67,6 +81,7 @@ const hbFast = await rate(fast.evalOne);
 
 // ---- hb-runtimes through resolve (stack json-iface + wasm-64 + multipass) ----
 const imageId = await hb.cacheWrite(image);
+if (imageId !== IMAGE_ID) throw new Error(`the image's cache id is ${imageId}, not ${IMAGE_ID}: update IMAGE_ID`);
 let proc = await hb.resolve(
   {
     device: 'stack@1.0',
@@ -80,6 +95,7 @@ let proc = await hb.resolve(
   'init',
 );
 const req = (i) => ({ path: 'compute', 'block-height': 1, body: { action: 'Eval', data: 'return 1 + 1', target: 'AOS', owner: 'FOOBAR', from: 'FOOBAR', id: String(i) } });
+if ((await hb.resolve(await hb.resolve(proc, req(0)), 'results/data')) !== '2') throw new Error('resolve(): wrong AOS answer');
 const hbResolve = await rate(async (i) => {
   proc = await hb.resolve(proc, req(i));
 });
