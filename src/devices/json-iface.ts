@@ -41,7 +41,7 @@ import { messageId } from '../ao/cache';
 import { status } from '../ao/result';
 import { AoError } from '../errors';
 import { outputPrefix } from './stack';
-import { joinPath, WasmRuntime } from './wasm-64';
+import { joinPath, rawPath, WasmRuntime } from './wasm-64';
 
 export const JSON_IFACE_DEVICE = 'json-iface@1.0';
 
@@ -177,13 +177,12 @@ function plain(v: unknown, depth: number): boolean {
 
 
 /** Scratch memory per runtime: one buffer reused for every message (see header). */
-const scratch = new WeakMap<WasmRuntime, { ptr: bigint | number; cap: number; env?: string }>();
+const scratch = new WeakMap<WasmRuntime, { ptr: bigint | number; cap: number }>();
 
 function writeInputs(rt: WasmRuntime, msgJson: string, envJson: string): [bigint | number, bigint | number] {
   const inst = rt.instance;
-  const msg = Buffer.from(msgJson, 'utf8');
-  const env = Buffer.from(envJson, 'utf8');
-  const need = msg.length + 1 + env.length + 1;
+  const msgLen = Buffer.byteLength(msgJson, 'utf8');
+  const need = msgLen + 1 + Buffer.byteLength(envJson, 'utf8') + 1;
   let s = scratch.get(rt);
   if (!s || s.cap < need) {
     let cap = Math.max(4096, s ? s.cap : 0);
@@ -192,14 +191,27 @@ function writeInputs(rt: WasmRuntime, msgJson: string, envJson: string): [bigint
     s = { ptr: inst.malloc(cap), cap };
     scratch.set(rt, s);
   }
-  const buf = Buffer.allocUnsafe(need);
-  msg.copy(buf, 0);
-  buf[msg.length] = 0;
-  env.copy(buf, msg.length + 1);
-  buf[need - 1] = 0;
-  inst.memory.write(s.ptr, buf);
-  const envPtr = typeof s.ptr === 'bigint' ? s.ptr + BigInt(msg.length + 1) : s.ptr + msg.length + 1;
+  // Both strings, NUL-terminated, straight into guest memory (a view of it: no buffer in between).
+  const at = Number(s.ptr);
+  const mem = Buffer.from(inst.memory.view());
+  mem.write(msgJson, at, 'utf8');
+  mem[at + msgLen] = 0;
+  mem.write(envJson, at + msgLen + 1, 'utf8');
+  mem[at + need - 1] = 0;
+  const envPtr = typeof s.ptr === 'bigint' ? s.ptr + BigInt(msgLen + 1) : s.ptr + msgLen + 1;
   return [s.ptr, envPtr];
+}
+
+/** The `env` JSON of a process definition, made once per definition object (messages are immutable, docs/ao-core.md). */
+const envJsonOf = new WeakMap<object, string>();
+function envJson(process: unknown): string {
+  if (!isMessage(process)) return json({ Process: {} });
+  let text = envJsonOf.get(process);
+  if (text === undefined) {
+    text = json({ Process: jsonStruct(process) });
+    envJsonOf.set(process, text);
+  }
+  return text;
 }
 
 function prepare(base: Message, req: Message, opts: Opts): Message {
@@ -213,7 +225,7 @@ function prepare(base: Message, req: Message, opts: Opts): Message {
   // AOS reads Block-Height unconditionally; a message without one is at height 0.
   msgStruct['Block-Height'] = String(blockHeight ?? 0);
   const msgJson = json(msgStruct);
-  const env = json({ Process: isMessage(process) ? jsonStruct(process) : {} });
+  const env = envJson(process);
   const rt = getPriv(joinPath(outputPrefix(base), 'runtime'), base);
   const parameters = rt instanceof WasmRuntime && !rt.instance.disposed ? writeInputs(rt, msgJson, env) : [msgJson, env];
   return set(base, { function: 'handle', parameters }, undefined, io);
@@ -262,8 +274,10 @@ function numbered(list: unknown[], f: (x: Message) => Message): Message {
 function collect(base: Message, opts: Opts): unknown {
   const io = internalOpts(opts);
   const P = outputPrefix(base);
-  const type = get(joinPath('results', P, 'type'), as('message@1.0', base), io);
-  const output = get(joinPath('results', P, 'output'), as('message@1.0', base), io);
+  // What wasm-64 left in pass 1 is plain values: read raw, as it writes them (else through message@1.0).
+  const own = rawPath(base, joinPath('results', P));
+  const type = isMessage(own) ? rawGet(own, 'type') : get(joinPath('results', P, 'type'), as('message@1.0', base), io);
+  const output = isMessage(own) ? rawGet(own, 'output') : get(joinPath('results', P, 'output'), as('message@1.0', base), io);
   if (type === 'error') return errorResult(base, 'WASM execution error.', { error: String(output) }, opts);
   if (type !== 'ok') return errorResult(base, 'No WASM results to collect (run compute on pass 1 first).', {}, opts);
   const reader = getPriv(joinPath(P, 'read'), base);

@@ -188,8 +188,8 @@ function stdlibImport(rt: WasmRuntime, imp: FuncImport, strict: boolean): Import
   };
 }
 
-/** A stored value at a `/`-separated path (raw reads, case-insensitive keys). */
-function rawPath(msg: unknown, path: string): unknown {
+/** A stored value at a `/`-separated path (raw reads, case-insensitive keys), or undefined. */
+export function rawPath(msg: unknown, path: string): unknown {
   let v = msg;
   for (const k of pathParts(path)) v = isMessage(v) ? rawGet(v, k) : undefined;
   return v;
