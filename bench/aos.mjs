@@ -94,11 +94,12 @@ let proc = await hb.resolve(
   },
   'init',
 );
-const req = (i) => ({ path: 'compute', 'block-height': 1, body: { action: 'Eval', data: 'return 1 + 1', target: 'AOS', owner: 'FOOBAR', from: 'FOOBAR', id: String(i) } });
+const req = (i, data = 'return 1 + 1') => ({ path: 'compute', 'block-height': 1, body: { action: 'Eval', data, target: 'AOS', owner: 'FOOBAR', from: 'FOOBAR', id: String(i) } });
+const resolveOne = async (i, data) => {
+  proc = await hb.resolve(proc, req(i, data));
+};
 if ((await hb.resolve(await hb.resolve(proc, req(0)), 'results/data')) !== '2') throw new Error('resolve(): wrong AOS answer');
-const hbResolve = await rate(async (i) => {
-  proc = await hb.resolve(proc, req(i));
-});
+const hbResolve = await rate(resolveOne);
 
 // ---- @permaweb/ao-loader (V8) ----
 // For this module ao-loader needs two WASI imports it lacks (proc_exit, clock_time_get) and the
@@ -166,13 +167,15 @@ const unlowered = await hbHandle({ lowerMemory64: false });
 if (!safe.m.memory64Lowered || unlowered.m.memory64Lowered) throw new Error('lowering: unexpected module state');
 const heavyCheck = [safe.evalOne(1, HEAVY), unlowered.evalOne(1, HEAVY)].map((r) => r.response.Output.data);
 if (heavyCheck[0] !== heavyCheck[1] || String(heavyCheck[0]) !== '108893') throw new Error(`lowering: heavy Eval answers differ: ${heavyCheck}`);
-const lowerVariants = { on: safe.evalOne, off: unlowered.evalOne, aol: await aoLoaderEval(true) };
+const lowerVariants = { on: safe.evalOne, off: unlowered.evalOne, resolve: resolveOne, aol: await aoLoaderEval(true) };
 const light = await interleavedAsync(lowerVariants, 'return 1 + 1', PER_ROUND / 2, 2 * ROUNDS + 1);
 const heavy = await interleavedAsync(lowerVariants, HEAVY, 10, 2 * ROUNDS + 1);
 WebAssembly.instantiate = orig;
-table('memory64 lowering on AOS Eval (native handles, interleaved rounds, same run)', ['variant', '`return 1 + 1` msgs/s', 'vs ao-loader UNSAFE', 'heavy Eval msgs/s', 'vs ao-loader UNSAFE'], [
-  ['hb-runtimes, lowered to a 32-bit memory (default)', fmt(light.on), (light.on / light.aol).toFixed(2), fmt(heavy.on, 1), (heavy.on / heavy.aol).toFixed(2)],
-  ['hb-runtimes, lowerMemory64: false (memory64, explicit bounds checks)', fmt(light.off), (light.off / light.aol).toFixed(2), fmt(heavy.off, 1), (heavy.off / heavy.aol).toFixed(2)],
+table('memory64 lowering and the resolve() path on AOS Eval (interleaved rounds, same run)', ['variant', '`return 1 + 1` msgs/s', 'vs ao-loader UNSAFE', 'heavy Eval msgs/s', 'vs ao-loader UNSAFE'], [
+  ['hb-runtimes, native handles, lowered to a 32-bit memory (default)', fmt(light.on), (light.on / light.aol).toFixed(2), fmt(heavy.on, 1), (heavy.on / heavy.aol).toFixed(2)],
+  ['hb-runtimes, native handles, lowerMemory64: false (memory64, explicit bounds checks)', fmt(light.off), (light.off / light.aol).toFixed(2), fmt(heavy.off, 1), (heavy.off / heavy.aol).toFixed(2)],
+  ['hb-runtimes, resolve() through json-iface + wasm-64 + multipass (lowered)', fmt(light.resolve), (light.resolve / light.aol).toFixed(2), fmt(heavy.resolve, 1), (heavy.resolve / heavy.aol).toFixed(2)],
+  ['resolve() / native handles', (light.resolve / light.on).toFixed(2), '', (heavy.resolve / heavy.on).toFixed(2), ''],
   ['@permaweb/ao-loader (V8), UNSAFE_MEMORY', fmt(light.aol), '1.00', fmt(heavy.aol, 1), '1.00'],
   ['lowering on / off', (light.on / light.off).toFixed(2), '', (heavy.on / heavy.off).toFixed(2), ''],
 ]);
