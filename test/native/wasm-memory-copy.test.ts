@@ -95,6 +95,23 @@ describe('WasmInstance memory.copy()', () => {
     expect([c[1000], c[2000], a.call('peek', [1000])[0]]).toEqual([1, 0, 0]);
   });
 
+  it.runIf(cow && WasmInstance.writeTracking)('lets write tracking resume after the copy that lays the memory over its file', async () => {
+    bytes ??= await wat(TEXT);
+    const a = new WasmInstance(WasmModule.compile(bytes, { cache: false }), {}, { trackWrites: true });
+    const base = a.snapshot();
+    a.memory.copy(); // the first copy remaps the memory: the next delta cannot vouch for any page
+    a.call('poke', [1, 1]);
+    const d1 = a.snapshot({ since: base });
+    a.call('poke', [2, 2]);
+    a.memory.copy(); // no rebase: the mapping is untouched
+    const d2 = a.snapshot({ since: d1 });
+    expect(d1.length).toBeGreaterThan(64 * PAGE);
+    expect(d2.length).toBeLessThan(2 * 4096 + 1024); // one page written
+    const b = await instance();
+    b.restore(base, d1, d2);
+    expect(Buffer.compare(b.memory.read(0, 64 * PAGE), a.memory.read(0, 64 * PAGE))).toBe(0);
+  });
+
   it.runIf(cow)('shares pages with the memory: twenty copies of a full 64 MiB memory add little to RSS', async () => {
     const inst = await instance();
     inst.call('grow', [1024 - 64]);
