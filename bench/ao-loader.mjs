@@ -44,7 +44,7 @@ async function driver(Loader, binary, opts) {
   };
 }
 
-async function rates(variants) {
+async function rates(variants, failures = {}) {
   const out = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
   for (const run of Object.values(variants)) await run(20); // warm-up (AOS initialises lazily on its first messages)
   for (let r = 0; r < ROUNDS; r++) {
@@ -52,11 +52,30 @@ async function rates(variants) {
       globalThis.gc?.();
       const t0 = nowMs();
       await run(PER_ROUND);
-      out[name].push(PER_ROUND / ((nowMs() - t0) / 1000));
+      out[name].push(failures[name] === undefined ? PER_ROUND / ((nowMs() - t0) / 1000) : NaN);
     }
   }
-  const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const median = (xs) => (xs.some(Number.isNaN) ? NaN : xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]);
   return Object.fromEntries(Object.entries(out).map(([k, xs]) => [k, median(xs)]));
+}
+
+/** The oracle may fail on some Node versions (ao-loader 0.0.49 cannot grow a wasm64 heap on Node 24): record it, keep measuring ours. */
+async function guarded(name, failures, make) {
+  let run;
+  try {
+    run = await make();
+  } catch (e) {
+    failures[name] = String(e?.message ?? e).split('\n')[0];
+    return async () => {};
+  }
+  return async (n) => {
+    if (failures[name] !== undefined) return;
+    try {
+      await run(n);
+    } catch (e) {
+      failures[name] = String(e?.message ?? e).split('\n')[0];
+    }
+  };
 }
 
 // Each image runs in a child process of its own (both loaders in it, interleaved): the instances
@@ -64,10 +83,12 @@ async function rates(variants) {
 async function measureImage(file, format) {
   const binary = fs.readFileSync(path.join(DIR, file));
   // the two modes in separate interleaved series: default mode's 110 MB copies would weigh on the other
-  return {
-    ...(await rates({ ours: await driver(Ours, binary, { format }), ref: await driver(Ref, binary, { format }) })),
-    ...(await rates({ oursUnsafe: await driver(Ours, binary, { format, UNSAFE_MEMORY: true }), refUnsafe: await driver(Ref, binary, { format, UNSAFE_MEMORY: true }) })),
-  };
+  const failures = {};
+  const ref = await guarded('ref', failures, () => driver(Ref, binary, { format }));
+  const a = await rates({ ours: await driver(Ours, binary, { format }), ref }, failures);
+  const refUnsafe = await guarded('refUnsafe', failures, () => driver(Ref, binary, { format, UNSAFE_MEMORY: true }));
+  const b = await rates({ oursUnsafe: await driver(Ours, binary, { format, UNSAFE_MEMORY: true }), refUnsafe }, failures);
+  return { ...a, ...b, failures };
 }
 
 if (process.env.AOL_CHILD) {
@@ -76,6 +97,7 @@ if (process.env.AOL_CHILD) {
   process.exit(0);
 }
 const rows = [];
+const failed = [];
 const only = process.env.AOL_FORMATS?.split(',');
 for (const [file, format] of IMAGES.filter(([, f]) => !only || only.includes(f))) {
   const child = spawnSync(process.execPath, [...process.execArgv, new URL(import.meta.url).pathname], {
@@ -85,11 +107,16 @@ for (const [file, format] of IMAGES.filter(([, f]) => !only || only.includes(f))
   });
   if (child.status !== 0) throw new Error(`bench child for ${file} failed: ${child.stderr}`);
   const r = JSON.parse(child.stdout);
-  rows.push([`${file} (${format})`, fmt(r.ours), fmt(r.ref), `${(r.ours / r.ref).toFixed(2)}×`, fmt(r.oursUnsafe), fmt(r.refUnsafe), `${(r.oursUnsafe / r.refUnsafe).toFixed(2)}×`]);
+  const gone = (v) => typeof v !== 'number' || Number.isNaN(v); // NaN comes back from JSON as null
+  const peer = (v) => (gone(v) ? 'fails here (see below)' : fmt(v));
+  const ratio = (x, y) => (gone(y) ? '—' : `${(x / y).toFixed(2)}×`);
+  rows.push([`${file} (${format})`, fmt(r.ours), peer(r.ref), ratio(r.ours, r.ref), fmt(r.oursUnsafe), peer(r.refUnsafe), ratio(r.oursUnsafe, r.refUnsafe)]);
+  for (const [mode, why] of Object.entries(r.failures)) failed.push(`${file}, @permaweb/ao-loader ${mode === 'ref' ? 'default mode' : 'UNSAFE_MEMORY'}: ${why}`);
 }
 table(
   `Eval msgs/s, handle(previous Memory, msg) (median of ${ROUNDS} interleaved rounds of ${PER_ROUND}; one child process per image)`,
   ['image (format)', 'hb-runtimes', '@permaweb/ao-loader', 'ratio', 'hb UNSAFE_MEMORY', 'ao-loader UNSAFE_MEMORY', 'ratio'],
   rows,
 );
+for (const line of failed) console.log(`- the oracle failed on Node ${process.versions.node}: ${line}`);
 console.log(`hb-runtimes default mode: copy-on-write Memory ${process.env.HB_RUNTIMES_NO_COW ? 'off (HB_RUNTIMES_NO_COW)' : 'where supported'}`);
