@@ -278,7 +278,7 @@ function corrupt(reason: string): AoError {
 class Decoder {
   pos = 0;
   private readonly view: DataView;
-  private readonly utf8 = new TextDecoder('utf-8', { fatal: true });
+  private readonly utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
   constructor(private readonly buf: Uint8Array) {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);

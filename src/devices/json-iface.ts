@@ -60,7 +60,7 @@ function tagValue(v: unknown): string {
   return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x));
 }
 
-const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+const utf8Strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** HyperBEAM's `Data`: the bytes as text when they are valid UTF-8 ("printable"), else `null`. */
 function dataOf(v: unknown): unknown {

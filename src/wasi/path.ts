@@ -14,7 +14,7 @@ import { checkRename, type VfsDir, type VfsNode } from './vfs';
 
 /** Longest path a guest may pass (bytes). */
 const PATH_MAX = 65536;
-const utf8Strict = new TextDecoder('utf-8', { fatal: true });
+const utf8Strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 interface Resolved {
   /** Directory holding the last component. */

@@ -132,6 +132,7 @@ describe('jsonStruct: the AO JSON form, as HyperBEAM dev_json_iface writes it no
   it('Data is null when it is bytes that are not text, the text when they are', () => {
     expect(jsonStruct(ans104Message({ data: Buffer.from([0xff, 0xfe, 0x00]) })).Data).toBeNull();
     expect(jsonStruct(ans104Message({ data: Buffer.from('héllo') })).Data).toBe('héllo');
+    expect(jsonStruct(ans104Message({ data: Buffer.from('\uFEFFhi') })).Data).toBe('\uFEFFhi'); // a leading BOM is kept, as HyperBEAM passes the bytes
     expect(jsonStruct({ action: 'Eval' }).Data).toBe('');
   });
 

@@ -79,6 +79,13 @@ describe.each(ABIS)('preview1 on %s', (abi) => {
       expect(Object.keys(e.vfs.toMessage())).toEqual(['data/sub/', 'data/x.txt', 'dev/stderr', 'dev/stdin', 'dev/stdout']);
     });
 
+    it('keeps a leading U+FEFF in a name, as the bytes the guest passed', () => {
+      const e = setup(abi, { vfs: vfs() });
+      const n = e.path('\uFEFFbom.txt');
+      expect(e.call('path_open', 3, 0, PATH, n, Oflags.CREAT, RIGHTS_FILE, 0n, 0, OUT)).toBe(Errno.SUCCESS);
+      expect(Object.keys(e.vfs.toMessage())).toContain('\uFEFFbom.txt');
+    });
+
     it('an out-of-memory result pointer gives EFAULT without creating the file', () => {
       const e = setup(abi, { vfs: vfs() });
       const n = e.path('new.txt');
