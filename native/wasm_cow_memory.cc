@@ -22,10 +22,20 @@ namespace {
 
 // A copy rebases first once the memory's own pages exceed this share of its size: a copy then
 // costs at most size / kRebaseShare bytes, a rebase the whole size once. (AOS 2 settles at about a
-// hundredth of its 110 MB and never rebases; AOS 1 grows by a page a message and rebases about
-// every hundred messages.)
+// hundredth of its 110 MB and never rebases; AOS 1, whose Lua collector dirties its 7.6 MB heap,
+// rebases about every twelve messages.)
 constexpr uint64_t kRebaseShare = 16;
 constexpr uint64_t kBlock = 64 * 1024;  // zero blocks of the memory become holes of F
+
+// Appends [offset, offset + length) to sorted `out`, merged with the last range it touches.
+void Append(std::vector<pagemap::Region>* out, uint64_t offset, uint64_t length) {
+  if (!out->empty() && offset <= out->back().offset + out->back().length) {
+    uint64_t end = offset + length;
+    if (end > out->back().offset + out->back().length) out->back().length = end - out->back().offset;
+  } else {
+    out->push_back({offset, length, 0});
+  }
+}
 
 bool AllZero(const uint8_t* p, uint64_t n) {
   const uint64_t* w = reinterpret_cast<const uint64_t*>(p);
@@ -59,8 +69,10 @@ int FillFd() {
 }
 
 // Fills `ranges` of the fresh private mapping `copy` from `src`. The mapping is registered for
-// missing-page events only while UFFDIO_COPY runs; nothing else touches it meanwhile.
-void Fill(uint8_t* copy, uint64_t size, const uint8_t* src, const std::vector<pagemap::Region>& ranges) {
+// missing-page events only while UFFDIO_COPY runs; nothing else touches it meanwhile. False when it
+// could not be unregistered: a fault in it would then wait for a handler forever, so the caller
+// must unmap it without touching it.
+bool Fill(uint8_t* copy, uint64_t size, const uint8_t* src, const std::vector<pagemap::Region>& ranges) {
   int u = FillFd();
   size_t done = 0;
   if (u >= 0 && !ranges.empty()) {
@@ -76,12 +88,13 @@ void Fill(uint8_t* copy, uint64_t size, const uint8_t* src, const std::vector<pa
         c.len = ranges[done].length;
         if (ioctl(u, UFFDIO_COPY, &c) != 0 || c.copy != static_cast<int64_t>(c.len)) break;  // the rest by memcpy
       }
-      ioctl(u, UFFDIO_UNREGISTER, &r.range);
+      if (ioctl(u, UFFDIO_UNREGISTER, &r.range) != 0) return false;
     }
   }
   for (; done < ranges.size(); done++) {
     std::memcpy(copy + ranges[done].offset, src + ranges[done].offset, ranges[done].length);
   }
+  return true;
 }
 
 bool WriteAll(int fd, const uint8_t* p, uint64_t n, uint64_t at) {
@@ -121,7 +134,6 @@ void CowMemory::Reset() {
   last_ = nullptr;
   last_size_ = 0;
   owned_.clear();
-  owned_bytes_ = 0;
 }
 
 void CowMemory::Free(uint8_t* copy, uint64_t size) { munmap(copy, size); }
@@ -136,12 +148,7 @@ bool CowMemory::Owned(const uint8_t* base, uint64_t size, Ranges* out) {
   for (const pagemap::Region& r : found) {
     bool own = (r.categories & pagemap::kSwapped) != 0 ||
                (r.categories & (pagemap::kFile | pagemap::kPfnZero)) == 0;
-    if (!own) continue;
-    if (!out->empty() && out->back().offset + out->back().length == r.offset) {
-      out->back().length += r.length;
-    } else {
-      out->push_back({r.offset, r.length, 0});
-    }
+    if (own) Append(out, r.offset, r.length);
   }
   return true;
 }
@@ -175,14 +182,7 @@ CowMemory::Ranges CowMemory::Populated(uint8_t* base, uint64_t size, const Range
   }
   if (size > end) all.push_back({end, size - end, 0});
   std::sort(all.begin(), all.end(), [](const pagemap::Region& a, const pagemap::Region& b) { return a.offset < b.offset; });
-  for (const pagemap::Region& r : all) {
-    if (!out.empty() && r.offset <= out.back().offset + out.back().length) {
-      uint64_t e = r.offset + r.length;
-      if (e > out.back().offset + out.back().length) out.back().length = e - out.back().offset;
-    } else {
-      out.push_back(r);
-    }
-  }
+  for (const pagemap::Region& r : all) Append(&out, r.offset, r.length);
   return out;
 }
 
@@ -240,9 +240,10 @@ uint8_t* CowMemory::Copy(uint8_t* base, uint64_t size, bool* lost) {
   void* m = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd_, 0);
   if (m == MAP_FAILED) return nullptr;
   uint8_t* copy = static_cast<uint8_t*>(m);
-  owned_bytes_ = 0;
-  Fill(copy, size, base, owned);
-  for (const pagemap::Region& r : owned) owned_bytes_ += r.length;
+  if (!Fill(copy, size, base, owned)) {
+    munmap(copy, size);
+    return nullptr;
+  }
   last_ = copy;
   last_size_ = size;
   owned_ = std::move(owned);

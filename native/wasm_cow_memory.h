@@ -9,9 +9,9 @@
 // later write on either side shows through (private mappings never see each other's writes, and F
 // itself is never written after the rebase that made it). Those pages go into the copy by
 // UFFDIO_COPY where a userfaultfd can be had (one copy of each; a plain write would first copy F's
-// page in). When the pages of the memory's own
-// reach a share of its size, the next copy rebases: a new F from the whole memory (zero blocks
-// left as holes), the memory laid over it again. Earlier copies keep the F they map.
+// page in). When the pages of the memory's own reach a share of its size, the next copy rebases:
+// a new F from the whole memory (zero blocks left as holes), the memory laid over it again.
+// Earlier copies keep the F they map.
 //
 // Same() proves, without comparing the whole memory, that a copy still equals the memory: both
 // have exactly the pages of their own the copy was made with, and those compare equal.
@@ -44,8 +44,6 @@ class CowMemory {
   static void Free(uint8_t* copy, uint64_t size);
   // Forgets the file (copies keep mapping it); the next Copy starts afresh.
   void Release() { Reset(); }
-  // The bytes the memory owns now (its pages that are not F's), for tests and benchmarks.
-  uint64_t OwnedBytes() const { return owned_bytes_; }
 
  private:
   using Ranges = std::vector<pagemap::Region>;
@@ -63,7 +61,6 @@ class CowMemory {
   const uint8_t* last_ = nullptr;  // the last copy
   uint64_t last_size_ = 0;
   Ranges owned_;              // the memory's own pages when it was made
-  uint64_t owned_bytes_ = 0;
 };
 
 }  // namespace hbr

@@ -1,6 +1,6 @@
 // WriteTracker (see wasm_write_tracker.h): userfaultfd asynchronous write protection plus
-// PAGEMAP_SCAN. The constants are those of the kernel's UAPI (linux/userfaultfd.h, linux/fs.h of
-// 6.7), defined here because the build machine's headers may predate them.
+// PAGEMAP_SCAN (pagemap.h). The userfaultfd constants are those of the kernel's UAPI
+// (linux/userfaultfd.h of 6.7), defined here because the build machine's headers may predate them.
 #include "wasm_write_tracker.h"
 
 #include "pagemap.h"

@@ -161,10 +161,9 @@ function json(v: unknown): string {
   return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x instanceof Uint8Array ? Buffer.from(x).toString('utf8') : x));
 }
 
-/** Whether `v` (to `depth` levels) holds only strings, finite numbers, booleans, null, plain arrays and objects. */
+/** Whether `v` (to `depth` levels) holds only strings, numbers, booleans, null, plain arrays and objects. */
 function plain(v: unknown, depth: number): boolean {
-  if (v === null || typeof v === 'string' || typeof v === 'boolean') return true;
-  if (typeof v === 'number') return true;
+  if (v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return true;
   if (typeof v !== 'object' || depth === 0) return false;
   if (Array.isArray(v)) {
     for (const x of v) if (!plain(x, depth - 1)) return false;
@@ -174,7 +173,6 @@ function plain(v: unknown, depth: number): boolean {
   for (const k in v) if (!plain((v as Record<string, unknown>)[k], depth - 1)) return false;
   return true;
 }
-
 
 /** Scratch memory per runtime: one buffer reused for every message (see header). */
 const scratch = new WeakMap<WasmRuntime, { ptr: bigint | number; cap: number }>();
