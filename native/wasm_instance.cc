@@ -91,7 +91,6 @@ WasmInstance::WasmInstance(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Wa
   ticker_ = &addon->ticker;
   store_ = wasmtime_store_new(addon->Engine(module->EngineFlags()), nullptr, nullptr);
   hb_store_limiter(store_, &limits_);
-  wasmtime_store_epoch_deadline_callback(store_, &WasmInstance::OnEpoch, this, nullptr);
   try {
     Instantiate(env, module, info[1].As<Napi::Array>());
   } catch (...) {
@@ -151,6 +150,7 @@ void WasmInstance::Instantiate(Napi::Env env, WasmModule* module, Napi::Array im
   depth_++;  // the start function may call imports
   wasmtime_error_t* error = wasmtime_instance_new(ctx, module->Module(), externs.data(), externs.size(), &instance_, &trap);
   depth_--;
+  EndOutermost();
   if (metered && fuel_ != 0) fuel_consumed_ = fuel_ - FuelLeft(ctx);
   if (error != nullptr || trap != nullptr) {
     throw CallError(env, error, trap, "instantiation");

@@ -32,9 +32,9 @@ class WasmModule;
 
 // Limits. Every outermost call, and instantiation (start function included), runs under:
 // - a wall-clock deadline (`timeLimit` ms, per instance and per call; Infinity for none): the
-//   store's epoch deadline makes running wasm call OnEpoch every tick of the addon's EpochTicker,
-//   which ends the call once the deadline has passed; a host import returning past it ends the
-//   call too. Nested calls (from a host import back into the instance) share the outermost
+//   store's epoch deadline, set EpochTicker::Ticks(timeLimit) ahead, makes running wasm trap once
+//   the addon's EpochTicker has advanced the epoch that far (never before the time has passed); a
+//   host import returning past the deadline ends the call too. Nested calls (from a host import back into the instance) share the outermost
 //   call's deadline;
 // - the fuel budget (`fuel`, for modules compiled with metering): deterministic;
 // - caps on memories and tables (hb_limits_t, wasm_limits.h): a refused growth returns -1 to the
@@ -98,10 +98,10 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
                      double limit_ms);
   // The per-call time limit at info[0] of the *Limited methods.
   double CallLimitArg(const Napi::CallbackInfo& info) const;
-  // Starts the limits of an outermost call or of instantiation. Precondition: depth_ == 0.
+  // Starts the limits of an outermost call or of instantiation, and ends them once it returned.
+  // Precondition: depth_ == 0.
   void BeginOutermost(wasmtime_context_t* ctx, double limit_ms);
-  static wasmtime_error_t* OnEpoch(wasmtime_context_t* ctx, void* self, uint64_t* epoch_deadline_delta,
-                                   wasmtime_update_deadline_kind_t* update_kind);
+  void EndOutermost();
   // What the caps refused during this outermost call, for messages ("a memory grow to ...").
   std::string RefusedGrowth() const;
   Napi::Value MemorySize(const Napi::CallbackInfo& info);
@@ -202,6 +202,7 @@ class WasmInstance : public Napi::ObjectWrap<WasmInstance>, public Closable {
   double call_limit_ms_ = 0;           // its time limit, for messages
   bool deadline_hit_ = false;          // the current outermost call passed its deadline
   bool epoch_far_ = false;             // the store's epoch deadline was pushed away (no-deadline call)
+  bool ticking_ = false;               // the current outermost call keeps the ticker awake
   int depth_ = 0;                      // nesting of calls (host imports may call back in)
   bool close_pending_ = false;
   napi_env env_ = nullptr;             // valid during a call, for host imports

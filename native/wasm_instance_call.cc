@@ -196,6 +196,8 @@ Napi::Error WasmInstance::CallError(Napi::Env env, wasmtime_error_t* error, wasm
                       {"frames", frames},
                       {"cause", cause}});
   };
+  // The epoch check traps only at the store's deadline (see BeginOutermost).
+  if (has_code && code == WASMTIME_TRAP_CODE_INTERRUPT && deadline_ns_ != UINT64_MAX) deadline_hit_ = true;
   if (deadline_hit_) {
     return limit("time", what + " exceeded its time limit of " + FormatMs(call_limit_ms_) + " ms", "interrupt");
   }
@@ -290,34 +292,24 @@ void WasmInstance::BeginOutermost(wasmtime_context_t* ctx, double limit_ms) {
   call_limit_ms_ = limit_ms;
   if (std::isinf(limit_ms)) {
     deadline_ns_ = UINT64_MAX;
+    if (!epoch_far_) {  // no deadline: one the epoch never reaches
+      wasmtime_context_set_epoch_deadline(ctx, uint64_t{1} << 40);
+      epoch_far_ = true;
+    }
     return;
   }
   deadline_ns_ = CoarseNowNs() + static_cast<uint64_t>(limit_ms * 1e6);
-  // The store's epoch deadline stays at most one tick ahead (OnEpoch renews it), so OnEpoch runs
-  // at least once per tick while wasm runs; only a call without a deadline pushes it away.
-  if (epoch_far_) {
-    wasmtime_context_set_epoch_deadline(ctx, 1);
-    epoch_far_ = false;
-  }
-  ticker_->Touch();
+  wasmtime_context_set_epoch_deadline(ctx, EpochTicker::Ticks(limit_ms));
+  epoch_far_ = false;
+  ticker_->Enter();
+  ticking_ = true;
 }
 
-wasmtime_error_t* WasmInstance::OnEpoch(wasmtime_context_t* ctx, void* self_ptr, uint64_t* epoch_deadline_delta,
-                                        wasmtime_update_deadline_kind_t* update_kind) {
-  WasmInstance* self = static_cast<WasmInstance*>(self_ptr);
-  *update_kind = WASMTIME_UPDATE_DEADLINE_CONTINUE;
-  if (self->deadline_ns_ == UINT64_MAX) {
-    *epoch_deadline_delta = uint64_t{1} << 40;  // no deadline: not again (the next finite call resets it)
-    self->epoch_far_ = true;
-    return nullptr;
+void WasmInstance::EndOutermost() {
+  if (ticking_) {
+    ticker_->Leave();
+    ticking_ = false;
   }
-  if (CoarseNowNs() >= self->deadline_ns_) {
-    self->deadline_hit_ = true;
-    return wasmtime_error_new("time limit exceeded");
-  }
-  self->ticker_->Touch();
-  *epoch_deadline_delta = 1;
-  return nullptr;
 }
 
 Napi::Value WasmInstance::Invoke(const Napi::CallbackInfo& info, size_t first, const ExportFunc& f, const char* what,
@@ -359,6 +351,7 @@ Napi::Value WasmInstance::Invoke(const Napi::CallbackInfo& info, size_t first, c
   // Unchecked: the arguments were converted to the function's own (numeric) types above.
   wasmtime_error_t* error = wasmtime_func_call_unchecked(ctx, &f.func, raw, slots, &trap);
   depth_--;
+  if (outermost) EndOutermost();
   if (outermost && metered) fuel_consumed_ = fuel_ - FuelLeft(ctx);
   RefreshView(env);  // the guest may have grown or moved memory
   if (error != nullptr || trap != nullptr) {

@@ -45,8 +45,10 @@ void EpochTicker::Stop() {
 }
 
 void EpochTicker::Run() {
+  using Clock = std::chrono::steady_clock;
   uint64_t last = activity_.load(std::memory_order_relaxed);
   int quiet = 0;
+  Clock::time_point next = Clock::now() + std::chrono::milliseconds(kTickMs);
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
     if (idle_.load(std::memory_order_relaxed)) {
@@ -58,12 +60,17 @@ void EpochTicker::Run() {
       }
       continue;
     }
-    cv_.wait_for(lock, std::chrono::milliseconds(kTickMs));
+    cv_.wait_until(lock, next);
     if (stop_) break;
+    // Woken early (a notify, or spuriously): the epoch waits for its time, so that a deadline of
+    // Ticks(ms) is never reached before ms.
+    Clock::time_point now = Clock::now();
+    if (now < next) continue;
     for (wasm_engine_t* e : engines_) wasmtime_engine_increment_epoch(e);
-    uint64_t now = activity_.load(std::memory_order_relaxed);
-    if (now != last) {
-      last = now;
+    next = now + std::chrono::milliseconds(kTickMs);
+    uint64_t seen = activity_.load(std::memory_order_relaxed);
+    if (seen != last || busy_.load(std::memory_order_relaxed) != 0) {
+      last = seen;
       quiet = 0;
     } else if (++quiet >= kIdleAfterTicks) {
       quiet = 0;

@@ -62,10 +62,10 @@ function tool(cmd, args) {
 }
 
 /** `cargo metadata` of a recipe crate: the source directory of a named registry package. */
-function cargoPackageDir(manifestDir, pkg) {
+function cargoPackageDir(manifestDir, pkg, extraArgs = []) {
   const out = execFileSync(
     'cargo',
-    ['metadata', '--locked', '--format-version', '1', '--manifest-path', path.join(manifestDir, 'Cargo.toml')],
+    ['metadata', '--locked', ...extraArgs, '--format-version', '1', '--manifest-path', path.join(manifestDir, 'Cargo.toml')],
     { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const meta = JSON.parse(out);

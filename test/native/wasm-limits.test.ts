@@ -84,6 +84,23 @@ describe('WasmInstance time limit', () => {
     expect(i.call('count', [1_000_000])).toEqual([1_000_000]);
   });
 
+  it('never ends a call before its time limit has passed', () => {
+    const i = new WasmInstance(loop, {}, { timeLimit: Infinity });
+    for (const limit of [1, 7, 20, 50]) {
+      const t0 = performance.now();
+      expectTimeLimit(thrown(() => i.call('spin', [], { timeLimit: limit })), `call exceeded its time limit of ${limit} ms`);
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(limit);
+    }
+  });
+
+  it('stops a tree of calls without loops (the checks at function entries)', async () => {
+    // $f0 calls $f1 ten times, ..., $f9 calls $f10: ten billion calls and no loop
+    const fs = Array.from({ length: 10 }, (_, k) => `(func $f${k} ${`(call $f${k + 1}) `.repeat(10)})`).join(' ');
+    const m = WasmModule.compile(await wat(`(module ${fs} (func $f10) (func (export "tree") (call $f0)))`));
+    const i = new WasmInstance(m, {}, { timeLimit: 30 });
+    expectTimeLimit(thrown(() => i.call('tree', [])), 'call exceeded its time limit of 30 ms');
+  });
+
   it('takes a per-call timeLimit over the instance one, on call() and callTable()', async () => {
     const i = new WasmInstance(loop, {}, { timeLimit: Infinity });
     expectTimeLimit(thrown(() => i.call('spin', [], { timeLimit: 20 })), 'call exceeded its time limit of 20 ms');
