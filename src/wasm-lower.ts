@@ -6,7 +6,11 @@
  * Unlike Binaryen's `memory64-lowering` (which wraps addresses: a load at 2^32 + 16 reads 16),
  * every 64-bit address, length and grow delta goes through a guard first:
  *
- *     addr < 2^32 ? i32(addr) : 0xFFFFFFFF        (i32.wrap_i64, select on addr >> 32 == 0)
+ *     i32(min_u(addr, 0xFFFFFFFF))       (select on addr <u 0xFFFFFFFF, then i32.wrap_i64)
+ *
+ * which Cranelift compiles to a compare and a conditional move (an unsigned minimum). That was 5%
+ * and 10% faster on AOS `Eval` than testing `addr >> 32 == 0` (version 2: shift, test, cmove), and
+ * a branch to a trapping access instead of the select was 20% slower.
  *
  * Since the memory can never reach 4 GiB − 64 KiB, an access at 0xFFFFFFFF (plus any offset and
  * at least one byte) is out of bounds, so it traps with the same trap code as the original access
@@ -25,7 +29,7 @@ import { Reader, sectionsOf, sleb, uleb } from './wasm-binary';
 import { immediates } from './wasm-code';
 
 /** Bumped whenever the output of `lowerMemory64` changes (part of cache keys). */
-export const LOWER_VERSION = 2;
+export const LOWER_VERSION = 3;
 
 /** Largest declared maximum (in 64 KiB pages) that is lowered: 0xFFFFFFFF must stay out of bounds. */
 export const MAX_LOWERED_PAGES = 65535;
@@ -62,11 +66,13 @@ class Temps {
   }
 }
 
+const U32MAX = [0x42, ...sleb(0xffffffffn)]; // i64.const 0xFFFFFFFF
+
 /** i64 address (or length) on the stack → i32 address, 0xFFFFFFFF when its high half is not zero. */
 function guard(out: number[], t: Temps): void {
   const a = t.get(I64);
-  // local.tee a; i32.wrap_i64; i32.const -1; local.get a; i64.const 32; i64.shr_u; i64.eqz; select
-  out.push(0x22, ...a, 0xa7, 0x41, 0x7f, 0x20, ...a, 0x42, 0x20, 0x88, 0x50, 0x1b);
+  // local.tee a; i64.const 0xFFFFFFFF; local.get a; i64.const 0xFFFFFFFF; i64.lt_u; select; i32.wrap_i64
+  out.push(0x22, ...a, ...U32MAX, 0x20, ...a, ...U32MAX, 0x54, 0x1b, 0xa7);
 }
 
 /** A grow delta: the same clamp, 0xFFFFFFFF pages being a growth that fails (-1). */
@@ -117,7 +123,7 @@ class Body {
     }
     const g = uleb(x);
     const x32 = this.t.get(I32, `a${x}`);
-    out.push(0x20, ...g, 0xa7, 0x41, 0x7f, 0x20, ...g, 0x42, 0x20, 0x88, 0x50, 0x1b, 0x22, ...x32);
+    out.push(0x20, ...g, ...U32MAX, 0x20, ...g, ...U32MAX, 0x54, 0x1b, 0xa7, 0x22, ...x32);
     this.guarded.set(x, x32);
   }
 }
