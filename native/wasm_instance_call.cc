@@ -99,8 +99,10 @@ wasm_trap_t* WasmInstance::CallHost(HostImport* imp, wasmtime_caller_t* caller, 
     failure = "import " + imp->label + " failed";
   }
   caller_ctx_ = saved;
-  // The deadline covers the whole call, time spent in host imports included.
-  if (deadline_ns_ != UINT64_MAX && CoarseNowNs() >= deadline_ns_) {
+  // The deadline covers the whole call, time spent in host imports included. A nested call (the
+  // import called back into this instance) that reached the deadline sets deadline_hit_: the
+  // coarse clock may still read a few ms short of it then.
+  if (deadline_hit_ || (deadline_ns_ != UINT64_MAX && CoarseNowNs() >= deadline_ns_)) {
     deadline_hit_ = true;
     return wasmtime_trap_new_code(WASMTIME_TRAP_CODE_INTERRUPT);
   }

@@ -146,6 +146,28 @@ describe('WasmInstance time limit', () => {
     expect(inst.call('one', [])).toEqual([1]);
   });
 
+  it('ends the outer call whenever a nested call reached the deadline, at short limits too', () => {
+    // The epoch reaches the deadline once the time has passed; the coarse clock the import check
+    // reads can still be a few ms short of it then.
+    let inst: WasmInstance;
+    let caught = 0;
+    inst = new WasmInstance(nested, {
+      h: {
+        cb: () => {
+          try {
+            inst.call('spin', []);
+          } catch {
+            caught++;
+          }
+        },
+      },
+    });
+    for (let k = 0; k < 40; k++) {
+      expectTimeLimit(thrown(() => inst.call('outer', [], { timeLimit: 10 })), 'call exceeded its time limit of 10 ms');
+    }
+    expect(caught).toBe(40);
+  });
+
   it('stops a runaway call under the defaults', () => {
     expect(DEFAULT_TIME_LIMIT_MS).toBe(10_000);
     expectTimeLimit(thrown(() => new WasmInstance(loop).call('spin', [])), 'call exceeded its time limit of 10000 ms');
