@@ -34,8 +34,8 @@ class WasmModule;
 // - a wall-clock deadline (`timeLimit` ms, per instance and per call; Infinity for none): the
 //   store's epoch deadline, set EpochTicker::Ticks(timeLimit) ahead, makes running wasm trap once
 //   the addon's EpochTicker has advanced the epoch that far (never before the time has passed); a
-//   host import returning past the deadline ends the call too. Nested calls (from a host import back into the instance) share the outermost
-//   call's deadline;
+//   host import returning past the deadline ends the call too. Nested calls (from a host import
+//   back into the instance) share the outermost call's deadline;
 // - the fuel budget (`fuel`, for modules compiled with metering): deterministic;
 // - caps on memories and tables (hb_limits_t, wasm_limits.h): a refused growth returns -1 to the
 //   guest, and a call that then fails is reported as a memory LimitError.
