@@ -61,20 +61,17 @@ async function rates(variants, failures = {}) {
 
 /** The oracle may fail on some Node versions (ao-loader 0.0.49 cannot grow a wasm64 heap on Node 24): record it, keep measuring ours. */
 async function guarded(name, failures, make) {
+  const fail = (e) => (failures[name] = String(e?.message ?? e).split('\n')[0]);
   let run;
   try {
     run = await make();
   } catch (e) {
-    failures[name] = String(e?.message ?? e).split('\n')[0];
+    fail(e);
     return async () => {};
   }
   return async (n) => {
     if (failures[name] !== undefined) return;
-    try {
-      await run(n);
-    } catch (e) {
-      failures[name] = String(e?.message ?? e).split('\n')[0];
-    }
+    await run(n).catch(fail);
   };
 }
 

@@ -14,7 +14,6 @@
 //   4. copy the library and the crate's include/ into the cache entry; generate
 //      include/wasmtime/conf.h from conf.h.in with exactly the enabled features
 // Prints the cache entry's path (the CMake variable HB_WASMTIME_DIR) on stdout.
-const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -49,7 +48,7 @@ async function crateArchive(p) {
     if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
     bytes = Buffer.from(await res.arrayBuffer());
   }
-  const got = crypto.createHash('sha256').update(bytes).digest('hex');
+  const got = sha256(bytes);
   if (got !== p.sha256) throw new Error(`${name}: SHA-256 ${got}, expected ${p.sha256}`);
   return bytes;
 }

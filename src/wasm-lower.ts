@@ -68,11 +68,19 @@ class Temps {
 
 const U32MAX = [0x42, ...sleb(0xffffffffn)]; // i64.const 0xFFFFFFFF
 
+/**
+ * With the i64 in local `a` also on the stack: → i32(min_u(a, 0xFFFFFFFF)).
+ * i64.const 0xFFFFFFFF; local.get a; i64.const 0xFFFFFFFF; i64.lt_u; select; i32.wrap_i64
+ */
+function clamp(out: number[], a: number[]): void {
+  out.push(...U32MAX, 0x20, ...a, ...U32MAX, 0x54, 0x1b, 0xa7);
+}
+
 /** i64 address (or length) on the stack → i32 address, 0xFFFFFFFF when its high half is not zero. */
 function guard(out: number[], t: Temps): void {
   const a = t.get(I64);
-  // local.tee a; i64.const 0xFFFFFFFF; local.get a; i64.const 0xFFFFFFFF; i64.lt_u; select; i32.wrap_i64
-  out.push(0x22, ...a, ...U32MAX, 0x20, ...a, ...U32MAX, 0x54, 0x1b, 0xa7);
+  out.push(0x22, ...a); // local.tee a
+  clamp(out, a);
 }
 
 /** A grow delta: the same clamp, 0xFFFFFFFF pages being a growth that fails (-1). */
@@ -123,7 +131,9 @@ class Body {
     }
     const g = uleb(x);
     const x32 = this.t.get(I32, `a${x}`);
-    out.push(0x20, ...g, ...U32MAX, 0x20, ...g, ...U32MAX, 0x54, 0x1b, 0xa7, 0x22, ...x32);
+    out.push(0x20, ...g); // local.get x
+    clamp(out, g);
+    out.push(0x22, ...x32); // local.tee x32
     this.guarded.set(x, x32);
   }
 }

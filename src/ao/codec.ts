@@ -18,6 +18,7 @@
  */
 
 import { AoError } from '../errors';
+import { decodeUtf8Strict } from '../utf8';
 import { describe, isMessage, isPrivateKey, Message, putKey } from './message';
 
 /** Deepest nesting accepted by the encoder (guards the JS stack; cycles are detected exactly). */
@@ -278,7 +279,6 @@ function corrupt(reason: string): AoError {
 class Decoder {
   pos = 0;
   private readonly view: DataView;
-  private readonly utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
   constructor(private readonly buf: Uint8Array) {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -314,7 +314,7 @@ class Decoder {
 
   string(): string {
     try {
-      return this.utf8.decode(this.chunk());
+      return decodeUtf8Strict(this.chunk());
     } catch (e) {
       if (e instanceof AoError) throw e;
       throw corrupt('invalid UTF-8');

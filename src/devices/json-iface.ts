@@ -40,6 +40,7 @@ import { as, get, internalOpts, set } from '../ao/resolve';
 import { messageId } from '../ao/cache';
 import { status } from '../ao/result';
 import { AoError } from '../errors';
+import { decodeUtf8Strict } from '../utf8';
 import { outputPrefix } from './stack';
 import { joinPath, rawPath, WasmRuntime } from './wasm-64';
 
@@ -60,14 +61,12 @@ function tagValue(v: unknown): string {
   return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x));
 }
 
-const utf8Strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-
 /** HyperBEAM's `Data`: the bytes as text when they are valid UTF-8 ("printable"), else `null`. */
 function dataOf(v: unknown): unknown {
   if (v === undefined || v === null) return '';
   if (v instanceof Uint8Array) {
     try {
-      return utf8Strict.decode(v);
+      return decodeUtf8Strict(v);
     } catch {
       return null;
     }

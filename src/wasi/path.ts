@@ -4,6 +4,7 @@
  * `path_readlink`, `path_link`, `path_symlink`. Paths are relative to a directory fd and never
  * climb above it; the VFS has no links.
  */
+import { decodeUtf8Strict } from '../utf8';
 import type { WasmValue } from '../wasm';
 import { Errno, FDFLAGS_ALL, Filetype, Oflags, OFLAGS_ALL, Rights, RIGHTS_DIRECTORY, RIGHTS_FILE } from './errno';
 import { filestat, setTimes } from './fd';
@@ -14,7 +15,6 @@ import { checkRename, type VfsDir, type VfsNode } from './vfs';
 
 /** Longest path a guest may pass (bytes). */
 const PATH_MAX = 65536;
-const utf8Strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 interface Resolved {
   /** Directory holding the last component. */
@@ -38,7 +38,7 @@ function guestPath(g: Guest, ptr: WasmValue, len: WasmValue): string {
   const raw = g.read(p, n);
   if (raw.includes(0)) fail(Errno.EINVAL);
   try {
-    return utf8Strict.decode(raw);
+    return decodeUtf8Strict(raw);
   } catch {
     fail(Errno.EILSEQ);
   }
